@@ -1,0 +1,436 @@
+import { basename } from "node:path";
+import { DEFAULT_URL, loadTransport, parseBusUrl } from "./config.js";
+import {
+  type BusHooks,
+  type BusRuntime,
+  type Consumer,
+  type ConsumerOptions,
+  type Handler,
+  type Message,
+  type Registration,
+  RunningConsumer,
+} from "./consumer.js";
+import { DUAL_VERSIONS } from "./dead-letter.js";
+import { DeadLetterQueue } from "./dead-letter-queue.js";
+import {
+  createEnvelope,
+  type Envelope,
+  type EnvelopeInput,
+  toWire,
+  type WireMessage,
+  wireSize,
+} from "./envelope.js";
+import { SwitchyardError } from "./errors.js";
+import {
+  assertDeclaredVersion,
+  type InputOf,
+  type LatestVersion,
+  type MessageType,
+  type OutputOf,
+  type VersionMap,
+  type VersionOf,
+  validateVersion,
+} from "./schema.js";
+import {
+  type AdapterModule,
+  type Capabilities,
+  type Destination,
+  resolveCapabilities,
+  type Source,
+  type TopologyEntity,
+  type Transport,
+} from "./transport.js";
+
+export interface BusOptions {
+  /** Broker URL, e.g. `kafka://127.0.0.1:9092`. Default: `SWITCHYARD_URL`, else `memory://`. */
+  url?: string;
+  /** A ready transport instead of a URL (tests, custom adapters). */
+  transport?: Transport;
+  /** The adapter module for the URL's scheme, when it cannot be imported by name (bundles). */
+  adapter?: AdapterModule;
+  /** Passed to the adapter's `createTransport`. */
+  adapterOptions?: Record<string, unknown>;
+  /** The envelope's `source`. Default: `SWITCHYARD_SOURCE`, else the script name. */
+  source?: string;
+  /** Types that may be published by name (`publish(topic, "blog.created", …)`). */
+  messages?: MessageType<any>[];
+  hooks?: BusHooks;
+}
+
+export interface PublishOptions<N extends number = number> {
+  /** Schema version to publish. Default: the type's latest. */
+  version?: N;
+  key?: string;
+  subject?: string;
+  id?: string;
+  correlationId?: string;
+  causationId?: string;
+  traceparent?: string;
+  tracestate?: string;
+  headers?: Record<string, string>;
+  source?: string;
+  time?: string;
+}
+
+type Versions<M> = M extends MessageType<infer V> ? V : never;
+
+/** Declares which versions a handler takes; its data is typed as their union. */
+export interface HandlerOptions<V extends VersionMap, N extends VersionOf<V>> {
+  versions?: readonly N[];
+  /** Name recorded in dead letters. Default: the function's name, else the type. */
+  name?: string;
+}
+
+const ANY_TYPE: MessageType = {
+  type: "*",
+  versions: {},
+  versionList: [],
+  latest: 0,
+  dataContentType: "application/json",
+  upcast: {},
+};
+
+export class ConsumerBuilder {
+  readonly #registrations = new Map<string, Registration>();
+  #fallback: Registration | undefined;
+
+  constructor(
+    readonly bus: Bus,
+    readonly source: Source,
+    readonly launch: (
+      registrations: Map<string, Registration>,
+      fallback: Registration | undefined,
+      options: ConsumerOptions,
+    ) => Promise<Consumer>,
+  ) {}
+
+  on<M extends MessageType<any>, N extends VersionOf<Versions<M>> = LatestVersion<Versions<M>>>(
+    type: M,
+    handler: Handler<OutputOf<Versions<M>, N>>,
+  ): this;
+  on<M extends MessageType<any>, const N extends VersionOf<Versions<M>>>(
+    type: M,
+    options: HandlerOptions<Versions<M>, N>,
+    handler: Handler<OutputOf<Versions<M>, N>>,
+  ): this;
+  on(type: MessageType, a: any, b?: any): this {
+    const options: HandlerOptions<any, any> = typeof a === "function" ? {} : a;
+    const handler: Handler = typeof a === "function" ? a : b;
+    if (typeof handler !== "function")
+      throw new SwitchyardError("CONFIG_INVALID", "on() needs a handler function");
+    if (this.#registrations.has(type.type)) {
+      throw new SwitchyardError(
+        "CONFIG_INVALID",
+        `type "${type.type}" already has a handler on this consumer`,
+      );
+    }
+    const versions = options.versions ? [...options.versions] : [type.latest];
+    for (const version of versions) assertDeclaredVersion(type, version);
+    this.#registrations.set(type.type, {
+      type,
+      versions,
+      handler,
+      name: options.name ?? (handler.name || type.type),
+    });
+    return this;
+  }
+
+  /** Takes every message no typed handler takes; data is decoded by content type, not validated. */
+  onAny(handler: Handler<unknown>, options: { name?: string } = {}): this {
+    this.#fallback = { type: ANY_TYPE, versions: [], handler, name: options.name ?? (handler.name || "any") };
+    return this;
+  }
+
+  /** Provisions the subscription and starts receiving. */
+  async start(options: ConsumerOptions = {}): Promise<Consumer> {
+    if (this.#registrations.size === 0 && !this.#fallback) {
+      throw new SwitchyardError("CONFIG_INVALID", "a consumer needs at least one handler (on() or onAny())");
+    }
+    return this.launch(new Map(this.#registrations), this.#fallback, options);
+  }
+}
+
+export class Bus {
+  readonly #options: BusOptions;
+  readonly #registry = new Map<string, MessageType<any>>();
+  readonly #provisioned = new Map<string, Promise<void>>();
+  readonly #consumers = new Set<Consumer>();
+  readonly #source: string;
+  #transport: Promise<Transport> | undefined;
+  #capabilities: Capabilities | undefined;
+  #closed = false;
+  #closing: Promise<void> | undefined;
+  readonly hooks: BusHooks;
+  readonly #runtime: BusRuntime;
+
+  constructor(options: BusOptions = {}) {
+    this.#options = options;
+    this.hooks = options.hooks ?? {};
+    this.#source =
+      options.source ?? process.env.SWITCHYARD_SOURCE ?? basename(process.argv[1] ?? "switchyard");
+    for (const type of options.messages ?? []) this.#registry.set(type.type, type);
+    if (!options.transport) parseBusUrl(this.url); // fail fast on a bad URL
+    this.#runtime = {
+      transport: () => this.transport(),
+      capabilities: () => this.capabilities(),
+      ensure: (entities) => this.ensure(entities),
+      hooks: this.hooks,
+      register: (consumer) => this.#consumers.add(consumer),
+      unregister: (consumer) => this.#consumers.delete(consumer),
+    };
+  }
+
+  get url(): string {
+    return this.#options.url ?? process.env.SWITCHYARD_URL ?? DEFAULT_URL;
+  }
+
+  /** Connects (once) and returns the transport. */
+  transport(): Promise<Transport> {
+    if (this.#closed) return Promise.reject(new SwitchyardError("CLOSED", "the bus is closed"));
+    this.#transport ??= (async () => {
+      const transport =
+        this.#options.transport ??
+        (await loadTransport(
+          parseBusUrl(this.url),
+          this.#options.adapterOptions ?? {},
+          this.#options.adapter,
+        ));
+      await transport.connect?.();
+      this.#capabilities = resolveCapabilities(transport.capabilities);
+      return transport;
+    })();
+    return this.#transport;
+  }
+
+  async capabilities(): Promise<Capabilities> {
+    await this.transport();
+    return this.#capabilities!;
+  }
+
+  // ---- producing ----
+
+  publish<M extends MessageType<any>, N extends VersionOf<Versions<M>> = LatestVersion<Versions<M>>>(
+    topic: string,
+    type: M | string,
+    data: InputOf<Versions<M>, N>,
+    options?: PublishOptions<N>,
+  ): Promise<Envelope> {
+    return this.#publishTyped({ kind: "topic", name: topic }, type, data, options);
+  }
+
+  send<M extends MessageType<any>, N extends VersionOf<Versions<M>> = LatestVersion<Versions<M>>>(
+    queue: string,
+    type: M | string,
+    data: InputOf<Versions<M>, N>,
+    options?: PublishOptions<N>,
+  ): Promise<Envelope> {
+    return this.#publishTyped({ kind: "queue", name: queue }, type, data, options);
+  }
+
+  /**
+   * Publishes one event in several versions side by side (a schema migration). Each consumer
+   * handles exactly one of them, the best its declared versions allow, and skips the rest.
+   */
+  publishVersions<M extends MessageType<any>>(
+    topic: string,
+    type: M,
+    dataByVersion: { [N in VersionOf<Versions<M>>]?: InputOf<Versions<M>, N> },
+    options?: Omit<PublishOptions, "version" | "id">,
+  ): Promise<Envelope[]> {
+    return this.#publishVersions({ kind: "topic", name: topic }, type, dataByVersion, options);
+  }
+
+  sendVersions<M extends MessageType<any>>(
+    queue: string,
+    type: M,
+    dataByVersion: { [N in VersionOf<Versions<M>>]?: InputOf<Versions<M>, N> },
+    options?: Omit<PublishOptions, "version" | "id">,
+  ): Promise<Envelope[]> {
+    return this.#publishVersions({ kind: "queue", name: queue }, type, dataByVersion, options);
+  }
+
+  /** Publishes an untyped envelope (bytes, foreign types); no schema validation. */
+  async publishRaw(destination: Destination, input: EnvelopeInput): Promise<Envelope> {
+    const envelope = createEnvelope(input, { source: this.#source });
+    await this.#send(destination, [envelope], [toWire(envelope)]);
+    return envelope;
+  }
+
+  async #publishTyped(
+    destination: Destination,
+    typeOrName: MessageType | string,
+    data: unknown,
+    options: PublishOptions = {},
+  ): Promise<Envelope> {
+    const type = this.#resolveType(typeOrName);
+    const envelope = await this.#prepare(type, data, options);
+    await this.#send(destination, [envelope], [toWire(envelope)]);
+    return envelope;
+  }
+
+  async #publishVersions(
+    destination: Destination,
+    type: MessageType,
+    dataByVersion: Record<number, unknown>,
+    options: PublishOptions = {},
+  ): Promise<Envelope[]> {
+    const versions = Object.keys(dataByVersion)
+      .map(Number)
+      .sort((a, b) => a - b);
+    if (versions.length === 0)
+      throw new SwitchyardError("CONFIG_INVALID", "publishVersions needs at least one version");
+    // Validate every version before anything is sent: all or nothing.
+    const envelopes = await Promise.all(
+      versions.map((version) => this.#prepare(type, dataByVersion[version], { ...options, version })),
+    );
+    const wires = envelopes.map((envelope) => toWire(envelope, { [DUAL_VERSIONS]: versions.join(",") }));
+    await this.#send(destination, envelopes, wires);
+    return envelopes;
+  }
+
+  #resolveType(typeOrName: MessageType | string): MessageType {
+    if (typeof typeOrName !== "string") return typeOrName;
+    const type = this.#registry.get(typeOrName);
+    if (!type) {
+      throw new SwitchyardError(
+        "UNKNOWN_MESSAGE_TYPE",
+        `unknown message type "${typeOrName}"; register it with createBus({ messages: [...] })`,
+        { details: { type: typeOrName } },
+      );
+    }
+    return type;
+  }
+
+  async #prepare(type: MessageType, data: unknown, options: PublishOptions): Promise<Envelope> {
+    const version = options.version ?? type.latest;
+    assertDeclaredVersion(type, version);
+    const result = await validateVersion(type, version, data);
+    if (!result.ok) {
+      throw new SwitchyardError(
+        "VALIDATION_FAILED",
+        `"${type.type}" v${version} is invalid: ${result.message}`,
+        {
+          details: { type: type.type, version },
+        },
+      );
+    }
+    const { version: _version, ...fields } = options;
+    return createEnvelope(
+      {
+        ...fields,
+        type: type.type,
+        schemaVersion: version,
+        dataContentType: type.dataContentType,
+        data: result.value,
+      },
+      { source: this.#source },
+    );
+  }
+
+  async #send(destination: Destination, envelopes: Envelope[], wires: WireMessage[]): Promise<void> {
+    const transport = await this.transport();
+    const capabilities = this.#capabilities!;
+    for (const wire of wires) checkLimits(wire, capabilities, transport.name);
+    await this.ensure([
+      destination.kind === "queue" ? { kind: "queue", name: destination.name } : destination,
+    ]);
+    await transport.publish(destination, wires);
+    for (const envelope of envelopes) this.hooks.onPublish?.({ destination, envelope });
+  }
+
+  // ---- consuming ----
+
+  /** A subscription (consumer group) on a topic: every subscription gets every message. */
+  subscribe(topic: string, subscription: string): ConsumerBuilder {
+    return this.#builder({ kind: "topic", name: topic, subscription });
+  }
+
+  /** A queue's consumers compete: each message goes to one of them. */
+  consume(queue: string): ConsumerBuilder {
+    return this.#builder({ kind: "queue", name: queue, subscription: queue });
+  }
+
+  #builder(source: Source): ConsumerBuilder {
+    validateName(source.name);
+    validateName(source.subscription);
+    return new ConsumerBuilder(this, source, async (registrations, fallback, options) => {
+      const consumer = new RunningConsumer(this.#runtime, source, registrations, fallback, options);
+      return consumer.start();
+    });
+  }
+
+  /** The dead-letter queue of a topic subscription (or of a queue, with `{ queue }`). */
+  deadLetters(topic: string, subscription: string): DeadLetterQueue;
+  deadLetters(target: { queue: string }): DeadLetterQueue;
+  deadLetters(a: string | { queue: string }, subscription?: string): DeadLetterQueue {
+    const source: Source =
+      typeof a === "string"
+        ? { kind: "topic", name: a, subscription: subscription! }
+        : { kind: "queue", name: a.queue, subscription: a.queue };
+    return new DeadLetterQueue(this, source);
+  }
+
+  /** Creates topology once per bus; adapters treat existing entities as success. */
+  async ensure(entities: TopologyEntity[]): Promise<void> {
+    const transport = await this.transport();
+    if (!transport.provision) return;
+    await Promise.all(
+      entities.map((entity) => {
+        const id = JSON.stringify(entity);
+        let pending = this.#provisioned.get(id);
+        if (!pending) {
+          pending = transport.provision!([entity]);
+          this.#provisioned.set(id, pending);
+          pending.catch(() => this.#provisioned.delete(id));
+        }
+        return pending;
+      }),
+    );
+  }
+
+  /** Stops every consumer (in-flight handlers finish and settle), then closes the transport. */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      await Promise.all([...this.#consumers].map((consumer) => consumer.stop()));
+      const transport = this.#transport;
+      this.#closed = true;
+      if (transport) await (await transport).close();
+    })();
+    return this.#closing;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+}
+
+export function createBus(options: BusOptions | string = {}): Bus {
+  const bus = new Bus(typeof options === "string" ? { url: options } : options);
+  return bus;
+}
+
+function validateName(name: string): void {
+  if (typeof name !== "string" || name.length === 0 || name.length > 200) {
+    throw new SwitchyardError("CONFIG_INVALID", `"${name}" is not a valid name (1–200 characters)`);
+  }
+}
+
+function checkLimits(wire: WireMessage, capabilities: Capabilities, transport: string): void {
+  const headers = Object.keys(wire.headers).length;
+  if (headers > capabilities.maxHeaders) {
+    throw new SwitchyardError(
+      "TOO_MANY_HEADERS",
+      `message ${wire.id} has ${headers} headers; ${transport} allows ${capabilities.maxHeaders}`,
+    );
+  }
+  const size = wireSize(wire);
+  if (size > capabilities.maxMessageBytes) {
+    throw new SwitchyardError(
+      "MESSAGE_TOO_LARGE",
+      `message ${wire.id} is ${size} bytes; ${transport} allows ${capabilities.maxMessageBytes}`,
+      { details: { size, limit: capabilities.maxMessageBytes } },
+    );
+  }
+}
+
+export type { Message };

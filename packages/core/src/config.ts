@@ -1,0 +1,79 @@
+import { createRequire } from "node:module";
+import { join } from "node:path";
+import { pathToFileURL } from "node:url";
+import { redactUrl, SwitchyardError } from "./errors.js";
+import type { AdapterModule, Transport } from "./transport.js";
+
+/** URL scheme → the package that serves it. Each package exports `createTransport(url, options)`. */
+export const ADAPTER_PACKAGES: Readonly<Record<string, string>> = {
+  memory: "@switchyard/core/memory",
+  kafka: "@switchyard/kafka",
+  amqp: "@switchyard/rabbitmq",
+  amqps: "@switchyard/rabbitmq",
+  sqs: "@switchyard/aws-sqs",
+  sns: "@switchyard/aws-sns",
+  pubsub: "@switchyard/gcp-pubsub",
+  "stomp+activemq": "@switchyard/stomp",
+  "stomp+rabbitmq": "@switchyard/stomp",
+  stomp: "@switchyard/stomp",
+  "http-feed": "@switchyard/http-feed",
+  servicebus: "@switchyard/azure-servicebus",
+};
+
+export const DEFAULT_URL = "memory://";
+
+export function parseBusUrl(raw: string): URL {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch (cause) {
+    throw new SwitchyardError(
+      "CONFIG_INVALID",
+      `"${redactUrl(raw)}" is not a valid URL; expected e.g. kafka://127.0.0.1:9092 or memory://`,
+      { cause },
+    );
+  }
+  const scheme = url.protocol.replace(/:$/, "");
+  if (!(scheme in ADAPTER_PACKAGES)) {
+    throw new SwitchyardError(
+      "UNKNOWN_SCHEME",
+      `unknown scheme "${scheme}" in ${redactUrl(raw)}; accepted schemes: ${Object.keys(ADAPTER_PACKAGES).join(", ")}`,
+      { details: { scheme } },
+    );
+  }
+  return url;
+}
+
+/**
+ * Loads the adapter package for a URL. Packages are resolved from the application's directory
+ * first (the core does not depend on adapters), then from the core's own location.
+ */
+export async function loadTransport(
+  url: URL,
+  options: Record<string, unknown>,
+  adapter?: AdapterModule,
+): Promise<Transport> {
+  const scheme = url.protocol.replace(/:$/, "");
+  const module = adapter ?? (await importAdapter(scheme));
+  return module.createTransport(url, options);
+}
+
+async function importAdapter(scheme: string): Promise<AdapterModule> {
+  if (scheme === "memory") return (await import("./memory/index.js")) as AdapterModule;
+  const pkg = ADAPTER_PACKAGES[scheme]!;
+  let specifier: string = pkg;
+  try {
+    specifier = pathToFileURL(createRequire(join(process.cwd(), "noop.js")).resolve(pkg)).href;
+  } catch {
+    // Not resolvable from the working directory; try a plain import below.
+  }
+  try {
+    return (await import(specifier)) as AdapterModule;
+  } catch (cause) {
+    throw new SwitchyardError(
+      "ADAPTER_NOT_INSTALLED",
+      `the "${scheme}" scheme needs the package ${pkg}; install it (e.g. npm install ${pkg})`,
+      { cause },
+    );
+  }
+}

@@ -1,0 +1,493 @@
+import { type DeadLetterReason, DUAL_VERSIONS, faultHeaders, REDRIVE_TO } from "./dead-letter.js";
+import { decodeData, type Envelope, fromWire, type WireMessage } from "./envelope.js";
+import { PermanentError, SwitchyardError } from "./errors.js";
+import { type IdempotencyStore, MemoryIdempotencyStore } from "./idempotency.js";
+import { KeyedSerializer, Limiter } from "./limiter.js";
+import { backoffDelay, defaultRetry, type RetryOptions } from "./retry.js";
+import { applyUpcasters, decideVersion, type MessageType, validateVersion } from "./schema.js";
+import {
+  type Capabilities,
+  type Delivery,
+  type Destination,
+  deadLetterQueueName,
+  type Source,
+  type TopologyEntity,
+  type Transport,
+  type TransportSubscription,
+} from "./transport.js";
+
+/** A received message as a handler sees it: the envelope with typed, validated, upcast data. */
+export type Message<T = unknown> = Envelope<T>;
+
+export interface HandlerContext {
+  /** 1 on the first delivery. */
+  readonly attempt: number;
+  readonly source: Source;
+  /** The schema version the message was published with (before upcasting). */
+  readonly publishedVersion: number | undefined;
+  /** The message as it came off the wire: headers and body bytes. */
+  readonly wire: WireMessage;
+  ack(): Promise<void>;
+  /** Return the message for redelivery, not before `delayMs`. */
+  nack(options?: { delayMs?: number }): Promise<void>;
+  /** Move the message to the dead-letter queue now, with reason `explicit`. */
+  deadLetter(reason?: string): Promise<void>;
+}
+
+export type Handler<T = unknown> = (message: Message<T>, context: HandlerContext) => unknown;
+
+export type UnknownPolicy = "skip" | "dead-letter" | "fail";
+
+export interface ConsumerOptions {
+  /** Handlers running at once. Default 8. */
+  concurrency?: number;
+  /** Unsettled deliveries the broker may push ahead of the handlers. Default 2 × concurrency. */
+  prefetch?: number;
+  retry?: Partial<RetryOptions>;
+  /** A version no handler takes (after upcasting). Default `dead-letter`. */
+  unknownVersion?: UnknownPolicy;
+  /** A type no handler takes. Default `skip` on topics (others' events), `dead-letter` on queues. */
+  unknownType?: UnknownPolicy;
+  /** Drop redelivered duplicates by envelope id. `true` uses an in-memory store and a 24 h TTL. */
+  idempotency?: boolean | { store?: IdempotencyStore; ttlMs?: number };
+}
+
+export interface BusHooks {
+  onPublish?(event: { destination: Destination; envelope: Envelope }): void;
+  onHandled?(event: { source: Source; message: Message; attempt: number; durationMs: number }): void;
+  onError?(event: {
+    source: Source;
+    envelope?: Envelope;
+    error: unknown;
+    attempt: number;
+    willRetry: boolean;
+  }): void;
+  onDeadLetter?(event: {
+    source: Source;
+    envelope?: Envelope;
+    reason: DeadLetterReason;
+    error?: unknown;
+    attempt: number;
+  }): void;
+  onSkip?(event: { source: Source; envelope: Envelope; why: SkipReason }): void;
+}
+
+export type SkipReason = "duplicate" | "unknown-type" | "unknown-version" | "sibling" | "redriven-elsewhere";
+
+/** What a consumer needs from its bus. */
+export interface BusRuntime {
+  transport(): Promise<Transport>;
+  capabilities(): Promise<Capabilities>;
+  ensure(entities: TopologyEntity[]): Promise<void>;
+  hooks: BusHooks;
+  register(consumer: Consumer): void;
+  unregister(consumer: Consumer): void;
+}
+
+export interface Registration {
+  type: MessageType;
+  versions: number[];
+  handler: Handler<any>;
+  name: string;
+}
+
+export interface Consumer {
+  readonly source: Source;
+  /** Stop fetching, let in-flight handlers finish and settle, then release the subscription. */
+  stop(): Promise<void>;
+}
+
+interface Failure {
+  reason: DeadLetterReason;
+  error?: unknown;
+  reasonText?: string;
+  handler?: string;
+  envelope?: Envelope;
+}
+
+const DAY = 24 * 60 * 60 * 1000;
+
+export class RunningConsumer implements Consumer {
+  readonly #runtime: BusRuntime;
+  readonly #registrations: Map<string, Registration>;
+  readonly #fallback: Registration | undefined;
+  readonly #retry: RetryOptions;
+  readonly #unknownVersion: UnknownPolicy;
+  readonly #unknownType: UnknownPolicy;
+  readonly #idempotency: { store: IdempotencyStore; ttlMs: number } | undefined;
+  readonly #limiter: Limiter;
+  readonly #serializer = new KeyedSerializer();
+  readonly #inFlight = new Set<Promise<void>>();
+  readonly #firstFailure = new Map<string, Date>();
+  readonly #prefetch: number;
+  #transport!: Transport;
+  #capabilities!: Capabilities;
+  #subscription: TransportSubscription | undefined;
+  #stopping: Promise<void> | undefined;
+  #closing = false;
+
+  constructor(
+    runtime: BusRuntime,
+    readonly source: Source,
+    registrations: Map<string, Registration>,
+    fallback: Registration | undefined,
+    options: ConsumerOptions,
+  ) {
+    this.#runtime = runtime;
+    this.#registrations = registrations;
+    this.#fallback = fallback;
+    const concurrency = options.concurrency ?? 8;
+    if (!Number.isInteger(concurrency) || concurrency < 1) {
+      throw new SwitchyardError(
+        "CONFIG_INVALID",
+        `concurrency must be a positive integer, got ${concurrency}`,
+      );
+    }
+    this.#limiter = new Limiter(concurrency);
+    this.#prefetch = Math.max(concurrency, options.prefetch ?? concurrency * 2);
+    this.#retry = { ...defaultRetry, ...options.retry };
+    if (!Number.isInteger(this.#retry.maxAttempts) || this.#retry.maxAttempts < 1) {
+      throw new SwitchyardError(
+        "CONFIG_INVALID",
+        `retry.maxAttempts must be ≥ 1, got ${this.#retry.maxAttempts}`,
+      );
+    }
+    this.#unknownVersion = options.unknownVersion ?? "dead-letter";
+    this.#unknownType = options.unknownType ?? (source.kind === "topic" ? "skip" : "dead-letter");
+    if (options.idempotency) {
+      const config = options.idempotency === true ? {} : options.idempotency;
+      this.#idempotency = { store: config.store ?? new MemoryIdempotencyStore(), ttlMs: config.ttlMs ?? DAY };
+    }
+  }
+
+  get deadLetterQueue(): string {
+    return deadLetterQueueName(this.source);
+  }
+
+  async start(): Promise<this> {
+    this.#transport = await this.#runtime.transport();
+    this.#capabilities = await this.#runtime.capabilities();
+    const { source } = this;
+    await this.#runtime.ensure([
+      source.kind === "queue" ? { kind: "queue", name: source.name } : { kind: "topic", name: source.name },
+      { kind: "queue", name: this.deadLetterQueue },
+      ...(source.kind === "topic"
+        ? [
+            {
+              kind: "subscription" as const,
+              topic: source.name,
+              name: source.subscription,
+              deadLetterQueue: this.deadLetterQueue,
+              maxAttempts: this.#retry.maxAttempts,
+            },
+          ]
+        : []),
+    ]);
+    this.#runtime.register(this);
+    this.#subscription = await this.#transport.subscribe(source, { prefetch: this.#prefetch }, (delivery) => {
+      const work = this.#process(delivery);
+      this.#inFlight.add(work);
+      void work.finally(() => this.#inFlight.delete(work));
+    });
+    return this;
+  }
+
+  stop(): Promise<void> {
+    this.#stopping ??= (async () => {
+      this.#closing = true;
+      while (this.#inFlight.size > 0) await Promise.allSettled([...this.#inFlight]);
+      await this.#subscription?.close();
+      this.#runtime.unregister(this);
+    })();
+    return this.#stopping;
+  }
+
+  /** Never rejects: every outcome ends in a settlement or a reported error. */
+  async #process(delivery: Delivery): Promise<void> {
+    if (this.#closing) return this.#settle(delivery, "nack", () => delivery.nack());
+    let envelope: Envelope;
+    try {
+      envelope = fromWire(delivery.message, { decodeBody: false });
+    } catch (error) {
+      return this.#deadLetter(delivery, { reason: "decode", error });
+    }
+    await this.#serializer.run(envelope.key, () =>
+      this.#limiter.run(async () => {
+        if (this.#closing) return this.#settle(delivery, "nack", () => delivery.nack());
+        try {
+          await this.#handle(delivery, envelope);
+        } catch (error) {
+          // Only settlement failures get here (a lost connection): the broker will redeliver.
+          this.#runtime.hooks.onError?.({
+            source: this.source,
+            envelope,
+            error,
+            attempt: delivery.attempt,
+            willRetry: true,
+          });
+        }
+      }),
+    );
+  }
+
+  async #handle(delivery: Delivery, envelope: Envelope): Promise<void> {
+    const { source } = this;
+    const redriveTo = delivery.message.headers[REDRIVE_TO];
+    if (redriveTo !== undefined && redriveTo !== source.subscription) {
+      return this.#skip(delivery, envelope, "redriven-elsewhere");
+    }
+    const registration = this.#registrations.get(envelope.type) ?? this.#fallback;
+    if (!registration) {
+      return this.#unknown(
+        delivery,
+        envelope,
+        this.#unknownType,
+        "unknown-type",
+        `no handler for type "${envelope.type}"`,
+      );
+    }
+
+    let data: unknown;
+    try {
+      data = decodeData(delivery.message.body, envelope.dataContentType);
+    } catch (error) {
+      return this.#deadLetter(delivery, { reason: "decode", error, envelope, handler: registration.name });
+    }
+
+    let message: Message = { ...envelope, data };
+    const typed = registration.type.versionList.length > 0;
+    if (typed) {
+      const type = registration.type;
+      const version = envelope.schemaVersion;
+      const dual = delivery.message.headers[DUAL_VERSIONS]?.split(",").map(Number);
+      const decision =
+        version === undefined
+          ? { action: "unknown" as const }
+          : decideVersion(type, registration.versions, version, dual);
+      if (decision.action === "sibling") return this.#skip(delivery, envelope, "sibling");
+      if (decision.action === "unknown") {
+        return this.#unknown(
+          delivery,
+          envelope,
+          this.#unknownVersion,
+          "unknown-version",
+          `"${type.type}" version ${version ?? "(none)"} is not handled (handles ${registration.versions.join(", ")})`,
+          registration.name,
+        );
+      }
+      const valid = await validateVersion(type, version!, data);
+      if (!valid.ok) {
+        const error = new SwitchyardError(
+          "VALIDATION_FAILED",
+          `"${type.type}" v${version} is invalid: ${valid.message}`,
+        );
+        return this.#deadLetter(delivery, {
+          reason: "validation",
+          error,
+          envelope,
+          handler: registration.name,
+        });
+      }
+      let value = valid.value;
+      try {
+        value = applyUpcasters(type, value, decision.upcastFrom);
+      } catch (error) {
+        return this.#fail(delivery, envelope, error, registration.name);
+      }
+      message = { ...envelope, data: value, schemaVersion: decision.version };
+    }
+
+    const claimKey = `${source.subscription}:${envelope.id}`;
+    if (this.#idempotency && !(await this.#idempotency.store.claim(claimKey, this.#idempotency.ttlMs))) {
+      return this.#skip(delivery, envelope, "duplicate");
+    }
+
+    let settled: "ack" | "nack" | "dead-letter" | undefined;
+    const once = (outcome: NonNullable<typeof settled>) => {
+      if (settled)
+        throw new SwitchyardError(
+          "ALREADY_SETTLED",
+          `message ${envelope.id} was already settled (${settled})`,
+        );
+      settled = outcome;
+    };
+    const context: HandlerContext = {
+      attempt: delivery.attempt,
+      source,
+      publishedVersion: envelope.schemaVersion,
+      wire: delivery.message,
+      ack: async () => {
+        once("ack");
+        await this.#settle(delivery, "ack", () => delivery.ack());
+      },
+      nack: async (options) => {
+        once("nack");
+        await this.#release(claimKey);
+        await this.#settle(delivery, "nack", () => delivery.nack(options));
+      },
+      deadLetter: async (reason) => {
+        once("dead-letter");
+        await this.#deadLetter(delivery, {
+          reason: "explicit",
+          reasonText: reason ?? "explicit",
+          envelope,
+          handler: registration.name,
+        });
+      },
+    };
+
+    const started = performance.now();
+    try {
+      await registration.handler(message, context);
+    } catch (error) {
+      if (settled) {
+        this.#runtime.hooks.onError?.({
+          source,
+          envelope,
+          error,
+          attempt: delivery.attempt,
+          willRetry: false,
+        });
+        return;
+      }
+      settled = "nack";
+      await this.#release(claimKey);
+      return this.#fail(delivery, envelope, error, registration.name);
+    }
+    if (!settled) {
+      settled = "ack";
+      await this.#settle(delivery, "ack", () => delivery.ack());
+    }
+    this.#firstFailure.delete(envelope.id);
+    this.#runtime.hooks.onHandled?.({
+      source,
+      message,
+      attempt: delivery.attempt,
+      durationMs: performance.now() - started,
+    });
+  }
+
+  async #release(claimKey: string): Promise<void> {
+    await this.#idempotency?.store.release(claimKey);
+  }
+
+  async #skip(delivery: Delivery, envelope: Envelope, why: SkipReason): Promise<void> {
+    await this.#settle(delivery, "ack", () => delivery.ack());
+    this.#runtime.hooks.onSkip?.({ source: this.source, envelope, why });
+  }
+
+  async #unknown(
+    delivery: Delivery,
+    envelope: Envelope,
+    policy: UnknownPolicy,
+    reason: "unknown-type" | "unknown-version",
+    text: string,
+    handler?: string,
+  ): Promise<void> {
+    if (policy === "skip") return this.#skip(delivery, envelope, reason);
+    const error = new SwitchyardError(
+      reason === "unknown-type" ? "UNKNOWN_MESSAGE_TYPE" : "UNKNOWN_VERSION",
+      text,
+    );
+    if (policy === "dead-letter") {
+      return this.#deadLetter(delivery, { reason, error, envelope, ...(handler ? { handler } : {}) });
+    }
+    // "fail": retry like a handler error (another instance of a rolling deploy may know it),
+    // and dead-letter with this reason once the attempts are used up.
+    return this.#fail(delivery, envelope, error, handler, reason);
+  }
+
+  /** A failed handling: retry with backoff, or dead-letter when retrying cannot help. */
+  async #fail(
+    delivery: Delivery,
+    envelope: Envelope,
+    error: unknown,
+    handler: string | undefined,
+    exhaustedReason: DeadLetterReason = "max-attempts",
+  ): Promise<void> {
+    if (!this.#firstFailure.has(envelope.id)) {
+      if (this.#firstFailure.size > 10_000)
+        this.#firstFailure.delete(this.#firstFailure.keys().next().value!);
+      this.#firstFailure.set(envelope.id, new Date());
+    }
+    const base = { envelope, error, ...(handler ? { handler } : {}) };
+    if (error instanceof PermanentError)
+      return this.#deadLetter(delivery, { reason: "handler-error", ...base });
+    if (delivery.attempt >= this.#retry.maxAttempts) {
+      return this.#deadLetter(delivery, { reason: exhaustedReason, ...base });
+    }
+    this.#runtime.hooks.onError?.({
+      source: this.source,
+      envelope,
+      error,
+      attempt: delivery.attempt,
+      willRetry: true,
+    });
+    const delayMs = Math.min(backoffDelay(delivery.attempt, this.#retry), this.#capabilities.maxDelayMs);
+    await this.#settle(delivery, "nack", () => delivery.nack({ delayMs }));
+  }
+
+  async #deadLetter(delivery: Delivery, failure: Failure): Promise<void> {
+    const { envelope } = failure;
+    const headers = faultHeaders({
+      reason: failure.reason,
+      ...(failure.reasonText ? { reasonText: failure.reasonText } : {}),
+      error: failure.error,
+      attempts: delivery.attempt,
+      ...(envelope && this.#firstFailure.has(envelope.id)
+        ? { firstFailureAt: this.#firstFailure.get(envelope.id)! }
+        : {}),
+      destination: { kind: this.source.kind, name: this.source.name },
+      subscription: this.source.subscription,
+      ...(failure.handler ? { handler: failure.handler } : {}),
+      ...(envelope ? { messageType: envelope.type } : {}),
+      ...(envelope?.schemaVersion !== undefined ? { schemaVersion: envelope.schemaVersion } : {}),
+    });
+    if (envelope) this.#firstFailure.delete(envelope.id);
+    try {
+      if (this.#capabilities.nativeDeadLetter && delivery.deadLetter) {
+        await delivery.deadLetter(headers);
+      } else {
+        const dead: WireMessage = {
+          ...delivery.message,
+          headers: { ...delivery.message.headers, ...headers },
+        };
+        await this.#transport.publish({ kind: "queue", name: this.deadLetterQueue }, [dead]);
+        await delivery.ack();
+      }
+    } catch (error) {
+      // The DLQ refused it (or the connection dropped): keep the message rather than lose it.
+      this.#runtime.hooks.onError?.({
+        source: this.source,
+        error,
+        attempt: delivery.attempt,
+        willRetry: true,
+        ...(envelope ? { envelope } : {}),
+      });
+      await this.#settle(delivery, "nack", () => delivery.nack({ delayMs: this.#retry.initialDelayMs }));
+      return;
+    }
+    this.#runtime.hooks.onDeadLetter?.({
+      source: this.source,
+      reason: failure.reason,
+      error: failure.error,
+      attempt: delivery.attempt,
+      ...(envelope ? { envelope } : {}),
+    });
+  }
+
+  async #settle(delivery: Delivery, what: string, settle: () => Promise<void>): Promise<void> {
+    try {
+      await settle();
+    } catch (error) {
+      this.#runtime.hooks.onError?.({
+        source: this.source,
+        error: new SwitchyardError("TRANSPORT_ERROR", `${what} of message ${delivery.message.id} failed`, {
+          cause: error,
+        }),
+        attempt: delivery.attempt,
+        willRetry: true,
+      });
+    }
+  }
+}

@@ -1,0 +1,285 @@
+import { v7 as uuidv7 } from "uuid";
+import { SwitchyardError } from "./errors.js";
+
+/**
+ * The envelope every message carries, compatible with CloudEvents 1.0 (binary content mode).
+ * `data` is the decoded payload; on the wire it travels as the native body.
+ */
+export interface Envelope<T = unknown> {
+  /** Unique id (UUIDv7 when generated); the idempotency key. */
+  id: string;
+  /** Message type, e.g. `blog.created`. */
+  type: string;
+  /** The producing service. */
+  source: string;
+  specversion: "1.0";
+  /** RFC 3339 timestamp of creation. */
+  time: string;
+  /** Integer schema version; set for typed messages, drives version routing. */
+  schemaVersion?: number;
+  /** `application/json` by default; anything else travels as raw bytes. */
+  dataContentType: string;
+  /** The entity the message is about; the compaction key of HTTP feeds. */
+  subject?: string;
+  /** Ordering / partitioning key (CloudEvents `partitionkey`). */
+  key?: string;
+  correlationId?: string;
+  causationId?: string;
+  /** W3C trace context. */
+  traceparent?: string;
+  tracestate?: string;
+  /** User headers: string values, names must not start with the reserved `ce_` prefix. */
+  headers: Record<string, string>;
+  data: T;
+}
+
+/**
+ * What a transport moves: the envelope flattened into string headers plus the body bytes.
+ * CloudEvents attributes are `ce_<attribute>` headers (the Kafka binding's names); user headers
+ * keep their own names. Adapters rename or pack these for their broker (see the helpers below).
+ */
+export interface WireMessage {
+  id: string;
+  key?: string;
+  headers: Record<string, string>;
+  body: Uint8Array;
+}
+
+/** Prefix of every header Switchyard itself writes. User headers may not use it. */
+export const RESERVED_PREFIX = "ce_";
+
+/** Envelope fields and their CloudEvents attribute names (without the `ce_` prefix). */
+const ATTRIBUTES = {
+  id: "id",
+  type: "type",
+  source: "source",
+  specversion: "specversion",
+  time: "time",
+  schemaVersion: "schemaversion",
+  dataContentType: "datacontenttype",
+  subject: "subject",
+  key: "partitionkey",
+  correlationId: "correlationid",
+  causationId: "causationid",
+  traceparent: "traceparent",
+  tracestate: "tracestate",
+} as const satisfies Record<string, string>;
+
+type AttributeField = keyof typeof ATTRIBUTES;
+const FIELD_BY_ATTRIBUTE = new Map<string, AttributeField>(
+  Object.entries(ATTRIBUTES).map(([field, attribute]) => [attribute, field as AttributeField]),
+);
+
+export const JSON_CONTENT_TYPE = "application/json";
+export const BYTES_CONTENT_TYPE = "application/octet-stream";
+
+export type EnvelopeInput<T = unknown> = Partial<Omit<Envelope<T>, "specversion" | "data" | "type">> & {
+  type: string;
+  data: T;
+};
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder("utf-8", { fatal: true });
+
+export function createEnvelope<T>(input: EnvelopeInput<T>, defaults: { source: string }): Envelope<T> {
+  const envelope: Envelope<T> = {
+    id: input.id ?? uuidv7(),
+    type: input.type,
+    source: input.source ?? defaults.source,
+    specversion: "1.0",
+    time: input.time ?? new Date().toISOString(),
+    dataContentType: input.dataContentType ?? JSON_CONTENT_TYPE,
+    headers: { ...(input.headers ?? {}) },
+    data: input.data,
+  };
+  for (const field of [
+    "schemaVersion",
+    "subject",
+    "key",
+    "correlationId",
+    "causationId",
+    "traceparent",
+    "tracestate",
+  ] as const) {
+    const value = input[field];
+    if (value !== undefined) (envelope as any)[field] = value;
+  }
+  return envelope;
+}
+
+export function isJsonContentType(contentType: string): boolean {
+  const base = contentType.split(";")[0]!.trim().toLowerCase();
+  return base === JSON_CONTENT_TYPE || base.endsWith("+json");
+}
+
+function isTextContentType(contentType: string): boolean {
+  return contentType.toLowerCase().startsWith("text/");
+}
+
+/** Encodes `data` according to the content type: JSON → UTF-8 JSON, text → UTF-8, else raw bytes. */
+export function encodeData(data: unknown, contentType: string): Uint8Array {
+  if (isJsonContentType(contentType)) {
+    const json = JSON.stringify(data);
+    if (json === undefined) {
+      throw new SwitchyardError("INVALID_PAYLOAD", `data of type ${typeof data} cannot be encoded as JSON`);
+    }
+    return encoder.encode(json);
+  }
+  if (data instanceof Uint8Array) return data;
+  if (typeof data === "string" && isTextContentType(contentType)) return encoder.encode(data);
+  throw new SwitchyardError(
+    "INVALID_PAYLOAD",
+    `data for content type "${contentType}" must be a Uint8Array${isTextContentType(contentType) ? " or a string" : ""}`,
+  );
+}
+
+export function decodeData(body: Uint8Array, contentType: string): unknown {
+  try {
+    if (isJsonContentType(contentType)) return JSON.parse(decoder.decode(body));
+    if (isTextContentType(contentType)) return decoder.decode(body);
+    return body;
+  } catch (cause) {
+    throw new SwitchyardError("DECODE_FAILED", `body is not valid ${contentType}`, { cause });
+  }
+}
+
+export function validateUserHeaders(headers: Record<string, string>): void {
+  for (const [name, value] of Object.entries(headers)) {
+    if (name.length === 0) throw new SwitchyardError("INVALID_HEADER", "header names must not be empty");
+    if (name.toLowerCase().startsWith(RESERVED_PREFIX)) {
+      throw new SwitchyardError(
+        "INVALID_HEADER",
+        `header "${name}" uses the reserved prefix "${RESERVED_PREFIX}"`,
+      );
+    }
+    if (typeof value !== "string") {
+      throw new SwitchyardError(
+        "INVALID_HEADER",
+        `header "${name}" must have a string value, got ${typeof value}`,
+      );
+    }
+  }
+}
+
+/** Flattens an envelope into a wire message (binary content mode). */
+export function toWire(envelope: Envelope, extraHeaders: Record<string, string> = {}): WireMessage {
+  validateUserHeaders(envelope.headers);
+  const headers: Record<string, string> = { ...envelope.headers };
+  for (const field of Object.keys(ATTRIBUTES) as AttributeField[]) {
+    const value = envelope[field];
+    if (value !== undefined) headers[RESERVED_PREFIX + ATTRIBUTES[field]] = String(value);
+  }
+  Object.assign(headers, extraHeaders);
+  const wire: WireMessage = {
+    id: envelope.id,
+    headers,
+    body: encodeData(envelope.data, envelope.dataContentType),
+  };
+  if (envelope.key !== undefined) wire.key = envelope.key;
+  return wire;
+}
+
+/**
+ * Rebuilds the envelope from a wire message. Missing required attributes (a foreign producer)
+ * raise DECODE_FAILED; `decodeBody: false` leaves `data` as the raw bytes.
+ */
+export function fromWire(wire: WireMessage, options: { decodeBody?: boolean } = {}): Envelope {
+  const headers: Record<string, string> = {};
+  const attributes: Partial<Record<AttributeField, string>> = {};
+  for (const [name, value] of Object.entries(wire.headers)) {
+    if (name.startsWith(RESERVED_PREFIX)) {
+      const field = FIELD_BY_ATTRIBUTE.get(name.slice(RESERVED_PREFIX.length));
+      if (field) attributes[field] = value;
+    } else {
+      headers[name] = value;
+    }
+  }
+  for (const required of ["id", "type", "source", "specversion"] as const) {
+    if (!attributes[required]) {
+      throw new SwitchyardError(
+        "DECODE_FAILED",
+        `message lacks the required CloudEvents attribute "${required}"`,
+      );
+    }
+  }
+  if (attributes.specversion !== "1.0") {
+    throw new SwitchyardError(
+      "DECODE_FAILED",
+      `unsupported CloudEvents specversion "${attributes.specversion}"`,
+    );
+  }
+  const contentType = attributes.dataContentType ?? JSON_CONTENT_TYPE;
+  const envelope: Envelope = {
+    id: attributes.id!,
+    type: attributes.type!,
+    source: attributes.source!,
+    specversion: "1.0",
+    time: attributes.time ?? new Date(0).toISOString(),
+    dataContentType: contentType,
+    headers,
+    data: options.decodeBody === false ? wire.body : decodeData(wire.body, contentType),
+  };
+  if (attributes.schemaVersion !== undefined) {
+    const version = Number(attributes.schemaVersion);
+    if (!Number.isInteger(version)) {
+      throw new SwitchyardError(
+        "DECODE_FAILED",
+        `schema version "${attributes.schemaVersion}" is not an integer`,
+      );
+    }
+    envelope.schemaVersion = version;
+  }
+  for (const field of [
+    "subject",
+    "key",
+    "correlationId",
+    "causationId",
+    "traceparent",
+    "tracestate",
+  ] as const) {
+    const value = attributes[field];
+    if (value !== undefined) envelope[field] = value;
+  }
+  return envelope;
+}
+
+// ---- helpers adapters use to map wire headers onto their broker's native headers ----
+
+/** Renames the `ce_` prefix, e.g. to the AMQP binding's `cloudEvents:`; user headers are untouched. */
+export function renamePrefix(
+  headers: Record<string, string>,
+  from: string,
+  to: string,
+): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(headers)) {
+    out[name.startsWith(from) ? to + name.slice(from.length) : name] = value;
+  }
+  return out;
+}
+
+/** Packs all headers into one string, for brokers with few attribute slots (SQS allows 10). */
+export function packHeaders(headers: Record<string, string>): string {
+  return JSON.stringify(headers);
+}
+
+export function unpackHeaders(packed: string): Record<string, string> {
+  const parsed: unknown = JSON.parse(packed);
+  if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) {
+    throw new SwitchyardError("DECODE_FAILED", "packed headers are not a JSON object");
+  }
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(parsed)) {
+    if (typeof value === "string") out[name] = value;
+  }
+  return out;
+}
+
+/** Bytes a message occupies: body plus UTF-8 header names and values. */
+export function wireSize(message: WireMessage): number {
+  let size = message.body.byteLength;
+  for (const [name, value] of Object.entries(message.headers)) {
+    size += Buffer.byteLength(name) + Buffer.byteLength(value);
+  }
+  return size;
+}

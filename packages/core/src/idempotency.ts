@@ -1,0 +1,46 @@
+/**
+ * Remembers which message ids a consumer has handled, so a redelivered duplicate is dropped.
+ * `claim` must be atomic: of two concurrent claims of one key exactly one returns true.
+ */
+export interface IdempotencyStore {
+  /** True when the key was not claimed yet (and is now, for `ttlMs`). */
+  claim(key: string, ttlMs: number): Promise<boolean>;
+  /** Forget a claim, so a failed handling can be retried. */
+  release(key: string): Promise<void>;
+}
+
+/** In-process store with expiry. Bounded by TTL; expired keys are swept as new ones arrive. */
+export class MemoryIdempotencyStore implements IdempotencyStore {
+  readonly #expiresAt = new Map<string, number>();
+  readonly #now: () => number;
+
+  constructor(options: { now?: () => number } = {}) {
+    this.#now = options.now ?? Date.now;
+  }
+
+  async claim(key: string, ttlMs: number): Promise<boolean> {
+    const now = this.#now();
+    this.#sweep(now);
+    const expiry = this.#expiresAt.get(key);
+    if (expiry !== undefined && expiry > now) return false;
+    // Re-inserting keeps the map ordered by insertion, which the sweep relies on for equal TTLs.
+    this.#expiresAt.delete(key);
+    this.#expiresAt.set(key, now + ttlMs);
+    return true;
+  }
+
+  async release(key: string): Promise<void> {
+    this.#expiresAt.delete(key);
+  }
+
+  get size(): number {
+    return this.#expiresAt.size;
+  }
+
+  #sweep(now: number): void {
+    for (const [key, expiry] of this.#expiresAt) {
+      if (expiry > now) break;
+      this.#expiresAt.delete(key);
+    }
+  }
+}

@@ -1,0 +1,72 @@
+export {
+  Bus,
+  type BusOptions,
+  ConsumerBuilder,
+  createBus,
+  type HandlerOptions,
+  type PublishOptions,
+} from "./bus.js";
+export { ADAPTER_PACKAGES, DEFAULT_URL, parseBusUrl } from "./config.js";
+export type {
+  BusHooks,
+  Consumer,
+  ConsumerOptions,
+  Handler,
+  HandlerContext,
+  Message,
+  SkipReason,
+  UnknownPolicy,
+} from "./consumer.js";
+export {
+  type DeadLetter,
+  type DeadLetterReason,
+  DUAL_VERSIONS,
+  FAULT,
+  faultHeaders,
+  REDRIVE_TO,
+  readDeadLetter,
+} from "./dead-letter.js";
+export { type BrowseOptions, DeadLetterQueue } from "./dead-letter-queue.js";
+export {
+  BYTES_CONTENT_TYPE,
+  createEnvelope,
+  decodeData,
+  type Envelope,
+  type EnvelopeInput,
+  encodeData,
+  fromWire,
+  JSON_CONTENT_TYPE,
+  packHeaders,
+  RESERVED_PREFIX,
+  renamePrefix,
+  toWire,
+  unpackHeaders,
+  type WireMessage,
+  wireSize,
+} from "./envelope.js";
+export { type ErrorCode, isSwitchyardError, PermanentError, redactUrl, SwitchyardError } from "./errors.js";
+export { type IdempotencyStore, MemoryIdempotencyStore } from "./idempotency.js";
+export { backoffDelay, defaultRetry, type RetryOptions } from "./retry.js";
+export {
+  defineMessage,
+  type InputOf,
+  type LatestVersion,
+  type MessageType,
+  type OutputOf,
+  type VersionMap,
+} from "./schema.js";
+export {
+  type AdapterModule,
+  type Capabilities,
+  type Delivery,
+  type Destination,
+  deadLetterQueueName,
+  defaultCapabilities,
+  type FaultHeaders,
+  resolveCapabilities,
+  type Source,
+  type SubscribeOptions,
+  type TopologyEntity,
+  type Transport,
+  type TransportSubscription,
+} from "./transport.js";

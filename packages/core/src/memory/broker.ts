@@ -1,0 +1,238 @@
+import type { WireMessage } from "../envelope.js";
+import { SwitchyardError } from "../errors.js";
+import { type Delivery, deadLetterQueueName, type FaultHeaders, type Source } from "../transport.js";
+
+interface Entry {
+  seq: number;
+  message: WireMessage;
+  attempt: number;
+}
+
+interface Receiver {
+  prefetch: number;
+  unsettled: number;
+  deliver: (delivery: Delivery) => void;
+  closed: boolean;
+}
+
+/**
+ * One queue of the in-memory broker: a plain queue, or one subscription of a topic. Competing
+ * receivers share it round-robin; a key is locked while one of its messages is out (delivered or
+ * waiting for a delayed redelivery), so per-key order holds under any concurrency.
+ */
+class MemoryQueue {
+  readonly #ready: Entry[] = []; // sorted by seq
+  readonly #receivers: Receiver[] = [];
+  readonly #keyOwner = new Map<string, number>();
+  readonly #timers = new Set<NodeJS.Timeout>();
+  #next = 0;
+  #scheduled = false;
+
+  constructor(
+    readonly broker: MemoryBroker,
+    readonly source: Source,
+  ) {}
+
+  get depth(): number {
+    return this.#ready.length;
+  }
+
+  push(message: WireMessage, attempt = 1): void {
+    this.#ready.push({ seq: this.broker.nextSeq(), message, attempt });
+    this.#schedule();
+  }
+
+  addReceiver(receiver: Receiver): void {
+    this.#receivers.push(receiver);
+    this.#schedule();
+  }
+
+  removeReceiver(receiver: Receiver): void {
+    receiver.closed = true;
+    const index = this.#receivers.indexOf(receiver);
+    if (index !== -1) this.#receivers.splice(index, 1);
+  }
+
+  close(): void {
+    for (const timer of this.#timers) clearTimeout(timer);
+    this.#timers.clear();
+  }
+
+  #schedule(): void {
+    if (this.#scheduled) return;
+    this.#scheduled = true;
+    setImmediate(() => {
+      this.#scheduled = false;
+      this.#pump();
+    });
+  }
+
+  #pickReceiver(): Receiver | undefined {
+    for (let i = 0; i < this.#receivers.length; i++) {
+      const receiver = this.#receivers[(this.#next + i) % this.#receivers.length]!;
+      if (receiver.unsettled < receiver.prefetch) {
+        this.#next = (this.#next + i + 1) % this.#receivers.length;
+        return receiver;
+      }
+    }
+    return undefined;
+  }
+
+  #pump(): void {
+    let taken = 0;
+    let i = 0;
+    while (i < this.#ready.length) {
+      const entry = this.#ready[i]!;
+      const key = entry.message.key;
+      const owner = key === undefined ? undefined : this.#keyOwner.get(key);
+      if (owner !== undefined && owner !== entry.seq) {
+        i++;
+        continue;
+      }
+      const receiver = this.#pickReceiver();
+      if (!receiver) break;
+      this.#ready.splice(i, 1);
+      taken++;
+      if (key !== undefined) this.#keyOwner.set(key, entry.seq);
+      this.#deliver(receiver, entry);
+      // Deliveries are handed out in batches so one receiver's slow handler cannot starve the loop.
+      if (taken >= 1000) {
+        this.#schedule();
+        return;
+      }
+    }
+  }
+
+  #deliver(receiver: Receiver, entry: Entry): void {
+    receiver.unsettled++;
+    let settled = false;
+    const settle = (what: string) => {
+      if (settled)
+        throw new SwitchyardError(
+          "ALREADY_SETTLED",
+          `message ${entry.message.id} already settled; ${what} refused`,
+        );
+      settled = true;
+      receiver.unsettled--;
+    };
+    const releaseKey = () => {
+      const key = entry.message.key;
+      if (key !== undefined && this.#keyOwner.get(key) === entry.seq) this.#keyOwner.delete(key);
+    };
+    const delivery: Delivery = {
+      message: entry.message,
+      attempt: entry.attempt,
+      ack: async () => {
+        settle("ack");
+        releaseKey();
+        this.#schedule();
+      },
+      nack: async (options) => {
+        settle("nack");
+        const again: Entry = { ...entry, attempt: entry.attempt + 1 };
+        const delayMs = options?.delayMs ?? 0;
+        if (delayMs <= 0) this.#requeue(again);
+        else {
+          const timer = setTimeout(() => {
+            this.#timers.delete(timer);
+            this.#requeue(again);
+          }, delayMs);
+          this.#timers.add(timer);
+        }
+        this.#schedule();
+      },
+      deadLetter: async (fault: FaultHeaders) => {
+        settle("deadLetter");
+        releaseKey();
+        this.broker
+          .queue({
+            kind: "queue",
+            name: deadLetterQueueName(this.source),
+            subscription: deadLetterQueueName(this.source),
+          })
+          .push({ ...entry.message, headers: { ...entry.message.headers, ...fault } });
+        this.#schedule();
+      },
+    };
+    receiver.deliver(delivery);
+  }
+
+  /** Puts a returned message back in its original position, ahead of younger ones. */
+  #requeue(entry: Entry): void {
+    let index = this.#ready.length;
+    while (index > 0 && this.#ready[index - 1]!.seq > entry.seq) index--;
+    this.#ready.splice(index, 0, entry);
+    this.#schedule();
+  }
+}
+
+/**
+ * The in-process broker behind `memory://`. Brokers are shared by name within a process
+ * (`memory://` and `memory://default` are the same one), so two buses in one process talk.
+ */
+export class MemoryBroker {
+  static readonly #named = new Map<string, MemoryBroker>();
+  readonly #queues = new Map<string, MemoryQueue>();
+  readonly #topics = new Map<string, Set<string>>();
+  #seq = 0;
+
+  static named(name: string): MemoryBroker {
+    let broker = MemoryBroker.#named.get(name);
+    if (!broker) {
+      broker = new MemoryBroker();
+      MemoryBroker.#named.set(name, broker);
+    }
+    return broker;
+  }
+
+  nextSeq(): number {
+    return ++this.#seq;
+  }
+
+  queue(source: Source): MemoryQueue {
+    const id = source.kind === "queue" ? `q:${source.name}` : `s:${source.name}:${source.subscription}`;
+    let queue = this.#queues.get(id);
+    if (!queue) {
+      queue = new MemoryQueue(this, source);
+      this.#queues.set(id, queue);
+      if (source.kind === "topic") this.topic(source.name).add(source.subscription);
+    }
+    return queue;
+  }
+
+  topic(name: string): Set<string> {
+    let subscriptions = this.#topics.get(name);
+    if (!subscriptions) {
+      subscriptions = new Set();
+      this.#topics.set(name, subscriptions);
+    }
+    return subscriptions;
+  }
+
+  publishToQueue(name: string, message: WireMessage): void {
+    this.queue({ kind: "queue", name, subscription: name }).push(message);
+  }
+
+  publishToTopic(name: string, message: WireMessage): void {
+    for (const subscription of this.topic(name)) {
+      this.queue({ kind: "topic", name, subscription }).push(message);
+    }
+  }
+
+  depth(source: Source): number {
+    return this.queue(source).depth;
+  }
+
+  subscribe(source: Source, prefetch: number, deliver: (delivery: Delivery) => void): () => void {
+    const queue = this.queue(source);
+    const receiver: Receiver = { prefetch, unsettled: 0, deliver, closed: false };
+    queue.addReceiver(receiver);
+    return () => queue.removeReceiver(receiver);
+  }
+
+  reset(): void {
+    for (const queue of this.#queues.values()) queue.close();
+    this.#queues.clear();
+    this.#topics.clear();
+  }
+}

@@ -1,0 +1,82 @@
+import type { WireMessage } from "../envelope.js";
+import type { Capabilities, Delivery, Destination, Source, TopologyEntity, Transport } from "../transport.js";
+import { MemoryBroker } from "./broker.js";
+
+export { MemoryBroker };
+
+export const memoryCapabilities: Partial<Capabilities> = {
+  nativeDeadLetter: true,
+  nativeDelay: true,
+  ordering: "key",
+  consumerGroups: true,
+  replayFromStart: false,
+  persistent: false,
+  maxMessageBytes: 1024 * 1024,
+  maxHeaders: 256,
+  redeliveryCount: true,
+  maxDelayMs: 24 * 60 * 60 * 1000,
+};
+
+/** The embedded in-process transport: full semantics, no I/O, deterministic order. */
+export class MemoryTransport implements Transport {
+  readonly name = "memory";
+  readonly capabilities = memoryCapabilities;
+  readonly broker: MemoryBroker;
+  readonly #unsubscribers = new Set<() => void>();
+  #closed = false;
+
+  constructor(options: { broker?: MemoryBroker | string } = {}) {
+    this.broker =
+      options.broker instanceof MemoryBroker
+        ? options.broker
+        : MemoryBroker.named(options.broker ?? "default");
+  }
+
+  async provision(entities: TopologyEntity[]): Promise<void> {
+    for (const entity of entities) {
+      if (entity.kind === "queue")
+        this.broker.queue({ kind: "queue", name: entity.name, subscription: entity.name });
+      else if (entity.kind === "topic") this.broker.topic(entity.name);
+      else this.broker.queue({ kind: "topic", name: entity.topic, subscription: entity.name });
+    }
+  }
+
+  async publish(destination: Destination, messages: WireMessage[]): Promise<void> {
+    this.#assertOpen();
+    for (const message of messages) {
+      // Copies, so a caller that reuses its buffers cannot change a message in flight.
+      const copy: WireMessage = { ...message, headers: { ...message.headers }, body: message.body.slice() };
+      if (destination.kind === "queue") this.broker.publishToQueue(destination.name, copy);
+      else this.broker.publishToTopic(destination.name, copy);
+    }
+  }
+
+  async subscribe(source: Source, options: { prefetch: number }, deliver: (delivery: Delivery) => void) {
+    this.#assertOpen();
+    const unsubscribe = this.broker.subscribe(source, options.prefetch, deliver);
+    this.#unsubscribers.add(unsubscribe);
+    return {
+      close: async () => {
+        this.#unsubscribers.delete(unsubscribe);
+        unsubscribe();
+      },
+    };
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    for (const unsubscribe of this.#unsubscribers) unsubscribe();
+    this.#unsubscribers.clear();
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new Error("memory transport is closed");
+  }
+}
+
+/** `memory://` (the shared default broker) or `memory://name` (a broker of its own). */
+export function createTransport(url: URL): Transport {
+  return new MemoryTransport({ broker: url.hostname || "default" });
+}
+
+export const schemes = ["memory"] as const;

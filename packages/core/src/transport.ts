@@ -1,0 +1,129 @@
+import type { WireMessage } from "./envelope.js";
+
+/**
+ * What a broker can do, as data. The core and the conformance suite read these to choose a code
+ * path or a test case; adapters override only what differs from `defaultCapabilities`, so adding a
+ * capability never breaks an adapter.
+ */
+export interface Capabilities {
+  /** Deliveries carry `deadLetter()`, which moves the message to the DLQ with our fault headers. */
+  nativeDeadLetter: boolean;
+  /** `nack({ delayMs })` is honoured by the broker (else the adapter emulates it, e.g. by waiting). */
+  nativeDelay: boolean;
+  /** How per-key order is kept: by partition, by ordering key, by message group, or not at all. */
+  ordering: "partition" | "key" | "group" | "none";
+  /** Several named subscriptions (consumer groups) on one topic, each with competing consumers. */
+  consumerGroups: boolean;
+  /** A subscription created after a publish still receives it (Kafka, HTTP feeds). */
+  replayFromStart: boolean;
+  /** Messages survive a broker restart. */
+  persistent: boolean;
+  /** Largest message (body plus headers) the broker accepts, in bytes. */
+  maxMessageBytes: number;
+  /** Most headers one message may carry (after the adapter's packing, if any). */
+  maxHeaders: number;
+  /** The broker reports the delivery attempt (else the adapter counts it in a header). */
+  redeliveryCount: boolean;
+  /** Competing consumers in one subscription really share the load (an emulator may not). */
+  balancedConsumers: boolean;
+  /** Upper bound of `nack({ delayMs })` the adapter can honour. */
+  maxDelayMs: number;
+}
+
+export const defaultCapabilities: Capabilities = {
+  nativeDeadLetter: false,
+  nativeDelay: false,
+  ordering: "none",
+  consumerGroups: true,
+  replayFromStart: false,
+  persistent: true,
+  maxMessageBytes: 256 * 1024,
+  maxHeaders: 64,
+  redeliveryCount: false,
+  balancedConsumers: true,
+  maxDelayMs: 15 * 60 * 1000,
+};
+
+export function resolveCapabilities(partial: Partial<Capabilities> | undefined): Capabilities {
+  return { ...defaultCapabilities, ...partial };
+}
+
+/** Where messages go: a queue (point-to-point) or a topic (fan-out to subscriptions). */
+export interface Destination {
+  kind: "queue" | "topic";
+  name: string;
+}
+
+/**
+ * Where messages are read from. For a topic, `subscription` names the consumer group; for a queue
+ * it equals the queue name (all consumers of a queue compete).
+ */
+export interface Source extends Destination {
+  subscription: string;
+}
+
+/** Topology a transport creates before use. Creating what exists already is not an error. */
+export type TopologyEntity =
+  | { kind: "queue"; name: string }
+  | { kind: "topic"; name: string }
+  | { kind: "subscription"; topic: string; name: string; deadLetterQueue: string; maxAttempts: number };
+
+/** Fault headers the core attaches to a dead letter (see dead-letter.ts). */
+export type FaultHeaders = Record<string, string>;
+
+/**
+ * One received message. The transport guarantees at most `prefetch` unsettled deliveries per
+ * subscription; the core settles each exactly once.
+ */
+export interface Delivery {
+  message: WireMessage;
+  /** 1 on first delivery. */
+  attempt: number;
+  ack(): Promise<void>;
+  /** Return the message for redelivery, not before `delayMs`. */
+  nack(options?: { delayMs?: number }): Promise<void>;
+  /** Present when `capabilities.nativeDeadLetter`: move to the DLQ with these extra headers. */
+  deadLetter?(fault: FaultHeaders): Promise<void>;
+}
+
+export interface TransportSubscription {
+  /** Stop fetching and release the consumer. Called after in-flight deliveries were settled. */
+  close(): Promise<void>;
+}
+
+export interface SubscribeOptions {
+  /** Most unsettled deliveries at once. */
+  prefetch: number;
+}
+
+/**
+ * The contract an adapter implements: a broker's I/O and its mapping of the wire message.
+ * Retries, DLQ routing, validation, idempotency and concurrency live in the core, once.
+ */
+export interface Transport {
+  /** Short name used in errors and logs, e.g. `kafka`. */
+  readonly name: string;
+  readonly capabilities: Partial<Capabilities>;
+  connect?(): Promise<void>;
+  provision?(entities: TopologyEntity[]): Promise<void>;
+  /** Publish a batch to one destination; resolves once the broker accepted all of it. */
+  publish(destination: Destination, messages: WireMessage[]): Promise<void>;
+  subscribe(
+    source: Source,
+    options: SubscribeOptions,
+    deliver: (delivery: Delivery) => void,
+  ): Promise<TransportSubscription>;
+  close(): Promise<void>;
+}
+
+/** How an adapter module exposes itself to `createBus({ url })`. */
+export interface AdapterModule {
+  /** URL schemes it serves, e.g. `["kafka"]`. */
+  schemes?: readonly string[];
+  createTransport(url: URL, options: Record<string, unknown>): Transport | Promise<Transport>;
+}
+
+/** Name of the dead-letter queue of a source, the same on every broker unless configured. */
+export function deadLetterQueueName(source: Source): string {
+  return source.kind === "queue" ? `${source.name}.dlq` : `${source.name}.${source.subscription}.dlq`;
+}
