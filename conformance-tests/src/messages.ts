@@ -1,0 +1,45 @@
+import { defineMessage } from "@switchyard/core";
+import { z } from "zod";
+
+/** The message types the suite publishes. */
+export const Ping = defineMessage({
+  type: "conformance.ping",
+  versions: { 1: z.object({ n: z.number().int(), text: z.string().optional() }) },
+});
+
+export const Ordered = defineMessage({
+  type: "conformance.ordered",
+  versions: { 1: z.object({ key: z.string(), seq: z.number().int() }) },
+});
+
+export const Versioned = defineMessage({
+  type: "conformance.versioned",
+  versions: {
+    1: z.object({ name: z.string() }),
+    2: z.object({ firstName: z.string(), lastName: z.string() }),
+  },
+  upcast: {
+    1: (v1: { name: string }) => {
+      const [firstName = "", ...rest] = v1.name.split(" ");
+      return { firstName, lastName: rest.join(" ") };
+    },
+  },
+});
+
+/** Version 3 of `Versioned`, known to a newer producer only. */
+export const VersionedNext = defineMessage({
+  type: "conformance.versioned",
+  versions: {
+    1: z.object({ name: z.string() }),
+    2: z.object({ firstName: z.string(), lastName: z.string() }),
+    3: z.object({ fullName: z.string() }),
+  },
+});
+
+export const NoUpcast = defineMessage({
+  type: "conformance.versioned",
+  versions: {
+    1: z.object({ name: z.string() }),
+    2: z.object({ firstName: z.string(), lastName: z.string() }),
+  },
+});
