@@ -85,7 +85,7 @@ export function defineMessage<const V extends VersionMap>(definition: {
     );
   }
   for (const [version, schema] of Object.entries(definition.versions)) {
-    if (!schema || typeof schema !== "object" || !("~standard" in schema)) {
+    if (!schema || (typeof schema !== "object" && typeof schema !== "function") || !("~standard" in schema)) {
       throw new SwitchyardError(
         "CONFIG_INVALID",
         `version ${version} of "${definition.type}" is not a Standard Schema (zod, valibot, arktype…)`,

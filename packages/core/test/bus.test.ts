@@ -1,0 +1,101 @@
+import { describe, expect, it } from "vitest";
+import { z } from "zod";
+import { createBus, defineMessage, isSwitchyardError } from "../src/index.js";
+import { createTestBus } from "../src/testing.js";
+
+const Job = defineMessage({ type: "job", versions: { 1: z.object({ n: z.number() }) } });
+const url = () => `memory://bus-${Math.random()}`;
+
+describe("bus", () => {
+  it("never runs more handlers at once than the concurrency", async () => {
+    const bus = createBus(url());
+    let running = 0;
+    let peak = 0;
+    let done = 0;
+    await bus
+      .consume("jobs")
+      .on(Job, async () => {
+        running++;
+        peak = Math.max(peak, running);
+        await new Promise((r) => setTimeout(r, 5));
+        running--;
+        done++;
+      })
+      .start({ concurrency: 3, prefetch: 10 });
+    await Promise.all(Array.from({ length: 30 }, (_, n) => bus.send("jobs", Job, { n })));
+    await expect.poll(() => done, { timeout: 5000 }).toBe(30);
+    expect(peak).toBe(3);
+    await bus.close();
+  });
+
+  it("close() waits for in-flight handlers, then refuses new work", async () => {
+    const bus = createBus(url());
+    let finished = false;
+    let started!: () => void;
+    const handlerStarted = new Promise<void>((r) => {
+      started = r;
+    });
+    await bus
+      .consume("slow")
+      .on(Job, async () => {
+        started();
+        await new Promise((r) => setTimeout(r, 50));
+        finished = true;
+      })
+      .start();
+    await bus.send("slow", Job, { n: 1 });
+    await handlerStarted;
+    await bus.close();
+    expect(finished).toBe(true);
+    const error = await bus.send("slow", Job, { n: 2 }).catch((e: unknown) => e);
+    expect(isSwitchyardError(error, "CLOSED")).toBe(true);
+  });
+
+  it("refuses more headers than the adapter allows, sending nothing", async () => {
+    const bus = createBus(url());
+    const headers = Object.fromEntries(Array.from({ length: 300 }, (_, i) => [`h${i}`, "v"]));
+    const error = await bus.send("q", Job, { n: 1 }, { headers }).catch((e: unknown) => e);
+    expect(isSwitchyardError(error, "TOO_MANY_HEADERS")).toBe(true);
+    await bus.close();
+  });
+
+  it("refuses a consumer without handlers and a bad concurrency", async () => {
+    const bus = createBus(url());
+    await expect(bus.consume("q").start()).rejects.toMatchObject({ code: "CONFIG_INVALID" });
+    await expect(
+      bus
+        .consume("q")
+        .on(Job, () => {})
+        .start({ concurrency: 0 }),
+    ).rejects.toMatchObject({ code: "CONFIG_INVALID" });
+    await bus.close();
+  });
+});
+
+describe("test harness", () => {
+  it("waits for a handled message and records what was published and dead-lettered", async () => {
+    const harness = createTestBus();
+    await harness.bus
+      .consume("jobs")
+      .on(Job, async (msg, ctx) => {
+        if (msg.data.n < 0) await ctx.deadLetter("negative");
+      })
+      .start();
+    await harness.bus.send("jobs", Job, { n: 1 });
+    await harness.bus.send("jobs", Job, { n: -1 });
+    const [handled] = await harness.handled(Job);
+    expect(handled!.data).toEqual({ n: 1 });
+    const [dead] = await harness.deadLetteredOf(Job);
+    expect(dead!.reason).toBe("explicit");
+    expect(harness.publishedOf(Job)).toHaveLength(2);
+    await harness.close();
+  });
+
+  it("fails clearly when the awaited message never comes", async () => {
+    const harness = createTestBus();
+    const error = await harness.handled("never.sent", { timeoutMs: 50 }).catch((e: unknown) => e);
+    expect(isSwitchyardError(error, "TIMEOUT")).toBe(true);
+    expect((error as Error).message).toContain('"never.sent" to be handled');
+    await harness.close();
+  });
+});

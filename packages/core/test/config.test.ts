@@ -1,0 +1,56 @@
+import { afterEach, describe, expect, it } from "vitest";
+import { createBus, isSwitchyardError, redactUrl } from "../src/index.js";
+
+async function errorOf(fn: () => unknown): Promise<unknown> {
+  try {
+    await fn();
+  } catch (error) {
+    return error;
+  }
+  throw new Error("expected an error");
+}
+
+describe("configuration", () => {
+  afterEach(() => {
+    delete process.env.SWITCHYARD_URL;
+  });
+
+  it("names the accepted schemes for an unknown one, without credentials", async () => {
+    const error = await errorOf(() => createBus("nats://alice:s3cret@host:4222"));
+    expect(isSwitchyardError(error, "UNKNOWN_SCHEME")).toBe(true);
+    const message = (error as Error).message;
+    expect(message).toContain("kafka");
+    expect(message).toContain("amqp");
+    expect(message).not.toContain("s3cret");
+    expect(message).not.toContain("alice");
+  });
+
+  it("refuses a malformed URL without echoing credentials", async () => {
+    const error = await errorOf(() => createBus("kafka//bob:hunter2@"));
+    expect(isSwitchyardError(error, "CONFIG_INVALID")).toBe(true);
+    expect((error as Error).message).not.toContain("hunter2");
+  });
+
+  it("says which package to install for a scheme whose adapter is missing", async () => {
+    const bus = createBus("servicebus://127.0.0.1:5673");
+    const error = await errorOf(() => bus.transport());
+    expect(isSwitchyardError(error, "ADAPTER_NOT_INSTALLED")).toBe(true);
+    expect((error as Error).message).toContain("@switchyard/azure-servicebus");
+  });
+
+  it("defaults to SWITCHYARD_URL, then memory://", async () => {
+    expect(createBus().url).toBe("memory://");
+    process.env.SWITCHYARD_URL = "memory://from-env";
+    const bus = createBus();
+    expect(bus.url).toBe("memory://from-env");
+    expect((await bus.transport()).name).toBe("memory");
+    await bus.close();
+  });
+
+  it("redacts user info and secret query parameters", () => {
+    expect(redactUrl("amqp://u:p@h:5672/v?heartbeat=5&password=x")).toBe(
+      "amqp://***:***@h:5672/v?heartbeat=5&password=***",
+    );
+    expect(redactUrl("not a url user:pw@host")).not.toContain("pw");
+  });
+});

@@ -1,0 +1,40 @@
+import { describe, expect, it } from "vitest";
+import { backoffDelay, defaultRetry, MemoryIdempotencyStore } from "../src/index.js";
+
+describe("retry backoff", () => {
+  it("grows exponentially up to the cap", () => {
+    const noJitter = { ...defaultRetry, jitter: 0, initialDelayMs: 100, maxDelayMs: 1000 };
+    expect([1, 2, 3, 4, 5, 6].map((a) => backoffDelay(a, noJitter))).toEqual([
+      100, 200, 400, 800, 1000, 1000,
+    ]);
+  });
+
+  it("jitters within the configured fraction", () => {
+    const options = { ...defaultRetry, jitter: 0.5, initialDelayMs: 1000 };
+    expect(backoffDelay(1, options, () => 0)).toBe(1000);
+    expect(backoffDelay(1, options, () => 0.999)).toBeGreaterThanOrEqual(500);
+    expect(backoffDelay(1, options, () => 0.999)).toBeLessThan(502);
+  });
+});
+
+describe("in-memory idempotency store", () => {
+  it("claims once until released or expired", async () => {
+    let now = 0;
+    const store = new MemoryIdempotencyStore({ now: () => now });
+    expect(await store.claim("a", 100)).toBe(true);
+    expect(await store.claim("a", 100)).toBe(false);
+    await store.release("a");
+    expect(await store.claim("a", 100)).toBe(true);
+    now = 101;
+    expect(await store.claim("a", 100)).toBe(true);
+  });
+
+  it("forgets expired keys, so memory stays bounded", async () => {
+    let now = 0;
+    const store = new MemoryIdempotencyStore({ now: () => now });
+    for (let i = 0; i < 1000; i++) await store.claim(`k${i}`, 10);
+    now = 11;
+    await store.claim("fresh", 10);
+    expect(store.size).toBe(1);
+  });
+});
