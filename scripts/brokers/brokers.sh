@@ -67,6 +67,9 @@ pidfile() { echo "$RUN/$1.pid"; }
 logfile() { echo "$RUN/$1.log"; }
 marker() { echo "SWITCHYARD_BROKER=$1@$CACHE"; }
 
+# True when PID exists and is not a zombie (pid 1 reaps orphans, sometimes late).
+alive() { [ -n "$1" ] && [ -d "/proc/$1" ] && [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != Z ]; }
+
 # True when PID runs and carries our marker in its environment (set when we launched it), so a pid
 # that the kernel reused for another program is never taken for ours.
 pid_is_ours() {
@@ -84,7 +87,7 @@ running_pid() {
   if pid_is_ours "$pid" "$name"; then
     echo "$pid"
   else
-    if [ -n "$pid" ] && [ -d "/proc/$pid" ]; then
+    if alive "$pid"; then
       say "$name: pid file names $pid, which is now another program ($(tr '\0' ' ' <"/proc/$pid/cmdline" | cut -c1-80)); not touching it, removing the stale pid file"
     fi
     rm -f "$f"
@@ -103,7 +106,13 @@ launch() {
   printf '\n===== %s starting %s =====\n' "$(date -Is)" "$name" >>"$log"
   # 9>&-: the broker must not inherit up_one's lock fd (it would hold the lock for its whole life).
   env "$(marker "$name")" setsid "$@" >>"$log" 2>&1 </dev/null 9>&- &
-  echo $! >"$(pidfile "$name")"
+  local pid=$! i
+  echo "$pid" >"$(pidfile "$name")"
+  # Until the forked shell has exec'd, its /proc environ lacks the marker: wait for the exec (or death).
+  for ((i = 0; i < 100; i++)); do
+    pid_is_ours "$pid" "$name" || ! alive "$pid" && break
+    sleep 0.05
+  done
 }
 
 # Members of process group PGID (what is left of a broker after its main process).
@@ -133,7 +142,7 @@ stop_one() {
       kill -KILL "$pid" 2>/dev/null
     fi
     sleep 0.2
-  elif [ -d "/proc/$pid" ]; then
+  elif alive "$pid"; then
     say "$name: pid $pid from the pid file is now another program; not touching it"
     rm -f "$f"
     return 0
@@ -241,12 +250,14 @@ start_cmd() {
     local home="$CACHE/kafka-$KAFKA_VERSION" dir="$DATA/kafka"
     mvn_install kafka "$KAFKA_VERSION" "$CONF/kafka"
     mkdir -p "$dir"
+    # Configs are copied out of the work tree, so a running broker does not depend on a checkout.
     sed "s|@LOG_DIR@|$dir/logs|" "$CONF/kafka/server.properties" >"$dir/server.properties"
+    cp "$CONF/kafka/log4j2.properties" "$dir/log4j2.properties"
     if [ ! -f "$dir/logs/meta.properties" ]; then
       rm -rf "$dir/logs"
       local id
-      id=$(java -cp "$home/lib/*" -Dlog4j2.configurationFile="$CONF/kafka/log4j2.properties" kafka.tools.StorageTool random-uuid 2>>"$(logfile kafka)" | tail -1)
-      java -cp "$home/lib/*" -Dlog4j2.configurationFile="$CONF/kafka/log4j2.properties" kafka.tools.StorageTool \
+      id=$(java -cp "$home/lib/*" -Dlog4j2.configurationFile="$dir/log4j2.properties" kafka.tools.StorageTool random-uuid 2>>"$(logfile kafka)" | tail -1)
+      java -cp "$home/lib/*" -Dlog4j2.configurationFile="$dir/log4j2.properties" kafka.tools.StorageTool \
         format --standalone -t "$id" -c "$dir/server.properties" >>"$(logfile kafka)" 2>&1 ||
         {
           rm -rf "$dir/logs"
@@ -254,11 +265,13 @@ start_cmd() {
         }
     fi
     launch kafka java -Xms128m -Xmx512m -XX:+UseG1GC -Djava.awt.headless=true \
-      -Dlog4j2.configurationFile="$CONF/kafka/log4j2.properties" -cp "$home/lib/*" kafka.Kafka "$dir/server.properties"
+      -Dlog4j2.configurationFile="$dir/log4j2.properties" -cp "$home/lib/*" kafka.Kafka "$dir/server.properties"
     ;;
   elasticmq)
     mvn_install elasticmq "$ELASTICMQ_VERSION" "$CONF/elasticmq"
-    launch elasticmq java -Xms64m -Xmx256m -Dconfig.file="$CONF/elasticmq/elasticmq.conf" \
+    mkdir -p "$DATA/elasticmq"
+    cp "$CONF/elasticmq/elasticmq.conf" "$DATA/elasticmq/elasticmq.conf"
+    launch elasticmq java -Xms64m -Xmx256m -Dconfig.file="$DATA/elasticmq/elasticmq.conf" \
       -cp "$CACHE/elasticmq-$ELASTICMQ_VERSION/lib/*" org.elasticmq.server.Main
     ;;
   moto)
@@ -447,7 +460,7 @@ cmd_up() {
     wait "${pids[$i]}" || failed+=("${names[$i]}")
   done
   if [ ${#failed[@]} -gt 0 ]; then
-    say "FAILED: ${failed[*]} (the others are up). Logs: pnpm brokers logs NAME"
+    say "FAILED: ${failed[*]}. Logs: pnpm brokers logs NAME; status: pnpm brokers status"
     rc=1
   else
     say "all up in $(($(date +%s) - t0)) s: ${names[*]}"
