@@ -19,6 +19,7 @@ import {
   toWire,
   type WireMessage,
   wireSize,
+  wireSizeUpperBound,
 } from "./envelope.js";
 import { SwitchyardError } from "./errors.js";
 import {
@@ -154,6 +155,7 @@ export class Bus {
   readonly #options: BusOptions;
   readonly #registry = new Map<string, MessageType<any>>();
   readonly #provisioned = new Map<string, Promise<void>>();
+  readonly #done = new Set<string>();
   readonly #consumers = new Set<Consumer>();
   readonly #source: string;
   #transport: Promise<Transport> | undefined;
@@ -374,14 +376,19 @@ export class Bus {
   async ensure(entities: TopologyEntity[]): Promise<void> {
     const transport = await this.transport();
     if (!transport.provision) return;
+    // Fast path for the publish loop: everything here was provisioned already.
+    if (entities.length === 1 && this.#done.has(entityId(entities[0]!))) return;
     await Promise.all(
       entities.map((entity) => {
-        const id = JSON.stringify(entity);
+        const id = entityId(entity);
         let pending = this.#provisioned.get(id);
         if (!pending) {
           pending = transport.provision!([entity]);
           this.#provisioned.set(id, pending);
-          pending.catch(() => this.#provisioned.delete(id));
+          pending.then(
+            () => this.#done.add(id),
+            () => this.#provisioned.delete(id),
+          );
         }
         return pending;
       }),
@@ -409,6 +416,10 @@ export function createBus(options: BusOptions | string = {}): Bus {
   return bus;
 }
 
+function entityId(entity: TopologyEntity): string {
+  return entity.kind === "subscription" ? JSON.stringify(entity) : `${entity.kind}:${entity.name}`;
+}
+
 function validateName(name: string): void {
   if (typeof name !== "string" || name.length === 0 || name.length > 200) {
     throw new SwitchyardError("CONFIG_INVALID", `"${name}" is not a valid name (1–200 characters)`);
@@ -423,6 +434,7 @@ function checkLimits(wire: WireMessage, capabilities: Capabilities, transport: s
       `message ${wire.id} has ${headers} headers; ${transport} allows ${capabilities.maxHeaders}`,
     );
   }
+  if (wireSizeUpperBound(wire) <= capabilities.maxMessageBytes) return;
   const size = wireSize(wire);
   if (size > capabilities.maxMessageBytes) {
     throw new SwitchyardError(

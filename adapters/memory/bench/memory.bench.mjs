@@ -1,0 +1,130 @@
+// `pnpm bench memory`: end to end through the core and the memory adapter, 1 KiB JSON messages,
+// validation on. Compared in the same run with a bare loop that only JSON-encodes and decodes the
+// same messages. Ends with one JSON line of figures.
+import { performance } from "node:perf_hooks";
+import { createBus, defineMessage } from "@switchyard/core";
+import { z } from "zod";
+
+const Order = defineMessage({
+  type: "bench.order",
+  versions: { 1: z.object({ id: z.number(), sentAt: z.number(), customer: z.string(), note: z.string() }) },
+});
+const NOTE = "x".repeat(1024 - 80); // the encoded payload is ~1 KiB
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+const payload = (id) => ({ id, sentAt: performance.now(), customer: `customer-${id % 1000}`, note: NOTE });
+
+function bareLoop(count) {
+  const started = performance.now();
+  let sink = 0;
+  for (let i = 0; i < count; i++) {
+    const bytes = encoder.encode(JSON.stringify(payload(i)));
+    sink += JSON.parse(decoder.decode(bytes)).id;
+  }
+  if (sink < 0) console.log(sink);
+  return count / ((performance.now() - started) / 1000);
+}
+
+/** Publishes `count` messages as fast as the handlers keep up (bounded in flight). */
+async function throughput(bus, queue, count, onHandled) {
+  let handled = 0;
+  let resolveDone;
+  const done = new Promise((r) => {
+    resolveDone = r;
+  });
+  const consumer = await bus
+    .consume(queue)
+    .on(Order, async (msg) => {
+      onHandled?.(msg);
+      if (++handled === count) resolveDone();
+    })
+    .start({ concurrency: 64, prefetch: 256 });
+  const started = performance.now();
+  const window = 2000;
+  for (let sent = 0; sent < count; ) {
+    const batch = [];
+    for (let i = 0; i < window && sent < count; i++, sent++)
+      batch.push(bus.send(queue, Order, payload(sent)));
+    await Promise.all(batch);
+    // Keep the backlog bounded: wait until the handlers are within one window of the producer.
+    while (sent - handled > window * 2) await new Promise((r) => setImmediate(r));
+  }
+  await done;
+  const seconds = (performance.now() - started) / 1000;
+  await consumer.stop();
+  return count / seconds;
+}
+
+/** Publishes at a fixed rate and records publish-to-handler latency. */
+async function latency(bus, queue, rate, seconds) {
+  const samples = [];
+  const total = Math.floor(rate * seconds);
+  let handled = 0;
+  let resolveDone;
+  const done = new Promise((r) => {
+    resolveDone = r;
+  });
+  const consumer = await bus
+    .consume(queue)
+    .on(Order, async (msg) => {
+      samples.push(performance.now() - msg.data.sentAt);
+      if (++handled === total) resolveDone();
+    })
+    .start({ concurrency: 64, prefetch: 256 });
+  const started = performance.now();
+  let sent = 0;
+  while (sent < total) {
+    const due = Math.min(total, Math.floor(((performance.now() - started) / 1000) * rate));
+    while (sent < due) void bus.send(queue, Order, payload(sent++));
+    await new Promise((r) => setImmediate(r));
+  }
+  await done;
+  await consumer.stop();
+  samples.sort((a, b) => a - b);
+  const at = (q) => samples[Math.min(samples.length - 1, Math.floor(q * samples.length))];
+  return { p50Ms: at(0.5), p99Ms: at(0.99) };
+}
+
+const bus = createBus({ url: "memory://bench", source: "bench" });
+const quick = process.argv.includes("--quick");
+const N = quick ? 50_000 : 200_000;
+
+bareLoop(20_000); // warm-up
+await throughput(bus, "warmup", 20_000);
+const bareMsgPerSec = bareLoop(N);
+const msgPerSec = await throughput(bus, "throughput", N);
+const { p50Ms, p99Ms } = await latency(bus, "latency", Math.round(msgPerSec / 2), quick ? 1 : 3);
+
+// Memory over 1,000,000 messages: RSS after warm-up vs at the end.
+const soak = quick ? 200_000 : 1_000_000;
+let rssAfterWarmup = 0;
+let seen = 0;
+global.gc?.();
+await throughput(bus, "soak", soak, () => {
+  if (++seen === Math.floor(soak / 10)) {
+    global.gc?.();
+    rssAfterWarmup = process.memoryUsage().rss;
+  }
+});
+global.gc?.();
+const rssEnd = process.memoryUsage().rss;
+await bus.close();
+
+const result = {
+  bench: "memory",
+  msgPerSec: Math.round(msgPerSec),
+  p50Ms: Number(p50Ms.toFixed(3)),
+  p99Ms: Number(p99Ms.toFixed(3)),
+  bareMsgPerSec: Math.round(bareMsgPerSec),
+  coreCostRatio: Number((bareMsgPerSec / msgPerSec).toFixed(2)),
+  rssGrowthPct: Number((((rssEnd - rssAfterWarmup) / rssAfterWarmup) * 100).toFixed(1)),
+  rssEndMiB: Math.round(rssEnd / 1024 / 1024),
+  messages: soak,
+  node: process.version,
+};
+console.log(
+  `memory: ${result.msgPerSec} msg/s end to end (bare encode+decode loop ${result.bareMsgPerSec} msg/s, ` +
+    `core costs ${result.coreCostRatio}× the bare loop); latency at ${Math.round(msgPerSec / 2)} msg/s ` +
+    `p50 ${result.p50Ms} ms, p99 ${result.p99Ms} ms; RSS growth after warm-up over ${soak} messages ${result.rssGrowthPct}%`,
+);
+console.log(JSON.stringify(result));
