@@ -1,0 +1,89 @@
+import { createHash } from "node:crypto";
+import { RESERVED_PREFIX, renamePrefix, SwitchyardError, type WireMessage } from "@switchyard/core";
+import type { ConsumeMessage, Options } from "amqplib";
+
+/** CloudEvents AMQP binding: attributes travel as application properties named `cloudEvents:<attr>`. */
+export const AMQP_PREFIX = "cloudEvents:";
+/** Our own internal headers (ignored by fromWire): attempts used before a republish, and a bare key. */
+export const ATTEMPT_HEADER = `${RESERVED_PREFIX}xattempt`;
+export const KEY_HEADER = `${RESERVED_PREFIX}xkey`;
+
+/** Headers RabbitMQ itself writes; stripped on receive so user headers round-trip exactly. */
+const BROKER_HEADERS = new Set([
+  "x-delivery-count",
+  "x-death",
+  "x-first-death-queue",
+  "x-first-death-reason",
+  "x-first-death-exchange",
+  "x-last-death-queue",
+  "x-last-death-reason",
+  "x-last-death-exchange",
+]);
+
+/** The AMQP properties and headers of a wire message. */
+export function toAmqp(message: WireMessage, extra: Record<string, string> = {}): Options.Publish {
+  for (const name of Object.keys(message.headers)) {
+    if (BROKER_HEADERS.has(name.toLowerCase()) || name.startsWith(AMQP_PREFIX)) {
+      throw new SwitchyardError(
+        "INVALID_HEADER",
+        `header "${name}" is reserved by RabbitMQ or the CloudEvents AMQP binding`,
+      );
+    }
+  }
+  const headers: Record<string, string> = { ...message.headers, ...extra };
+  if (message.key !== undefined && headers[`${RESERVED_PREFIX}partitionkey`] !== message.key) {
+    headers[KEY_HEADER] = message.key;
+  }
+  const options: Options.Publish = {
+    persistent: true,
+    messageId: message.id,
+    headers: renamePrefix(headers, RESERVED_PREFIX, AMQP_PREFIX),
+  };
+  const contentType = message.headers[`${RESERVED_PREFIX}datacontenttype`];
+  if (contentType) options.contentType = contentType;
+  const type = message.headers[`${RESERVED_PREFIX}type`];
+  if (type) options.type = type;
+  return options;
+}
+
+/** The wire message and the attempt count of a delivery. */
+export function fromAmqp(
+  delivery: ConsumeMessage,
+  countsRedeliveries: boolean,
+): {
+  message: WireMessage;
+  attempt: number;
+} {
+  const raw = (delivery.properties.headers ?? {}) as Record<string, unknown>;
+  const headers: Record<string, string> = {};
+  for (const [name, value] of Object.entries(raw)) {
+    if (BROKER_HEADERS.has(name)) continue;
+    if (typeof value === "string") headers[name] = value;
+    else if (Buffer.isBuffer(value)) headers[name] = value.toString("utf8");
+    else if (typeof value === "number" || typeof value === "boolean" || typeof value === "bigint")
+      headers[name] = String(value);
+  }
+  const wireHeaders = renamePrefix(headers, AMQP_PREFIX, RESERVED_PREFIX);
+  const before = Number(wireHeaders[ATTEMPT_HEADER] ?? 0) || 0;
+  delete wireHeaders[ATTEMPT_HEADER];
+  const deliveryCount = Number(raw["x-delivery-count"] ?? 0) || 0;
+  const returned = countsRedeliveries ? deliveryCount : delivery.fields.redelivered ? 1 : 0;
+  const key = wireHeaders[`${RESERVED_PREFIX}partitionkey`] ?? wireHeaders[KEY_HEADER];
+  const id =
+    delivery.properties.messageId ??
+    wireHeaders[`${RESERVED_PREFIX}id`] ??
+    // A foreign message without an id: a stable one from its content, so browsing sees it once.
+    `amqp-${createHash("sha256").update(delivery.content).update(JSON.stringify(headers)).digest("hex").slice(0, 32)}`;
+  const message: WireMessage = { id: String(id), headers: wireHeaders, body: delivery.content };
+  if (key !== undefined) message.key = key;
+  return { message, attempt: before + returned + 1 };
+}
+
+/** Approximate encoded size of the header table, which must fit in one AMQP frame. */
+export function headerBytes(options: Options.Publish): number {
+  let size = 64;
+  for (const [name, value] of Object.entries(options.headers ?? {})) {
+    size += Buffer.byteLength(name) + Buffer.byteLength(String(value)) + 6;
+  }
+  return size;
+}
