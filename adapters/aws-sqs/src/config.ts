@@ -1,0 +1,149 @@
+import { redactUrl, SwitchyardError } from "@switchyard/core";
+
+/** What both AWS adapters read from their URL and options. */
+export interface AwsOptions {
+  /** AWS region. Default: the URL's region, else `AWS_REGION`, else `us-east-1`. */
+  region?: string;
+  /** Service endpoint, e.g. `http://127.0.0.1:9324` for ElasticMQ. Default: AWS's own. */
+  endpoint?: string;
+  /** Explicit credentials. Default: the AWS SDK's standard provider chain. */
+  credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
+  /** SQS's size limit in bytes, attributes included: 256 KiB by default, AWS allows up to 1 MiB. */
+  maxMessageBytes?: number;
+  /** Make every queue FIFO (names get `.fifo`). Default: only names that end in `.fifo`. */
+  fifo?: boolean;
+  /** Visibility timeout of received messages, extended while the handler runs. Default 30 s. */
+  visibilityTimeoutSeconds?: number;
+  /** Long-poll wait of one receive (0–20). Default 10 s; `close()` may wait this long. */
+  waitTimeSeconds?: number;
+  /**
+   * A native RedrivePolicy as a backstop on subscription queues: maxReceiveCount = the consumer's
+   * maxAttempts + this margin. `false` turns it off. Default 5.
+   */
+  redriveMargin?: number | false;
+  /** How long one transport trusts its list of a topic's subscription queues (SQS topics). Default 1 s. */
+  topicCacheMs?: number;
+  /** Timeout of one API call in ms (a receive adds its wait). Default 10 s. */
+  requestTimeoutMs?: number;
+}
+
+export interface ResolvedAwsOptions {
+  region: string;
+  endpoint: string | undefined;
+  credentials: AwsOptions["credentials"];
+  maxMessageBytes: number;
+  fifo: boolean;
+  visibilityTimeoutSeconds: number;
+  waitTimeSeconds: number;
+  redriveMargin: number | false;
+  topicCacheMs: number;
+  requestTimeoutMs: number;
+}
+
+const REGION = /^[a-z]{2}(-[a-z]+)+-\d+$/;
+
+function invalid(message: string): never {
+  throw new SwitchyardError("CONFIG_INVALID", message);
+}
+
+function numberOption(value: unknown, name: string, min: number, max: number): number | undefined {
+  if (value === undefined || value === null || value === "") return undefined;
+  const n = typeof value === "number" ? value : Number(value);
+  if (!Number.isFinite(n) || n < min || n > max)
+    invalid(`${name} must be a number in ${min}–${max}, got ${String(value)}`);
+  return n;
+}
+
+/**
+ * `sqs://us-east-1?endpoint=http://127.0.0.1:9324`, `sqs://127.0.0.1:9324?region=us-east-1`
+ * (host:port is an http endpoint) or `sqs://` (AWS itself, region from the environment).
+ * Query parameters: region, endpoint, fifo, maxMessageBytes, visibilityTimeout, waitTime.
+ * Credentials never come from the URL: use the standard AWS chain or the `credentials` option.
+ */
+export function resolveAwsOptions(url: URL | undefined, options: AwsOptions = {}): ResolvedAwsOptions {
+  const query = url?.searchParams;
+  if (url && (url.username || url.password)) {
+    invalid(
+      `credentials in ${redactUrl(url.href)} are not accepted; use the AWS credential chain or the credentials option`,
+    );
+  }
+  let region = options.region ?? query?.get("region") ?? undefined;
+  let endpoint = options.endpoint ?? query?.get("endpoint") ?? undefined;
+  const host = url?.hostname ?? "";
+  if (host) {
+    if (REGION.test(host) && !url?.port) region ??= host;
+    else endpoint ??= `http://${url!.host}`;
+  }
+  region ??= process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? "us-east-1";
+  if (!REGION.test(region)) invalid(`"${region}" is not an AWS region (e.g. us-east-1)`);
+  if (endpoint !== undefined) {
+    try {
+      const parsed = new URL(endpoint);
+      if (parsed.protocol !== "http:" && parsed.protocol !== "https:") throw new Error("not http");
+    } catch {
+      invalid(`endpoint "${redactUrl(endpoint)}" is not an http(s) URL`);
+    }
+  }
+  const fifoParam = query?.get("fifo");
+  return {
+    region,
+    endpoint,
+    credentials: options.credentials,
+    maxMessageBytes:
+      numberOption(
+        options.maxMessageBytes ?? query?.get("maxMessageBytes"),
+        "maxMessageBytes",
+        8192,
+        1024 * 1024,
+      ) ?? 256 * 1024,
+    fifo: options.fifo ?? (fifoParam === "true" || fifoParam === "1"),
+    visibilityTimeoutSeconds:
+      numberOption(
+        options.visibilityTimeoutSeconds ?? query?.get("visibilityTimeout"),
+        "visibilityTimeoutSeconds",
+        5,
+        43_200,
+      ) ?? 30,
+    waitTimeSeconds:
+      numberOption(options.waitTimeSeconds ?? query?.get("waitTime"), "waitTimeSeconds", 0, 20) ?? 10,
+    redriveMargin:
+      options.redriveMargin === false
+        ? false
+        : (numberOption(options.redriveMargin, "redriveMargin", 1, 1000) ?? 5),
+    topicCacheMs: numberOption(options.topicCacheMs, "topicCacheMs", 0, 3_600_000) ?? 1000,
+    requestTimeoutMs: numberOption(options.requestTimeoutMs, "requestTimeoutMs", 100, 600_000) ?? 10_000,
+  };
+}
+
+/** Client configuration for the AWS SDK v3 (SQS and SNS clients take the same shape). */
+export function clientConfig(options: ResolvedAwsOptions, extraTimeoutMs = 0) {
+  return {
+    region: options.region,
+    ...(options.endpoint ? { endpoint: options.endpoint } : {}),
+    ...(options.credentials ? { credentials: options.credentials } : {}),
+    maxAttempts: 3,
+    requestHandler: {
+      requestTimeout: options.requestTimeoutMs + extraTimeoutMs,
+      connectionTimeout: Math.min(options.requestTimeoutMs, 5000),
+    },
+  };
+}
+
+/**
+ * Turns whatever the SDK threw into a SwitchyardError with a code: never a raw SyntaxError from a
+ * response the SDK could not parse (an emulator's HTTP 500), never credentials in the message.
+ */
+export function awsError(operation: string, error: unknown): SwitchyardError {
+  if (error instanceof SwitchyardError) return error;
+  const e = error as { name?: string; message?: string; $metadata?: { httpStatusCode?: number } };
+  const status = e?.$metadata?.httpStatusCode;
+  const name = e?.name ?? "Error";
+  const detail =
+    name === "SyntaxError" || name === "Error"
+      ? `the endpoint answered with something the AWS SDK could not read${status ? ` (HTTP ${status})` : ""}; it may not implement ${operation}`
+      : `${name}: ${(e?.message ?? "").replace(/(AKIA|ASIA)[A-Z0-9]{12,}/g, "***")}`;
+  return new SwitchyardError("TRANSPORT_ERROR", `${operation} failed: ${detail}`, {
+    cause: error,
+    details: { operation, awsError: name, ...(status ? { httpStatusCode: status } : {}) },
+  });
+}

@@ -1,0 +1,291 @@
+import { createHash } from "node:crypto";
+import {
+  ChangeMessageVisibilityBatchCommand,
+  ChangeMessageVisibilityCommand,
+  CreateQueueCommand,
+  DeleteMessageBatchCommand,
+  GetQueueAttributesCommand,
+  GetQueueUrlCommand,
+  ListQueuesCommand,
+  SendMessageBatchCommand,
+  type SendMessageBatchCommandOutput,
+  type SendMessageBatchRequestEntry,
+  SetQueueAttributesCommand,
+  type SQSClient,
+} from "@aws-sdk/client-sqs";
+import { SwitchyardError, type WireMessage } from "@switchyard/core";
+import { type EncodedMessage, encodeMessage } from "./codec.js";
+import { awsError, type ResolvedAwsOptions } from "./config.js";
+import { isFifoName } from "./names.js";
+
+/** Most entries in one SQS batch call. */
+export const BATCH = 10;
+/** Longest visibility timeout SQS accepts (12 h). */
+export const MAX_VISIBILITY_SECONDS = 43_200;
+
+const DEDUP_ID = /^[A-Za-z0-9!"#$%&'()*+,\-./:;<=>?@[\\\]^_`{|}~]{1,128}$/;
+
+/**
+ * The SQS operations both AWS adapters share: queue URLs (created on first use, idempotently),
+ * batched sends with per-message errors, batched deletes and visibility changes.
+ */
+export class SqsQueues {
+  readonly #urls = new Map<string, Promise<string>>();
+  readonly #arns = new Map<string, Promise<string>>();
+
+  constructor(
+    readonly client: SQSClient,
+    readonly options: ResolvedAwsOptions,
+  ) {}
+
+  /** Creates the queue if it does not exist (an existing one with other attributes is kept). */
+  url(sqsName: string): Promise<string> {
+    let url = this.#urls.get(sqsName);
+    if (!url) {
+      url = this.#create(sqsName);
+      this.#urls.set(sqsName, url);
+      url.catch(() => this.#urls.delete(sqsName));
+    }
+    return url;
+  }
+
+  async #create(sqsName: string): Promise<string> {
+    const attributes: Record<string, string> = {};
+    if (isFifoName(sqsName)) attributes.FifoQueue = "true";
+    try {
+      const out = await this.client.send(
+        new CreateQueueCommand({ QueueName: sqsName, Attributes: attributes }),
+      );
+      if (!out.QueueUrl) throw new Error("CreateQueue returned no QueueUrl");
+      return out.QueueUrl;
+    } catch (error) {
+      const name = (error as { name?: string }).name ?? "";
+      if (/QueueAlreadyExists|QueueNameExists/.test(name)) {
+        try {
+          const out = await this.client.send(new GetQueueUrlCommand({ QueueName: sqsName }));
+          return out.QueueUrl!;
+        } catch (inner) {
+          throw awsError("GetQueueUrl", inner);
+        }
+      }
+      throw awsError(`CreateQueue ${sqsName}`, error);
+    }
+  }
+
+  arn(sqsName: string): Promise<string> {
+    let arn = this.#arns.get(sqsName);
+    if (!arn) {
+      arn = (async () => {
+        const url = await this.url(sqsName);
+        try {
+          const out = await this.client.send(
+            new GetQueueAttributesCommand({ QueueUrl: url, AttributeNames: ["QueueArn"] }),
+          );
+          const value = out.Attributes?.QueueArn;
+          if (!value) throw new Error("no QueueArn");
+          return value;
+        } catch (error) {
+          throw awsError("GetQueueAttributes", error);
+        }
+      })();
+      this.#arns.set(sqsName, arn);
+      arn.catch(() => this.#arns.delete(sqsName));
+    }
+    return arn;
+  }
+
+  async setAttributes(sqsName: string, attributes: Record<string, string>): Promise<void> {
+    const url = await this.url(sqsName);
+    try {
+      await this.client.send(new SetQueueAttributesCommand({ QueueUrl: url, Attributes: attributes }));
+    } catch (error) {
+      throw awsError("SetQueueAttributes", error);
+    }
+  }
+
+  /** SQS queue names starting with `prefix` (all pages). */
+  async list(prefix: string): Promise<string[]> {
+    const names: string[] = [];
+    let token: string | undefined;
+    try {
+      do {
+        const out = await this.client.send(
+          new ListQueuesCommand({ QueueNamePrefix: prefix, MaxResults: 1000, NextToken: token }),
+        );
+        for (const url of out.QueueUrls ?? []) {
+          const name = decodeURIComponent(url.slice(url.lastIndexOf("/") + 1));
+          if (name.startsWith(prefix)) {
+            names.push(name);
+            this.#urls.set(name, Promise.resolve(url));
+          }
+        }
+        token = out.NextToken;
+      } while (token);
+    } catch (error) {
+      throw awsError("ListQueues", error);
+    }
+    return names;
+  }
+
+  /** Encodes every message first (so an oversize one refuses the whole call before anything is sent). */
+  encode(messages: WireMessage[], destination: string): EncodedMessage[] {
+    return messages.map((m) => encodeMessage(m, this.options.maxMessageBytes, destination));
+  }
+
+  /**
+   * Sends in batches of at most 10 entries and the size limit; resolves once SQS accepted every
+   * message. Entries a batch refused are retried once, then reported by id in a TRANSPORT_ERROR.
+   */
+  async send(
+    sqsName: string,
+    messages: WireMessage[],
+    encoded = this.encode(messages, sqsName),
+  ): Promise<void> {
+    if (messages.length === 0) return;
+    const url = await this.url(sqsName);
+    const fifo = isFifoName(sqsName);
+    const entries: SendMessageBatchRequestEntry[] = messages.map((message, i) => {
+      const entry: SendMessageBatchRequestEntry = {
+        Id: String(i),
+        MessageBody: encoded[i]!.body,
+        MessageAttributes: encoded[i]!.attributes,
+      };
+      if (fifo) {
+        entry.MessageGroupId = message.key ?? "default";
+        entry.MessageDeduplicationId = DEDUP_ID.test(message.id)
+          ? message.id
+          : createHash("sha256").update(message.id).digest("hex");
+      }
+      return entry;
+    });
+    const batches: SendMessageBatchRequestEntry[][] = [];
+    let current: SendMessageBatchRequestEntry[] = [];
+    let bytes = 0;
+    entries.forEach((entry, i) => {
+      const size = encoded[i]!.size;
+      if (current.length === BATCH || (current.length > 0 && bytes + size > this.options.maxMessageBytes)) {
+        batches.push(current);
+        current = [];
+        bytes = 0;
+      }
+      current.push(entry);
+      bytes += size;
+    });
+    if (current.length > 0) batches.push(current);
+    const failed: string[] = [];
+    // FIFO batches go one after another, so per-group order across batches holds.
+    const run = async (batch: SendMessageBatchRequestEntry[]) => {
+      let pending = batch;
+      for (let attempt = 1; pending.length > 0; attempt++) {
+        let out: SendMessageBatchCommandOutput;
+        try {
+          out = await this.client.send(new SendMessageBatchCommand({ QueueUrl: url, Entries: pending }));
+        } catch (error) {
+          throw awsError(`SendMessageBatch to ${sqsName}`, error);
+        }
+        const retry = new Set<string>();
+        for (const f of out.Failed ?? []) {
+          if (!f.SenderFault && attempt < 2) retry.add(f.Id!);
+          else failed.push(`${messages[Number(f.Id)]?.id} (${f.Code}: ${f.Message ?? ""})`);
+        }
+        pending = pending.filter((e) => retry.has(e.Id!));
+      }
+    };
+    if (fifo) for (const batch of batches) await run(batch);
+    else await Promise.all(batches.map(run));
+    if (failed.length > 0) {
+      throw new SwitchyardError(
+        "TRANSPORT_ERROR",
+        `SQS refused ${failed.length} message(s) to ${sqsName}: ${failed.join("; ")}`,
+        {
+          details: { failed },
+        },
+      );
+    }
+  }
+
+  async changeVisibility(url: string, receiptHandle: string, seconds: number): Promise<void> {
+    try {
+      await this.client.send(
+        new ChangeMessageVisibilityCommand({
+          QueueUrl: url,
+          ReceiptHandle: receiptHandle,
+          VisibilityTimeout: Math.min(MAX_VISIBILITY_SECONDS, Math.max(0, Math.ceil(seconds))),
+        }),
+      );
+    } catch (error) {
+      throw awsError("ChangeMessageVisibility", error);
+    }
+  }
+
+  /** Per-handle outcome: undefined when it worked, else the error. */
+  async changeVisibilityBatch(
+    url: string,
+    handles: string[],
+    seconds: number,
+  ): Promise<(Error | undefined)[]> {
+    return this.#batch(
+      handles,
+      async (entries) => {
+        const out = await this.client.send(
+          new ChangeMessageVisibilityBatchCommand({
+            QueueUrl: url,
+            Entries: entries.map(({ id, handle }) => ({
+              Id: id,
+              ReceiptHandle: handle,
+              VisibilityTimeout: seconds,
+            })),
+          }),
+        );
+        return out.Failed ?? [];
+      },
+      "ChangeMessageVisibilityBatch",
+    );
+  }
+
+  async deleteBatch(url: string, handles: string[]): Promise<(Error | undefined)[]> {
+    return this.#batch(
+      handles,
+      async (entries) => {
+        const out = await this.client.send(
+          new DeleteMessageBatchCommand({
+            QueueUrl: url,
+            Entries: entries.map(({ id, handle }) => ({ Id: id, ReceiptHandle: handle })),
+          }),
+        );
+        return out.Failed ?? [];
+      },
+      "DeleteMessageBatch",
+    );
+  }
+
+  async #batch(
+    handles: string[],
+    call: (
+      entries: { id: string; handle: string }[],
+    ) => Promise<{ Id?: string | undefined; Code?: string | undefined; Message?: string | undefined }[]>,
+    operation: string,
+  ): Promise<(Error | undefined)[]> {
+    const results: (Error | undefined)[] = handles.map(() => undefined);
+    const chunks: number[][] = [];
+    for (let i = 0; i < handles.length; i += BATCH)
+      chunks.push([...Array(Math.min(BATCH, handles.length - i)).keys()].map((k) => i + k));
+    await Promise.all(
+      chunks.map(async (chunk) => {
+        try {
+          const failed = await call(chunk.map((i) => ({ id: String(i), handle: handles[i]! })));
+          for (const f of failed) {
+            results[Number(f.Id)] = new SwitchyardError(
+              "TRANSPORT_ERROR",
+              `${operation}: ${f.Code ?? "failed"} ${f.Message ?? ""}`.trim(),
+            );
+          }
+        } catch (error) {
+          const wrapped = awsError(operation, error);
+          for (const i of chunk) results[i] = wrapped;
+        }
+      }),
+    );
+    return results;
+  }
+}
