@@ -19,6 +19,8 @@ export interface RabbitOptions {
   /** Reconnect backoff: first delay and upper bound, in ms. Defaults 100 ms and 10 s. */
   reconnectInitialDelayMs?: number;
   reconnectMaxDelayMs?: number;
+  /** Shown in RabbitMQ's management UI as the connection's name. Default `switchyard`. */
+  connectionName?: string;
   /** Passed to amqplib's socket (e.g. `ca`, `cert`, `key`, `servername` for amqps). */
   socketOptions?: Record<string, unknown>;
 }
@@ -38,6 +40,7 @@ export interface ResolvedOptions {
 }
 
 const OWN_PARAMS = new Set([
+  "connectionName",
   "queueType",
   "singleActiveConsumer",
   "maxMessageBytes",
@@ -96,7 +99,13 @@ export function resolveOptions(url: URL, options: RabbitOptions = {}): ResolvedO
   if (params.locale) connect.locale = params.locale;
   return {
     connect,
-    socketOptions: options.socketOptions ?? {},
+    socketOptions: {
+      ...(options.socketOptions ?? {}),
+      clientProperties: {
+        ...((options.socketOptions?.clientProperties as object | undefined) ?? {}),
+        connection_name: options.connectionName ?? params.connectionName ?? "switchyard",
+      },
+    },
     queueType,
     singleActiveConsumer: sacRaw === true || sacRaw === "true" || sacRaw === "1",
     maxMessageBytes: number("maxMessageBytes", 16 * 1024 * 1024, 1024),

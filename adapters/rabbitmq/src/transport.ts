@@ -56,6 +56,7 @@ export class RabbitTransport implements Transport {
   readonly #delayQueues = new Map<string, number>();
   #pending = 0;
   #closed = false;
+  #reconnects = 0;
   #reconnecting: Promise<void> | undefined;
 
   constructor(options: ResolvedOptions) {
@@ -83,6 +84,11 @@ export class RabbitTransport implements Transport {
   }
 
   // ---- connection ----
+
+  /** Reconnections after a lost connection so far (for tests and monitoring). */
+  get reconnects(): number {
+    return this.#reconnects;
+  }
 
   async connect(): Promise<void> {
     await this.#connection();
@@ -138,6 +144,7 @@ export class RabbitTransport implements Transport {
         for (const subscription of this.#subscriptions) {
           if (!subscription.closed && !subscription.channel) await this.#consume(subscription);
         }
+        this.#reconnects++;
         return;
       } catch {
         delay = Math.min(this.options.reconnectMaxDelayMs, delay * 2);
@@ -331,8 +338,9 @@ export class RabbitTransport implements Transport {
           await Promise.all(confirms);
           return;
         } catch (error) {
+          if (this.#closed) throw new SwitchyardError("CLOSED", "the rabbitmq transport was closed");
           const retry = error instanceof Retryable || !this.#model;
-          if (!retry || this.#closed || Date.now() >= deadline) {
+          if (!retry || Date.now() >= deadline) {
             throw error instanceof SwitchyardError
               ? error
               : new SwitchyardError(

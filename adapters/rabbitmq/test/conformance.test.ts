@@ -7,3 +7,15 @@ const url = new URL(brokerEndpoint("rabbitmq").url);
 describeWithBroker("rabbitmq", "rabbitmq adapter: conformance (quorum queues)", () => {
   defineConformanceSuite({ name: "rabbitmq", createTransport: () => createTransport(url) });
 });
+
+// Single-active-consumer: one consumer of a queue receives at a time, so per-key order holds
+// (ordering "key"), at the price of load sharing (balancedConsumers false).
+describeWithBroker("rabbitmq", "rabbitmq adapter: conformance (single active consumer)", () => {
+  defineConformanceSuite(
+    {
+      name: "rabbitmq (single-active-consumer)",
+      createTransport: () => createTransport(url, { singleActiveConsumer: true }),
+    },
+    { only: ["per-key order", "competing consumers", "pub/sub", "closing a consumer"] },
+  );
+});
