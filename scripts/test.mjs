@@ -2,7 +2,9 @@
 // With CI=true a broker that fails to start fails the run (brokers.sh prints its log tail);
 // elsewhere the suites of a missing broker skip loudly and say why.
 import { spawnSync } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 
 const ci = process.env.CI === "true" || process.env.CI === "1";
 const brokers = process.env.SWITCHYARD_BROKERS ? process.env.SWITCHYARD_BROKERS.split(/[ ,]+/) : [];
@@ -18,5 +20,29 @@ if (process.env.SWITCHYARD_SKIP_BROKERS !== "1" && existsSync("scripts/brokers/b
   }
 }
 
-const vitest = spawnSync("pnpm", ["exec", "vitest", "run", ...process.argv.slice(2)], { stdio: "inherit" });
+const reportDir = mkdtempSync(join(tmpdir(), "switchyard-test-"));
+const report = join(reportDir, "report.json");
+const vitest = spawnSync(
+  "pnpm",
+  [
+    "exec",
+    "vitest",
+    "run",
+    "--reporter=default",
+    "--reporter=json",
+    `--outputFile.json=${report}`,
+    ...process.argv.slice(2),
+  ],
+  { stdio: "inherit" },
+);
+if (existsSync(report)) {
+  const { numPassedTests, numFailedTests, numPendingTests, numTodoTests } = JSON.parse(
+    readFileSync(report, "utf8"),
+  );
+  // One plain closing line that any CI log reader understands.
+  console.log(
+    `\nTests: ${numPassedTests} passed, ${numFailedTests} failed, ${numPendingTests + numTodoTests} skipped`,
+  );
+}
+rmSync(reportDir, { recursive: true, force: true });
 process.exit(vitest.status ?? 1);
