@@ -1,7 +1,14 @@
 import type { Transport } from "@switchyard/core";
 import { SqsTransport, type SqsTransportOptions } from "./transport.js";
 
-export { ATTR, decodeMessage, type EncodedMessage, encodeMessage, envelopeLimit } from "./codec.js";
+export {
+  ATTR,
+  decodeMessage,
+  type EncodedMessage,
+  encodeMessage,
+  envelopeLimit,
+  type ReceivedAttributes,
+} from "./codec.js";
 export {
   type AwsOptions,
   awsError,
