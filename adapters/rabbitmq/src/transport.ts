@@ -38,6 +38,8 @@ interface Subscription {
   deliver: (delivery: Delivery) => void;
   channel: Channel | undefined;
   tag: string | undefined;
+  /** A consume in progress, so a reconnect and a retry never open two consumers for one subscription. */
+  starting: Promise<void> | undefined;
   closed: boolean;
 }
 
@@ -142,7 +144,10 @@ export class RabbitTransport implements Transport {
         await this.#connection();
         for (const entity of this.#declared.values()) await this.#declare(entity);
         for (const subscription of this.#subscriptions) {
-          if (!subscription.closed && !subscription.channel) await this.#consume(subscription);
+          // One queue failing (e.g. deleted) must not hold back the others: it retries on its own.
+          await this.#resume(subscription).catch(() =>
+            this.#retryConsume(subscription, this.options.reconnectInitialDelayMs),
+          );
         }
         this.#reconnects++;
         return;
@@ -371,9 +376,10 @@ export class RabbitTransport implements Transport {
       deliver,
       channel: undefined,
       tag: undefined,
+      starting: undefined,
       closed: false,
     };
-    await this.#consume(subscription);
+    await this.#resume(subscription);
     this.#subscriptions.add(subscription);
     return {
       close: async () => {
@@ -389,6 +395,25 @@ export class RabbitTransport implements Transport {
     };
   }
 
+  #resume(subscription: Subscription): Promise<void> {
+    if (subscription.closed || subscription.channel) return Promise.resolve();
+    subscription.starting ??= this.#consume(subscription).finally(() => {
+      subscription.starting = undefined;
+    });
+    return subscription.starting;
+  }
+
+  #retryConsume(subscription: Subscription, delayMs: number): void {
+    setTimeout(() => {
+      if (subscription.closed || this.#closed || subscription.channel) return;
+      if (!this.#subscriptions.has(subscription)) return; // its first subscribe() failed: nothing to keep
+      if (!this.#model) return; // the reconnect loop resumes every subscription
+      this.#resume(subscription).catch(() =>
+        this.#retryConsume(subscription, Math.min(this.options.reconnectMaxDelayMs, delayMs * 2)),
+      );
+    }, delayMs).unref();
+  }
+
   /** A channel of its own per subscription: prefetch is per consumer, and a channel error stays local. */
   async #consume(subscription: Subscription): Promise<void> {
     const model = await this.#connection();
@@ -398,12 +423,8 @@ export class RabbitTransport implements Transport {
       if (subscription.channel !== channel) return;
       subscription.channel = undefined;
       subscription.tag = undefined;
-      // A channel closed under a live connection (e.g. the queue was deleted): try again later.
-      if (!subscription.closed && !this.#closed && this.#model) {
-        void sleep(this.options.reconnectInitialDelayMs)
-          .then(() => (subscription.closed || subscription.channel ? undefined : this.#consume(subscription)))
-          .catch(() => {});
-      }
+      // A channel closed under a live connection (e.g. its queue was deleted): try again with backoff.
+      this.#retryConsume(subscription, this.options.reconnectInitialDelayMs);
     });
     await channel.prefetch(subscription.prefetch);
     subscription.channel = channel;
