@@ -50,6 +50,7 @@ export class RabbitTransport implements Transport {
   #model: ChannelModel | undefined;
   #connecting: Promise<ChannelModel> | undefined;
   #publisher: Promise<ConfirmChannel> | undefined;
+  #openPublisher: ConfirmChannel | undefined;
   /** Message ids the broker returned as unroutable, until their confirm arrives. */
   readonly #returned = new Map<string, number>();
   readonly #subscriptions = new Set<Subscription>();
@@ -125,6 +126,7 @@ export class RabbitTransport implements Transport {
     if (this.#model !== model) return;
     this.#model = undefined;
     this.#publisher = undefined;
+    this.#openPublisher = undefined;
     for (const subscription of this.#subscriptions) {
       subscription.channel = undefined;
       subscription.tag = undefined;
@@ -256,11 +258,13 @@ export class RabbitTransport implements Transport {
       channel.on("error", () => {});
       channel.on("close", () => {
         this.#publisher = undefined;
+        if (this.#openPublisher === channel) this.#openPublisher = undefined;
       });
       channel.on("return", (message: ConsumeMessage) => {
         const id = message.properties.messageId as string | undefined;
         if (id !== undefined) this.#returned.set(id, (this.#returned.get(id) ?? 0) + 1);
       });
+      this.#openPublisher = channel;
       return channel;
     })().catch((error) => {
       this.#publisher = undefined;
@@ -312,8 +316,12 @@ export class RabbitTransport implements Transport {
     try {
       for (;;) {
         try {
-          await this.#connected(deadline);
-          const channel = await this.#publisherChannel();
+          // Fast path: an open confirm channel is used without awaiting anything.
+          let channel = this.#model ? this.#openPublisher : undefined;
+          if (!channel) {
+            await this.#connected(deadline);
+            channel = await this.#publisherChannel();
+          }
           const confirms: Promise<void>[] = [];
           for (const { message, properties, body } of prepared) {
             const key = routingKey ?? routingKeyOf(message);

@@ -1,0 +1,155 @@
+// `pnpm bench rabbitmq [--quick]`: raw amqplib (confirm channel, persistent) against Switchyard on the
+// same broker in the same run, 1 KiB messages: confirmed publishes/s with 500 in flight, consume-and-ack/s
+// with prefetch 100, and p50/p99 end-to-end latency at a fixed rate. Ends with one JSON line.
+import { randomUUID } from "node:crypto";
+import { createBus } from "@switchyard/core";
+import amqp from "amqplib";
+import { createTransport } from "../dist/index.js";
+
+const quick = process.argv.includes("--quick");
+const url = process.env.AMQP_URL ?? "amqp://guest:guest@127.0.0.1:5672";
+const N = quick ? 5_000 : 20_000;
+const IN_FLIGHT = 500;
+const RATE = 1000; // messages/s for the latency run
+const LATENCY_N = quick ? 1_000 : 3_000;
+const body = new Uint8Array(1024).fill(7);
+const raw1k = (headers = {}) => ({
+  type: "bench.bytes",
+  dataContentType: "application/octet-stream",
+  data: body,
+  headers,
+});
+
+async function pool(total, inFlight, send) {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: inFlight }, async () => {
+      while (next < total) await send(next++);
+    }),
+  );
+}
+
+function percentile(values, p) {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+}
+
+async function raw() {
+  const model = await amqp.connect(url);
+  const ch = await model.createConfirmChannel();
+  const queue = `bench-raw-${randomUUID().slice(0, 8)}`;
+  await ch.assertQueue(queue, { durable: true, arguments: { "x-queue-type": "quorum" } });
+  const content = Buffer.from(body);
+  const publish = (headers = {}) =>
+    new Promise((resolve, reject) => {
+      ch.sendToQueue(queue, content, { persistent: true, messageId: randomUUID(), headers }, (e) =>
+        e ? reject(e) : resolve(),
+      );
+    });
+  let t = performance.now();
+  await pool(N, IN_FLIGHT, () => publish());
+  const publishRate = N / ((performance.now() - t) / 1000);
+
+  const consumer = await model.createChannel();
+  await consumer.prefetch(100);
+  t = performance.now();
+  let got = 0;
+  await new Promise((resolve) => {
+    consumer.consume(queue, (m) => {
+      consumer.ack(m);
+      if (++got === N) resolve();
+    });
+  });
+  const consumeRate = N / ((performance.now() - t) / 1000);
+
+  const latencies = [];
+  let done;
+  const finished = new Promise((r) => {
+    done = r;
+  });
+  await consumer.close();
+  const latencyChannel = await model.createChannel();
+  await latencyChannel.prefetch(100);
+  await latencyChannel.consume(queue, (m) => {
+    latencies.push(performance.now() - Number(m.properties.headers.sent));
+    latencyChannel.ack(m);
+    if (latencies.length === LATENCY_N) done();
+  });
+  for (let i = 0; i < LATENCY_N; i++) {
+    void publish({ sent: String(performance.now()) });
+    await new Promise((r) => setTimeout(r, 1000 / RATE));
+  }
+  await finished;
+  await ch.deleteQueue(queue);
+  await model.close();
+  return { publishRate, consumeRate, p50: percentile(latencies, 50), p99: percentile(latencies, 99) };
+}
+
+async function switchyard() {
+  const bus = createBus({ transport: createTransport(new URL(url)), source: "bench" });
+  const queue = `bench-sy-${randomUUID().slice(0, 8)}`;
+  await bus.ensure([{ kind: "queue", name: queue }]);
+  let t = performance.now();
+  await pool(N, IN_FLIGHT, () => bus.publishRaw({ kind: "queue", name: queue }, raw1k()));
+  const publishRate = N / ((performance.now() - t) / 1000);
+
+  t = performance.now();
+  let got = 0;
+  let resolveAll;
+  const all = new Promise((r) => {
+    resolveAll = r;
+  });
+  const consumer = await bus
+    .consume(queue)
+    .onAny(async () => {
+      if (++got === N) resolveAll();
+    })
+    .start({ concurrency: 50, prefetch: 100 });
+  await all;
+  const consumeRate = N / ((performance.now() - t) / 1000);
+  await consumer.stop();
+
+  const latencies = [];
+  let done;
+  const finished = new Promise((r) => {
+    done = r;
+  });
+  await bus
+    .consume(queue)
+    .onAny(async (msg) => {
+      latencies.push(performance.now() - Number(msg.headers.sent));
+      if (latencies.length === LATENCY_N) done();
+    })
+    .start({ concurrency: 50, prefetch: 100 });
+  for (let i = 0; i < LATENCY_N; i++) {
+    void bus.publishRaw({ kind: "queue", name: queue }, raw1k({ sent: String(performance.now()) }));
+    await new Promise((r) => setTimeout(r, 1000 / RATE));
+  }
+  await finished;
+  await bus.close();
+  const model = await amqp.connect(url);
+  const ch = await model.createChannel();
+  await ch.deleteQueue(queue);
+  await model.close();
+  return { publishRate, consumeRate, p50: percentile(latencies, 50), p99: percentile(latencies, 99) };
+}
+
+const r = await raw();
+const s = await switchyard();
+const round = (x) => Math.round(x * 100) / 100;
+console.log(
+  `raw amqplib: ${Math.round(r.publishRate)} confirmed publishes/s, ${Math.round(r.consumeRate)} consume+ack/s, p50 ${round(r.p50)} ms, p99 ${round(r.p99)} ms`,
+);
+console.log(
+  `switchyard:  ${Math.round(s.publishRate)} confirmed publishes/s, ${Math.round(s.consumeRate)} consume+ack/s, p50 ${round(s.p50)} ms, p99 ${round(s.p99)} ms`,
+);
+console.log(
+  JSON.stringify({
+    bench: "rabbitmq",
+    messages: N,
+    throughputRatio: round(s.publishRate / r.publishRate),
+    consumeRatio: round(s.consumeRate / r.consumeRate),
+    p99DeltaMs: round(s.p99 - r.p99),
+    ratio: round(s.publishRate / r.publishRate),
+  }),
+);
