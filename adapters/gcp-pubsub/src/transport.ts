@@ -1,0 +1,416 @@
+import { type ClientConfig, type Message, PubSub, type Subscription, type Topic } from "@google-cloud/pubsub";
+import {
+  type Capabilities,
+  type Delivery,
+  type Destination,
+  deadLetterQueueName,
+  type FaultHeaders,
+  type Source,
+  SwitchyardError,
+  type TopologyEntity,
+  type Transport,
+  type TransportSubscription,
+  type WireMessage,
+} from "@switchyard/core";
+import { decode, encode } from "./codec.js";
+import { Names } from "./names.js";
+import type { PubsubOptions } from "./options.js";
+
+export const pubsubCapabilities: Partial<Capabilities> = {
+  // deadLetter() publishes to the DLQ topic with the fault attributes and acks; every subscription
+  // also carries a native dead-letter policy as a backstop and for deliveryAttempt.
+  nativeDeadLetter: true,
+  // nack({ delayMs }) sets the ack deadline to the delay (whole seconds, ≤ 600 s) and lets it lapse.
+  nativeDelay: true,
+  ordering: "key",
+  consumerGroups: true,
+  replayFromStart: false,
+  persistent: true,
+  // 10 MB is the service's limit; leave room for the attribute packing's JSON.
+  maxMessageBytes: 9 * 1024 * 1024,
+  maxHeaders: 512,
+  redeliveryCount: true,
+  // The emulator lets one streaming subscriber take every message.
+  balancedConsumers: false,
+  maxDelayMs: 600_000,
+};
+
+const ALREADY_EXISTS = 6;
+const NOT_FOUND = 5;
+
+function grpcCode(error: unknown): number | undefined {
+  return typeof error === "object" && error !== null
+    ? ((error as { code?: unknown }).code as number)
+    : undefined;
+}
+
+/** gRPC errors carry the request in places; keep only the status and its text. */
+function describe(error: unknown): string {
+  if (error instanceof Error) return error.message.split("\n")[0]!;
+  return String(error);
+}
+
+function transportError(what: string, error: unknown): SwitchyardError {
+  return new SwitchyardError("TRANSPORT_ERROR", `pubsub: ${what}: ${describe(error)}`, {
+    cause: error,
+    details: { grpcCode: grpcCode(error) },
+  });
+}
+
+function clampAttempts(n: number): number {
+  return Math.min(100, Math.max(5, Math.floor(n)));
+}
+
+interface ExistingSubscription {
+  topic?: string | null;
+  enableMessageOrdering?: boolean | null;
+  enableExactlyOnceDelivery?: boolean | null;
+  deadLetterPolicy?: { deadLetterTopic?: string | null; maxDeliveryAttempts?: number | null } | null;
+}
+
+interface SubscriptionSpec {
+  topic: string;
+  deadLetterTopic?: string;
+  maxDeliveryAttempts?: number;
+}
+
+export class PubsubTransport implements Transport {
+  readonly name = "pubsub";
+  readonly capabilities = pubsubCapabilities;
+  readonly client: PubSub;
+  readonly names: Names;
+  readonly options: PubsubOptions;
+  readonly #topics = new Map<string, Topic>();
+  readonly #subscriptions = new Set<PubsubSubscription>();
+  #closed = false;
+
+  constructor(options: PubsubOptions) {
+    this.options = options;
+    this.names = new Names(options.prefix);
+    const config: ClientConfig = { projectId: options.projectId, ...options.clientConfig };
+    if (options.emulator) config.apiEndpoint = options.emulator;
+    this.client = new PubSub(config);
+  }
+
+  /** Fails with a typed error within `connectTimeoutMs` when the service cannot be reached. */
+  async connect(): Promise<void> {
+    const timeoutMs = this.options.connectTimeoutMs;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(
+            new SwitchyardError(
+              "TRANSPORT_ERROR",
+              `pubsub: no answer from ${this.options.emulator ?? "the Pub/Sub service"} within ${timeoutMs} ms (project ${this.options.projectId})`,
+            ),
+          ),
+        timeoutMs,
+      );
+    });
+    try {
+      await Promise.race([
+        this.client
+          .getTopics({ pageSize: 1, autoPaginate: false, gaxOpts: { timeout: timeoutMs } })
+          .catch((e) => {
+            throw transportError(`cannot list topics of project ${this.options.projectId}`, e);
+          }),
+        timeout,
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async provision(entities: TopologyEntity[]): Promise<void> {
+    this.#assertOpen();
+    for (const entity of entities) {
+      if (entity.kind === "topic") {
+        await this.#createTopic(this.names.topic(entity.name));
+      } else if (entity.kind === "queue") {
+        const topic = this.names.queueTopic(entity.name);
+        await this.#createTopic(topic);
+        const spec: SubscriptionSpec = { topic };
+        // A queue's own DLQ has no DLQ of its own: its attempts are counted by the adapter.
+        const source: Source = { kind: "queue", name: entity.name, subscription: entity.name };
+        if (!entity.name.endsWith(".dlq")) {
+          spec.deadLetterTopic = this.names.queueTopic(deadLetterQueueName(source));
+          spec.maxDeliveryAttempts = this.options.queueMaxDeliveryAttempts;
+          await this.#createTopic(spec.deadLetterTopic);
+        }
+        await this.#createSubscription(this.names.queueSubscription(entity.name), spec);
+      } else {
+        const topic = this.names.topic(entity.topic);
+        const deadLetterTopic = this.names.queueTopic(entity.deadLetterQueue);
+        await this.#createTopic(topic);
+        await this.#createTopic(deadLetterTopic);
+        await this.#createSubscription(this.names.subscription(entity.topic, entity.name), {
+          topic,
+          deadLetterTopic,
+          maxDeliveryAttempts: clampAttempts(entity.maxAttempts),
+        });
+      }
+    }
+  }
+
+  async #createTopic(id: string): Promise<void> {
+    try {
+      await this.client.createTopic(id);
+    } catch (error) {
+      if (grpcCode(error) !== ALREADY_EXISTS) throw transportError(`cannot create topic ${id}`, error);
+    }
+  }
+
+  async #createSubscription(id: string, spec: SubscriptionSpec): Promise<void> {
+    const wanted = {
+      ackDeadlineSeconds: this.options.ackDeadlineSeconds,
+      enableMessageOrdering: true,
+      enableExactlyOnceDelivery: this.options.exactlyOnce,
+      ...(spec.deadLetterTopic
+        ? {
+            deadLetterPolicy: {
+              deadLetterTopic: this.client.topic(spec.deadLetterTopic).name,
+              maxDeliveryAttempts: spec.maxDeliveryAttempts!,
+            },
+          }
+        : {}),
+      ...(this.options.retryPolicy
+        ? {
+            retryPolicy: {
+              minimumBackoff: { seconds: this.options.retryPolicy.minimumBackoffSeconds },
+              maximumBackoff: { seconds: this.options.retryPolicy.maximumBackoffSeconds },
+            },
+          }
+        : {}),
+    };
+    try {
+      await this.client.topic(spec.topic).createSubscription(id, wanted);
+      return;
+    } catch (error) {
+      if (grpcCode(error) !== ALREADY_EXISTS) throw transportError(`cannot create subscription ${id}`, error);
+    }
+    // It exists: it must be what we would have created, or the mapping would silently change.
+    let existing: ExistingSubscription;
+    try {
+      [existing] = (await this.client.subscription(id).getMetadata()) as unknown as [ExistingSubscription];
+    } catch (error) {
+      throw transportError(`cannot read subscription ${id}`, error);
+    }
+    const conflicts: string[] = [];
+    const topicName = this.client.topic(spec.topic).name;
+    if (existing.topic !== topicName) conflicts.push(`topic is ${existing.topic}, expected ${topicName}`);
+    if (!existing.enableMessageOrdering) conflicts.push("message ordering is off");
+    if (Boolean(existing.enableExactlyOnceDelivery) !== this.options.exactlyOnce)
+      conflicts.push(`exactly-once delivery is ${existing.enableExactlyOnceDelivery ? "on" : "off"}`);
+    const policy = existing.deadLetterPolicy;
+    if (wanted.deadLetterPolicy) {
+      if (policy?.deadLetterTopic !== wanted.deadLetterPolicy.deadLetterTopic)
+        conflicts.push(`dead-letter topic is ${policy?.deadLetterTopic || "unset"}`);
+      else if (policy?.maxDeliveryAttempts !== wanted.deadLetterPolicy.maxDeliveryAttempts)
+        conflicts.push(
+          `maxDeliveryAttempts is ${policy?.maxDeliveryAttempts}, expected ${wanted.deadLetterPolicy.maxDeliveryAttempts}`,
+        );
+    }
+    if (conflicts.length > 0) {
+      throw new SwitchyardError(
+        "CONFIG_INVALID",
+        `pubsub subscription ${id} exists with a different configuration: ${conflicts.join("; ")}`,
+        { details: { subscription: id, conflicts } },
+      );
+    }
+  }
+
+  #topic(destination: Destination): Topic {
+    const id =
+      destination.kind === "queue"
+        ? this.names.queueTopic(destination.name)
+        : this.names.topic(destination.name);
+    let topic = this.#topics.get(id);
+    if (!topic) {
+      topic = this.client.topic(id, { messageOrdering: true, batching: this.options.batching });
+      this.#topics.set(id, topic);
+    }
+    return topic;
+  }
+
+  async publish(destination: Destination, messages: WireMessage[]): Promise<void> {
+    this.#assertOpen();
+    // Encode everything first: an over-limit message refuses the batch before anything is sent.
+    const encoded = messages.map(encode);
+    const topic = this.#topic(destination);
+    await Promise.all(
+      encoded.map(async (message) => {
+        try {
+          await topic.publishMessage(message);
+        } catch (error) {
+          // A failed ordered publish pauses its key; resume so one failure does not wedge it.
+          if (message.orderingKey) topic.resumePublishing(message.orderingKey);
+          const code = grpcCode(error);
+          throw transportError(
+            `publish to ${destination.kind} ${destination.name} (${topic.name.split("/").pop()}) failed${code === NOT_FOUND ? " (it does not exist)" : ""}`,
+            error,
+          );
+        }
+      }),
+    );
+  }
+
+  async subscribe(
+    source: Source,
+    options: { prefetch: number },
+    deliver: (delivery: Delivery) => void,
+  ): Promise<TransportSubscription> {
+    this.#assertOpen();
+    const id =
+      source.kind === "queue"
+        ? this.names.queueSubscription(source.name)
+        : this.names.subscription(source.name, source.subscription);
+    const subscription = new PubsubSubscription(this, source, id, options.prefetch, deliver);
+    this.#subscriptions.add(subscription);
+    try {
+      await subscription.open();
+    } catch (error) {
+      this.#subscriptions.delete(subscription);
+      await subscription.close().catch(() => {});
+      throw error;
+    }
+    return {
+      close: async () => {
+        this.#subscriptions.delete(subscription);
+        await subscription.close();
+      },
+    };
+  }
+
+  /** Publishes a dead letter to the source's DLQ (the same topic its dead-letter policy names). */
+  async publishDeadLetter(source: Source, message: WireMessage, fault: FaultHeaders): Promise<void> {
+    await this.publish({ kind: "queue", name: deadLetterQueueName(source) }, [
+      { ...message, headers: { ...message.headers, ...fault } },
+    ]);
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await Promise.allSettled([...this.#subscriptions].map((s) => s.close()));
+    this.#subscriptions.clear();
+    await Promise.allSettled([...this.#topics.values()].map((t) => t.flush()));
+    await this.client.close();
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new SwitchyardError("CLOSED", "pubsub transport is closed");
+  }
+}
+
+/** Internals of @google-cloud/pubsub 6.2 used for nack with a delay (see README). */
+interface SubscriberInternals {
+  _inventory?: { remove(message: Message): void };
+  _stream?: { _streams?: Array<{ stream?: unknown }> };
+}
+
+class PubsubSubscription {
+  readonly #subscription: Subscription;
+  /** Attempts counted here where the service reports none (no dead-letter policy). */
+  readonly #counts = new Map<string, number>();
+  #error: unknown;
+  #closing: Promise<void> | undefined;
+
+  constructor(
+    readonly transport: PubsubTransport,
+    readonly source: Source,
+    readonly id: string,
+    prefetch: number,
+    readonly deliver: (delivery: Delivery) => void,
+  ) {
+    this.#subscription = transport.client.subscription(id, {
+      flowControl: { maxMessages: prefetch, allowExcessMessages: false },
+      streamingOptions: { maxStreams: transport.options.maxStreams },
+      closeOptions: { behavior: "NACK" },
+    });
+  }
+
+  get #internals(): SubscriberInternals {
+    return (this.#subscription as unknown as { _subscriber: SubscriberInternals })._subscriber;
+  }
+
+  /** Resolves once the streaming pull is open, or rejects with the stream's error. */
+  async open(): Promise<void> {
+    this.#subscription.on("error", (error) => {
+      this.#error = error;
+      if (!this.#closing) {
+        process.emitWarning(`pubsub subscription ${this.id}: ${describe(error)}`, "SwitchyardWarning");
+      }
+    });
+    this.#subscription.on("message", (message: Message) => this.#onMessage(message));
+    const deadline = Date.now() + this.transport.options.connectTimeoutMs;
+    for (;;) {
+      if (this.#error) throw transportError(`cannot open subscription ${this.id}`, this.#error);
+      const streams = this.#internals._stream?._streams;
+      if (streams && streams.length > 0 && streams.every((s) => s.stream)) return;
+      if (Date.now() > deadline) {
+        throw new SwitchyardError("TRANSPORT_ERROR", `pubsub: subscription ${this.id} did not open in time`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+  }
+
+  #onMessage(message: Message): void {
+    let attempt = message.deliveryAttempt;
+    if (!(attempt > 0)) {
+      attempt = (this.#counts.get(message.id) ?? 0) + 1;
+      this.#counts.set(message.id, attempt);
+      if (this.#counts.size > 10_000) this.#counts.delete(this.#counts.keys().next().value!);
+    }
+    const wire = decode({
+      id: message.id,
+      data: message.data,
+      attributes: message.attributes ?? {},
+      orderingKey: message.orderingKey,
+    });
+    const exactlyOnce = this.transport.options.exactlyOnce;
+    const forget = () => this.#counts.delete(message.id);
+    const delivery: Delivery = {
+      message: wire,
+      attempt,
+      ack: async () => {
+        forget();
+        if (exactlyOnce) await message.ackWithResponse();
+        else message.ack();
+      },
+      nack: async (options) => {
+        const delayMs = options?.delayMs ?? 0;
+        if (delayMs <= 0) {
+          if (exactlyOnce) await message.nackWithResponse();
+          else message.nack();
+          return;
+        }
+        // Pub/Sub has no per-message delay: push the ack deadline out to the delay and stop
+        // leasing the message, so the service redelivers it once the deadline lapses.
+        const seconds = Math.min(600, Math.ceil(delayMs / 1000));
+        if (exactlyOnce) await message.modAckWithResponse(seconds);
+        else message.modAck(seconds);
+        const handled = message as unknown as { _handled: boolean; _handledPromise?: { resolve(): void } };
+        handled._handled = true;
+        handled._handledPromise?.resolve();
+        this.#internals._inventory?.remove(message);
+      },
+      deadLetter: async (fault) => {
+        await this.transport.publishDeadLetter(this.source, wire, fault);
+        forget();
+        if (exactlyOnce) await message.ackWithResponse();
+        else message.ack();
+      },
+    };
+    this.deliver(delivery);
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      this.#subscription.removeAllListeners("message");
+      await this.#subscription.close();
+      this.#subscription.removeAllListeners("error");
+    })();
+    return this.#closing;
+  }
+}
