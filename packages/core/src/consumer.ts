@@ -195,6 +195,7 @@ export class RunningConsumer implements Consumer {
   stop(): Promise<void> {
     this.#stopping ??= (async () => {
       this.#closing = true;
+      await this.#subscription?.stop?.();
       while (this.#inFlight.size > 0) await Promise.allSettled([...this.#inFlight]);
       await this.#subscription?.close();
       this.#runtime.unregister(this);

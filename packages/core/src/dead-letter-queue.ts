@@ -113,6 +113,7 @@ export class DeadLetterQueue {
     await finished;
     stopped = true;
     clearTimeout(idle);
+    await subscription.stop?.();
     let failure: unknown;
     for (const delivery of held) {
       // After a failure the rest are released untouched, so nothing is lost or half-done.

@@ -87,7 +87,13 @@ export interface Delivery {
 }
 
 export interface TransportSubscription {
-  /** Stop fetching and release the consumer. Called after in-flight deliveries were settled. */
+  /**
+   * Optional: stop fetching new messages while unsettled deliveries stay settleable (e.g. AMQP
+   * basic.cancel). The core calls it first on shutdown and before releasing browsed dead letters,
+   * so released messages are not handed straight back to the same consumer.
+   */
+  stop?(): Promise<void>;
+  /** Release the consumer. Called after in-flight deliveries were settled. */
   close(): Promise<void>;
 }
 

@@ -56,6 +56,8 @@ export class MemoryTransport implements Transport {
     const unsubscribe = this.broker.subscribe(source, options.prefetch, deliver);
     this.#unsubscribers.add(unsubscribe);
     return {
+      // Removing the receiver stops deliveries; the ones it holds stay settleable.
+      stop: async () => unsubscribe(),
       close: async () => {
         this.#unsubscribers.delete(unsubscribe);
         unsubscribe();
