@@ -390,6 +390,13 @@ export class RabbitTransport implements Transport {
     await this.#resume(subscription);
     this.#subscriptions.add(subscription);
     return {
+      // basic.cancel: no new deliveries, while the ones held stay settleable on the open channel.
+      stop: async () => {
+        subscription.closed = true;
+        const { channel, tag } = subscription;
+        subscription.tag = undefined;
+        if (channel && tag) await channel.cancel(tag).catch(() => {});
+      },
       close: async () => {
         subscription.closed = true;
         this.#subscriptions.delete(subscription);
