@@ -1,0 +1,411 @@
+import { redactUrl, SwitchyardError, type WireMessage } from "@switchyard/core";
+import pg from "pg";
+import {
+  type AppendInput,
+  type FeedRead,
+  type FeedStore,
+  type PendingRecord,
+  parseSubKey,
+  type SubKey,
+  subKeyString,
+} from "./store.js";
+
+const FEED_CHANNEL = "switchyard_feed";
+const PENDING_CHANNEL = "switchyard_feed_pending";
+
+export interface PostgresStoreOptions {
+  /** `postgres://user:pass@host:port/db`. */
+  url: string;
+  /** Table name prefix (letters, digits, underscores). Default `switchyard_feed`. */
+  tablePrefix?: string;
+  /** Pool size. Default 10. */
+  poolSize?: number;
+}
+
+/**
+ * The PostgreSQL store. Appends to one topic are serialised by a transaction-scoped advisory lock,
+ * so positions (a bigserial) commit in order and a reader never passes a gap that fills later.
+ * LISTEN/NOTIFY wakes long polls and consumers across processes; claims use FOR UPDATE SKIP LOCKED.
+ */
+export class PostgresStore implements FeedStore {
+  readonly pool: pg.Pool;
+  readonly #url: string;
+  readonly #t: { feed: string; compacted: string; cursor: string; pending: string };
+  readonly #appendListeners = new Set<(topic: string) => void>();
+  readonly #pendingListeners = new Set<(key: SubKey) => void>();
+  #listener: pg.Client | undefined;
+  #listening: Promise<void> | undefined;
+  #ready: Promise<void> | undefined;
+  #closed = false;
+
+  constructor(options: PostgresStoreOptions) {
+    const prefix = options.tablePrefix ?? "switchyard_feed";
+    if (!/^[a-z_][a-z0-9_]{0,40}$/.test(prefix)) {
+      throw new SwitchyardError("CONFIG_INVALID", `tablePrefix "${prefix}" must match [a-z_][a-z0-9_]*`);
+    }
+    this.#url = options.url;
+    this.#t = {
+      feed: `${prefix}_events`,
+      compacted: `${prefix}_compacted`,
+      cursor: `${prefix}_cursors`,
+      pending: `${prefix}_pending`,
+    };
+    this.pool = new pg.Pool({ connectionString: options.url, max: options.poolSize ?? 10 });
+    // An idle client's error (the server restarted) must not crash the process; the next query retries.
+    this.pool.on("error", () => {});
+  }
+
+  init(): Promise<void> {
+    this.#ready ??= this.#init().catch((error: unknown) => {
+      this.#ready = undefined;
+      throw this.#wrap(error, "initialise the store");
+    });
+    return this.#ready;
+  }
+
+  async #init(): Promise<void> {
+    const { feed, compacted, cursor, pending } = this.#t;
+    const client = await this.pool.connect();
+    try {
+      await client.query("BEGIN");
+      // Concurrent CREATE TABLE IF NOT EXISTS can still collide in the catalog: one at a time.
+      await client.query("SELECT pg_advisory_xact_lock(hashtext($1))", [feed]);
+      await client.query(`
+        CREATE TABLE IF NOT EXISTS ${feed} (
+          topic text NOT NULL, seq bigserial NOT NULL, id text NOT NULL, subject text, method text,
+          event text NOT NULL, PRIMARY KEY (topic, seq));
+        CREATE UNIQUE INDEX IF NOT EXISTS ${feed}_id ON ${feed} (topic, id);
+        CREATE INDEX IF NOT EXISTS ${feed}_subject ON ${feed} (topic, subject, seq);
+        CREATE TABLE IF NOT EXISTS ${compacted} (
+          topic text NOT NULL, id text NOT NULL, seq bigint NOT NULL, PRIMARY KEY (topic, id));
+        CREATE TABLE IF NOT EXISTS ${cursor} (
+          kind text NOT NULL, name text NOT NULL, sub text NOT NULL, last_event_id text,
+          updated_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (kind, name, sub));
+        CREATE TABLE IF NOT EXISTS ${pending} (
+          seq bigserial PRIMARY KEY, kind text NOT NULL, name text NOT NULL, sub text NOT NULL,
+          id text NOT NULL, key text, headers text NOT NULL, body bytea NOT NULL,
+          attempt integer NOT NULL DEFAULT 0, visible_at timestamptz NOT NULL DEFAULT now(),
+          lease_until timestamptz);
+        CREATE INDEX IF NOT EXISTS ${pending}_ready ON ${pending} (kind, name, sub, seq);
+        CREATE INDEX IF NOT EXISTS ${pending}_key ON ${pending} (kind, name, sub, key, seq)
+          WHERE key IS NOT NULL;`);
+      await client.query("COMMIT");
+    } catch (error) {
+      await client.query("ROLLBACK").catch(() => {});
+      throw error;
+    } finally {
+      client.release();
+    }
+  }
+
+  #wrap(error: unknown, what: string): SwitchyardError {
+    if (error instanceof SwitchyardError) return error;
+    const message = error instanceof Error ? error.message : String(error);
+    return new SwitchyardError(
+      "TRANSPORT_ERROR",
+      `http-feed store ${redactUrl(this.#url)}: could not ${what}: ${message.replaceAll(this.#url, redactUrl(this.#url))}`,
+      { cause: error },
+    );
+  }
+
+  async #query<R extends pg.QueryResultRow>(what: string, text: string, values?: unknown[]) {
+    await this.init();
+    try {
+      return await this.pool.query<R>(text, values);
+    } catch (error) {
+      throw this.#wrap(error, what);
+    }
+  }
+
+  async #tx<T>(what: string, body: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    await this.init();
+    let client: pg.PoolClient;
+    try {
+      client = await this.pool.connect();
+    } catch (error) {
+      throw this.#wrap(error, what);
+    }
+    try {
+      await client.query("BEGIN");
+      const result = await body(client);
+      await client.query("COMMIT");
+      return result;
+    } catch (error) {
+      await client.query("ROLLBACK").catch(() => {});
+      throw this.#wrap(error, what);
+    } finally {
+      client.release();
+    }
+  }
+
+  // ---- producer side: the feed ----
+
+  async append(topic: string, events: AppendInput[], options: { compact: boolean }): Promise<void> {
+    if (events.length === 0) return;
+    const { feed, compacted } = this.#t;
+    await this.#tx("append to the feed", async (client) => {
+      await client.query("SELECT pg_advisory_xact_lock(hashtext($1))", [`${feed}:${topic}`]);
+      const inserted = await client.query<{ seq: string; subject: string | null }>(
+        `INSERT INTO ${feed} (topic, id, subject, method, event)
+         SELECT $1, e.id, e.subject, e.method, e.event
+         FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) WITH ORDINALITY AS e(id, subject, method, event, n)
+         ORDER BY e.n
+         ON CONFLICT (topic, id) DO NOTHING
+         RETURNING seq, subject`,
+        [
+          topic,
+          events.map((e) => e.id),
+          events.map((e) => e.subject ?? null),
+          events.map((e) => e.method ?? null),
+          events.map((e) => e.json),
+        ],
+      );
+      if (options.compact) {
+        // Older events of the same subject go; their ids stay resolvable as positions, so a consumer
+        // whose lastEventId was compacted away continues right after it (no gap, no replay).
+        const latest = new Map<string, string>();
+        for (const row of inserted.rows) if (row.subject !== null) latest.set(row.subject, row.seq);
+        if (latest.size > 0) {
+          await client.query(
+            `WITH gone AS (
+               DELETE FROM ${feed} f USING unnest($2::text[], $3::bigint[]) AS l(subject, seq)
+               WHERE f.topic = $1 AND f.subject = l.subject AND f.seq < l.seq
+               RETURNING f.id, f.seq)
+             INSERT INTO ${compacted} (topic, id, seq) SELECT $1, id, seq FROM gone
+             ON CONFLICT (topic, id) DO UPDATE SET seq = EXCLUDED.seq`,
+            [topic, [...latest.keys()], [...latest.values()]],
+          );
+        }
+      }
+      await client.query("SELECT pg_notify($1, $2)", [FEED_CHANNEL, topic]);
+    });
+    this.#emitAppend(topic);
+  }
+
+  async read(topic: string, lastEventId: string | undefined, limit: number): Promise<FeedRead> {
+    const { feed, compacted } = this.#t;
+    let after = "0";
+    if (lastEventId !== undefined) {
+      const found = await this.#query<{ seq: string }>(
+        "resolve lastEventId",
+        `SELECT seq FROM (
+           SELECT seq, 0 AS pref FROM ${feed} WHERE topic = $1 AND id = $2
+           UNION ALL SELECT seq, 1 FROM ${compacted} WHERE topic = $1 AND id = $2) s
+         ORDER BY pref LIMIT 1`,
+        [topic, lastEventId],
+      );
+      if (found.rows.length === 0) return { status: "unknown" };
+      after = found.rows[0]!.seq;
+    }
+    const rows = await this.#query<{ seq: string; id: string; event: string }>(
+      "read the feed",
+      `SELECT seq, id, event FROM ${feed} WHERE topic = $1 AND seq > $2 ORDER BY seq LIMIT $3`,
+      [topic, after, limit],
+    );
+    return {
+      status: "ok",
+      events: rows.rows.map((r) => ({ seq: Number(r.seq), id: r.id, json: r.event })),
+    };
+  }
+
+  onAppend(listener: (topic: string) => void): () => void {
+    this.#appendListeners.add(listener);
+    void this.#listen().catch(() => {});
+    return () => this.#appendListeners.delete(listener);
+  }
+
+  #emitAppend(topic: string): void {
+    for (const listener of this.#appendListeners) listener(topic);
+  }
+
+  #emitPending(key: SubKey): void {
+    for (const listener of this.#pendingListeners) listener(key);
+  }
+
+  /** One LISTEN connection per store, for appends and pending rows from other processes. */
+  #listen(): Promise<void> {
+    if (this.#closed) return Promise.resolve();
+    this.#listening ??= (async () => {
+      const client = new pg.Client({ connectionString: this.#url });
+      client.on("error", () => {
+        // Lost: forget it, so the next listener registration reconnects. Local wake-ups still work.
+        if (this.#listener === client) {
+          this.#listener = undefined;
+          this.#listening = undefined;
+        }
+      });
+      client.on("notification", (n) => {
+        if (n.channel === FEED_CHANNEL && n.payload !== undefined) this.#emitAppend(n.payload);
+        else if (n.channel === PENDING_CHANNEL && n.payload !== undefined) {
+          const key = parseSubKey(n.payload);
+          if (key) this.#emitPending(key);
+        }
+      });
+      await client.connect();
+      if (this.#closed) {
+        await client.end().catch(() => {});
+        return;
+      }
+      this.#listener = client;
+      await client.query(`LISTEN ${FEED_CHANNEL}; LISTEN ${PENDING_CHANNEL}`);
+    })().catch((error: unknown) => {
+      this.#listening = undefined;
+      throw this.#wrap(error, "listen for notifications");
+    });
+    return this.#listening;
+  }
+
+  // ---- consumer side: cursors and pending rows ----
+
+  async ensureCursor(key: SubKey): Promise<void> {
+    await this.#query(
+      "create the subscription",
+      `INSERT INTO ${this.#t.cursor} (kind, name, sub) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
+      [key.kind, key.name, key.sub],
+    );
+  }
+
+  async cursor(key: SubKey): Promise<string | undefined> {
+    const result = await this.#query<{ last_event_id: string | null }>(
+      "read the subscription position",
+      `SELECT last_event_id FROM ${this.#t.cursor} WHERE kind = $1 AND name = $2 AND sub = $3`,
+      [key.kind, key.name, key.sub],
+    );
+    return result.rows[0]?.last_event_id ?? undefined;
+  }
+
+  async fill(
+    key: SubKey,
+    expected: string | undefined,
+    next: string,
+    messages: WireMessage[],
+  ): Promise<boolean> {
+    const moved = await this.#tx("store fetched events", async (client) => {
+      const updated = await client.query(
+        `UPDATE ${this.#t.cursor} SET last_event_id = $4, updated_at = now()
+         WHERE kind = $1 AND name = $2 AND sub = $3 AND last_event_id IS NOT DISTINCT FROM $5`,
+        [key.kind, key.name, key.sub, next, expected ?? null],
+      );
+      if (updated.rowCount !== 1) return false;
+      await this.#insertPending(client, key, messages);
+      return true;
+    });
+    if (moved) this.#emitPending(key);
+    return moved;
+  }
+
+  async enqueue(key: SubKey, messages: WireMessage[]): Promise<void> {
+    if (messages.length === 0) return;
+    await this.#tx("enqueue", (client) => this.#insertPending(client, key, messages));
+    this.#emitPending(key);
+  }
+
+  async #insertPending(client: pg.PoolClient, key: SubKey, messages: WireMessage[]): Promise<void> {
+    if (messages.length === 0) return;
+    await client.query(
+      `INSERT INTO ${this.#t.pending} (kind, name, sub, id, key, headers, body)
+       SELECT $1, $2, $3, m.id, m.key, m.headers, m.body
+       FROM unnest($4::text[], $5::text[], $6::text[], $7::bytea[]) WITH ORDINALITY AS m(id, key, headers, body, n)
+       ORDER BY m.n`,
+      [
+        key.kind,
+        key.name,
+        key.sub,
+        messages.map((m) => m.id),
+        messages.map((m) => m.key ?? null),
+        messages.map((m) => JSON.stringify(m.headers)),
+        messages.map((m) => Buffer.from(m.body.buffer, m.body.byteOffset, m.body.byteLength)),
+      ],
+    );
+    await client.query("SELECT pg_notify($1, $2)", [PENDING_CHANNEL, subKeyString(key)]);
+  }
+
+  async claim(key: SubKey, limit: number, leaseMs: number): Promise<PendingRecord[]> {
+    const { pending } = this.#t;
+    const result = await this.#query<{
+      seq: string;
+      id: string;
+      key: string | null;
+      headers: string;
+      body: Buffer;
+      attempt: number;
+    }>(
+      "claim messages",
+      `UPDATE ${pending} p SET attempt = p.attempt + 1, lease_until = now() + make_interval(secs => $5::double precision / 1000)
+       WHERE p.seq IN (
+         SELECT c.seq FROM ${pending} c
+         WHERE c.kind = $1 AND c.name = $2 AND c.sub = $3 AND c.visible_at <= now()
+           AND (c.lease_until IS NULL OR c.lease_until < now())
+           AND (c.key IS NULL OR NOT EXISTS (
+             SELECT 1 FROM ${pending} o
+             WHERE o.kind = c.kind AND o.name = c.name AND o.sub = c.sub AND o.key = c.key AND o.seq < c.seq))
+         ORDER BY c.seq LIMIT $4 FOR UPDATE SKIP LOCKED)
+       RETURNING p.seq, p.id, p.key, p.headers, p.body, p.attempt`,
+      [key.kind, key.name, key.sub, limit, leaseMs],
+    );
+    return result.rows
+      .sort((a, b) => Number(a.seq) - Number(b.seq))
+      .map((row) => {
+        const message: WireMessage = {
+          id: row.id,
+          headers: JSON.parse(row.headers) as Record<string, string>,
+          body: new Uint8Array(row.body.buffer, row.body.byteOffset, row.body.byteLength),
+        };
+        if (row.key !== null) message.key = row.key;
+        return { seq: row.seq, message, attempt: row.attempt };
+      });
+  }
+
+  async ack(seq: string): Promise<void> {
+    const result = await this.#query<{
+      kind: "queue" | "topic";
+      name: string;
+      sub: string;
+      key: string | null;
+    }>("acknowledge", `DELETE FROM ${this.#t.pending} WHERE seq = $1 RETURNING kind, name, sub, key`, [seq]);
+    // A keyed row blocked younger rows of its key: wake consumers (only then is it worth a notify).
+    const row = result.rows[0];
+    if (row && row.key !== null) this.#emitPending({ kind: row.kind, name: row.name, sub: row.sub });
+  }
+
+  async nack(seq: string, delayMs: number): Promise<void> {
+    const result = await this.#query<{ kind: "queue" | "topic"; name: string; sub: string }>(
+      "release",
+      `UPDATE ${this.#t.pending} SET lease_until = NULL,
+         visible_at = now() + make_interval(secs => $2::double precision / 1000)
+       WHERE seq = $1 RETURNING kind, name, sub`,
+      [seq, Math.max(0, delayMs)],
+    );
+    const row = result.rows[0];
+    if (row) {
+      const key = { kind: row.kind, name: row.name, sub: row.sub };
+      await this.#query("notify", "SELECT pg_notify($1, $2)", [PENDING_CHANNEL, subKeyString(key)]);
+      this.#emitPending(key);
+    }
+  }
+
+  async renew(seqs: string[], leaseMs: number): Promise<void> {
+    if (seqs.length === 0) return;
+    await this.#query(
+      "renew leases",
+      `UPDATE ${this.#t.pending} SET lease_until = now() + make_interval(secs => $2::double precision / 1000)
+       WHERE seq = ANY($1::bigint[])`,
+      [seqs, leaseMs],
+    );
+  }
+
+  onPending(listener: (key: SubKey) => void): () => void {
+    this.#pendingListeners.add(listener);
+    void this.#listen().catch(() => {});
+    return () => this.#pendingListeners.delete(listener);
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    const listener = this.#listener;
+    this.#listener = undefined;
+    await listener?.end().catch(() => {});
+    await this.pool.end().catch(() => {});
+  }
+}

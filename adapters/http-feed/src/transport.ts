@@ -1,0 +1,510 @@
+import {
+  type Capabilities,
+  type Delivery,
+  type Destination,
+  REDRIVE_TO,
+  RESERVED_PREFIX,
+  redactUrl,
+  type Source,
+  SwitchyardError,
+  type TopologyEntity,
+  type Transport,
+  type TransportSubscription,
+  type WireMessage,
+} from "@switchyard/core";
+import {
+  BATCH_CONTENT_TYPE,
+  fromCloudEvent,
+  METHOD_ATTRIBUTE,
+  toCloudEvent,
+  UnidentifiableEvent,
+} from "./cloudevents.js";
+import { PostgresStore } from "./postgres.js";
+import { type FeedServer, startFeedServer } from "./server.js";
+import type { FeedStore, PendingRecord, SubKey } from "./store.js";
+import { subKeyString } from "./store.js";
+
+export const httpFeedCapabilities: Partial<Capabilities> = {
+  nativeDeadLetter: false,
+  nativeDelay: true,
+  ordering: "key",
+  consumerGroups: true,
+  replayFromStart: true,
+  persistent: true,
+  maxMessageBytes: 1024 * 1024,
+  maxHeaders: 256,
+  redeliveryCount: true,
+  balancedConsumers: true,
+  maxDelayMs: 30 * 24 * 60 * 60 * 1000,
+};
+
+export interface HttpFeedOptions {
+  /** The store: a `postgres://` URL or a `FeedStore`. Required. */
+  store: FeedStore | string;
+  /** Base URL of the producer's feeds that subscriptions poll: `<feedUrl>/<topic>`. */
+  feedUrl?: string;
+  /** Bearer token sent to the feed (consumer side) and, with `serve`, required by it. Never logged. */
+  token?: string;
+  /** Also serve this store's feeds over HTTP (producer side), on `host:port` and `basePath`. */
+  serve?: { host?: string; port?: number; basePath?: string } | false;
+  /** Topics compacted by subject on append (`true`: all). */
+  compact?: boolean | readonly string[];
+  /** Long-poll `timeout` asked of the feed, ms. Default 20,000. */
+  pollTimeoutMs?: number;
+  /** Events per feed request. Default 100. */
+  pageSize?: number;
+  /** How long a claimed message is reserved for its consumer (renewed while handled). Default 30,000. */
+  leaseMs?: number;
+  /** Longest pause between polls of the consumer-side store when nothing wakes it. Default 1,000. */
+  idlePollMs?: number;
+}
+
+interface SharedStore {
+  store: PostgresStore;
+  refs: number;
+}
+const sharedStores = new Map<string, SharedStore>();
+
+/** One pool (and one LISTEN connection) per store URL per process, however many buses use it. */
+function acquireStore(url: string): { store: FeedStore; release: () => Promise<void> } {
+  let shared = sharedStores.get(url);
+  if (!shared) {
+    shared = { store: new PostgresStore({ url }), refs: 0 };
+    sharedStores.set(url, shared);
+  }
+  shared.refs++;
+  const entry = shared;
+  let released = false;
+  return {
+    store: entry.store,
+    release: async () => {
+      if (released) return;
+      released = true;
+      if (--entry.refs === 0) {
+        sharedStores.delete(url);
+        await entry.store.close();
+      }
+    },
+  };
+}
+
+const sleep = (ms: number, signal?: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    signal?.addEventListener("abort", () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+
+/**
+ * Pub/sub over HTTP feeds. Publishing to a topic appends to the topic's feed in the store (served
+ * by `createFeedHandler` or `serve`); a subscription polls `<feedUrl>/<topic>` with long polling,
+ * moves what it reads into its own pending rows in the store together with its position, and hands
+ * them out to its competing consumers. Queues are local work tables in the store (see README).
+ */
+export class HttpFeedTransport implements Transport {
+  readonly name = "http-feed";
+  readonly capabilities = httpFeedCapabilities;
+  readonly store: FeedStore;
+  readonly #release: () => Promise<void>;
+  readonly #options: HttpFeedOptions;
+  readonly #pollers = new Map<string, { poller: FeedPoller; refs: number }>();
+  readonly #readers = new Set<PendingReader>();
+  #server: FeedServer | undefined;
+  #feedUrl: string | undefined;
+  #connected: Promise<void> | undefined;
+  #closed = false;
+
+  constructor(options: HttpFeedOptions) {
+    this.#options = options;
+    if (typeof options.store === "string") {
+      const { store, release } = acquireStore(options.store);
+      this.store = store;
+      this.#release = release;
+    } else {
+      this.store = options.store;
+      this.#release = async () => {};
+    }
+    this.#feedUrl = options.feedUrl?.replace(/\/+$/, "");
+    for (const [name, value] of [
+      ["pollTimeoutMs", options.pollTimeoutMs],
+      ["pageSize", options.pageSize],
+      ["leaseMs", options.leaseMs],
+      ["idlePollMs", options.idlePollMs],
+    ] as const) {
+      if (value !== undefined && (!Number.isInteger(value) || value < 1 || value > 3_600_000)) {
+        throw new SwitchyardError(
+          "CONFIG_INVALID",
+          `http-feed: ${name} must be an integer from 1 to 3600000`,
+        );
+      }
+    }
+  }
+
+  /** The feed server this transport started (`serve`), if any. */
+  get server(): FeedServer | undefined {
+    return this.#server;
+  }
+
+  connect(): Promise<void> {
+    this.#connected ??= (async () => {
+      await this.store.init();
+      if (this.#options.serve) {
+        this.#server = await startFeedServer({
+          store: this.store,
+          ...this.#options.serve,
+          ...(this.#options.token !== undefined ? { token: this.#options.token } : {}),
+        });
+        this.#feedUrl ??= this.#server.url;
+      }
+    })();
+    return this.#connected;
+  }
+
+  async provision(entities: TopologyEntity[]): Promise<void> {
+    await this.connect();
+    for (const entity of entities) {
+      if (entity.kind === "subscription") {
+        await this.store.ensureCursor({ kind: "topic", name: entity.topic, sub: entity.name });
+      }
+    }
+  }
+
+  #compacted(topic: string): boolean {
+    const compact = this.#options.compact;
+    return compact === true || (Array.isArray(compact) && compact.includes(topic));
+  }
+
+  async publish(destination: Destination, messages: WireMessage[]): Promise<void> {
+    this.#assertOpen();
+    await this.connect();
+    if (destination.kind === "queue") {
+      await this.store.enqueue({ kind: "queue", name: destination.name, sub: destination.name }, messages);
+      return;
+    }
+    // A redrive goes to the one subscription that failed: straight into its pending rows, which
+    // are consumer-side state like the DLQ it came from; the feed itself is never rewritten.
+    let batch: WireMessage[] = [];
+    const flush = async () => {
+      if (batch.length === 0) return;
+      const events = batch.map((wire) => {
+        const subject = wire.headers[`${RESERVED_PREFIX}subject`];
+        const method = wire.headers[METHOD_ATTRIBUTE];
+        return {
+          id: wire.id,
+          json: JSON.stringify(toCloudEvent(wire)),
+          ...(subject !== undefined ? { subject } : {}),
+          ...(method !== undefined ? { method } : {}),
+        };
+      });
+      batch = [];
+      await this.store.append(destination.name, events, { compact: this.#compacted(destination.name) });
+    };
+    for (const message of messages) {
+      const redriveTo = message.headers[REDRIVE_TO];
+      if (redriveTo === undefined) {
+        batch.push(message);
+        continue;
+      }
+      await flush();
+      await this.store.enqueue({ kind: "topic", name: destination.name, sub: redriveTo }, [message]);
+    }
+    await flush();
+  }
+
+  async subscribe(
+    source: Source,
+    options: { prefetch: number },
+    deliver: (delivery: Delivery) => void,
+  ): Promise<TransportSubscription> {
+    this.#assertOpen();
+    await this.connect();
+    const key: SubKey =
+      source.kind === "queue"
+        ? { kind: "queue", name: source.name, sub: source.name }
+        : { kind: "topic", name: source.name, sub: source.subscription };
+    let stopPoller: (() => Promise<void>) | undefined;
+    if (key.kind === "topic") {
+      if (this.#feedUrl === undefined) {
+        throw new SwitchyardError(
+          "CONFIG_INVALID",
+          `http-feed: subscribing to topic "${source.name}" needs the producer's feed URL (http-feed://host:port/base or the feedUrl option)`,
+        );
+      }
+      await this.store.ensureCursor(key);
+      stopPoller = this.#startPoller(key, this.#feedUrl);
+    }
+    const reader = new PendingReader(this.store, key, options.prefetch, deliver, {
+      leaseMs: this.#options.leaseMs ?? 30_000,
+      idlePollMs: this.#options.idlePollMs ?? 1000,
+    });
+    this.#readers.add(reader);
+    reader.start();
+    return {
+      close: async () => {
+        this.#readers.delete(reader);
+        await reader.close();
+        await stopPoller?.();
+      },
+    };
+  }
+
+  /** One poller per subscription per transport; competing transports' pollers race safely. */
+  #startPoller(key: SubKey, feedUrl: string): () => Promise<void> {
+    const id = subKeyString(key);
+    let entry = this.#pollers.get(id);
+    if (!entry) {
+      const poller = new FeedPoller(this.store, key, feedUrl, {
+        pollTimeoutMs: this.#options.pollTimeoutMs ?? 20_000,
+        pageSize: this.#options.pageSize ?? 100,
+        ...(this.#options.token !== undefined ? { token: this.#options.token } : {}),
+      });
+      entry = { poller, refs: 0 };
+      this.#pollers.set(id, entry);
+      poller.start();
+    }
+    entry.refs++;
+    const held = entry;
+    let stopped = false;
+    return async () => {
+      if (stopped) return;
+      stopped = true;
+      if (--held.refs === 0) {
+        this.#pollers.delete(id);
+        await held.poller.stop();
+      }
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await Promise.all([...this.#readers].map((reader) => reader.close()));
+    this.#readers.clear();
+    await Promise.all([...this.#pollers.values()].map((entry) => entry.poller.stop()));
+    this.#pollers.clear();
+    await this.#server?.close();
+    await this.#release();
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new SwitchyardError("CLOSED", "http-feed transport is closed");
+  }
+}
+
+/**
+ * Reads a producer's feed for one subscription: long polls from the stored position, and stores
+ * each page as pending rows together with the new position (one transaction), so a crash replays
+ * a page, never skips one. Errors (refused connections, 5xx, timeouts, garbage) back off.
+ */
+export class FeedPoller {
+  readonly #abort = new AbortController();
+  #running: Promise<void> | undefined;
+  /** The last problem met, for diagnostics (no secrets). */
+  lastError: string | undefined;
+
+  constructor(
+    readonly store: FeedStore,
+    readonly key: SubKey,
+    readonly feedUrl: string,
+    readonly options: { pollTimeoutMs: number; pageSize: number; token?: string },
+  ) {}
+
+  start(): void {
+    this.#running ??= this.#loop();
+  }
+
+  async stop(): Promise<void> {
+    this.#abort.abort();
+    await this.#running;
+  }
+
+  async #loop(): Promise<void> {
+    const signal = this.#abort.signal;
+    let backoff = 0;
+    while (!signal.aborted) {
+      try {
+        const progressed = await this.#pollOnce(signal);
+        backoff = 0;
+        if (!progressed) continue;
+      } catch (error) {
+        if (signal.aborted) break;
+        this.lastError = error instanceof Error ? error.message : String(error);
+        backoff = Math.min(Math.max(100, backoff * 2), 5000);
+        await sleep(backoff, signal);
+      }
+    }
+  }
+
+  /** One request; true when it stored events. Throws on anything that must back off. */
+  async #pollOnce(signal: AbortSignal): Promise<boolean> {
+    const cursor = await this.store.cursor(this.key);
+    const url = new URL(`${this.feedUrl}/${encodeURIComponent(this.key.name)}`);
+    if (cursor !== undefined) url.searchParams.set("lastEventId", cursor);
+    url.searchParams.set("timeout", String(this.options.pollTimeoutMs));
+    url.searchParams.set("limit", String(this.options.pageSize));
+    const headers: Record<string, string> = { accept: `${BATCH_CONTENT_TYPE}, application/json` };
+    if (this.options.token !== undefined) headers.authorization = `Bearer ${this.options.token}`;
+    const requestSignal = AbortSignal.any([signal, AbortSignal.timeout(this.options.pollTimeoutMs + 10_000)]);
+    const response = await fetch(url, { headers, signal: requestSignal });
+    const where = redactUrl(url.toString().split("?")[0]!);
+    if (!response.ok) {
+      await response.body?.cancel().catch(() => {});
+      throw new SwitchyardError("TRANSPORT_ERROR", `feed ${where} answered ${response.status}`);
+    }
+    const type = (response.headers.get("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
+    if (type !== BATCH_CONTENT_TYPE && type !== "application/json") {
+      await response.body?.cancel().catch(() => {});
+      throw new SwitchyardError("TRANSPORT_ERROR", `feed ${where} answered content type "${type}"`);
+    }
+    const items: unknown = await response.json();
+    if (!Array.isArray(items)) {
+      throw new SwitchyardError("TRANSPORT_ERROR", `feed ${where} did not answer a JSON array`);
+    }
+    if (items.length === 0) return false;
+    const wires: WireMessage[] = [];
+    let stuck: UnidentifiableEvent | undefined;
+    for (const item of items) {
+      try {
+        wires.push(fromCloudEvent(item));
+      } catch (error) {
+        if (!(error instanceof UnidentifiableEvent)) throw error;
+        stuck = error; // the position cannot pass an item without an id: take what came before it
+        break;
+      }
+    }
+    if (wires.length > 0) await this.store.fill(this.key, cursor, wires.at(-1)!.id, wires);
+    if (stuck) throw new SwitchyardError("DECODE_FAILED", `feed ${where}: ${stuck.message}`);
+    return true;
+  }
+}
+
+/** Hands a work table's rows to one consumer, at most `prefetch` unsettled at once. */
+class PendingReader {
+  readonly #unsettled = new Set<string>();
+  readonly #timers = new Set<NodeJS.Timeout>();
+  #pumping = false;
+  #again = false;
+  #closed = false;
+  #off: (() => void) | undefined;
+  #idle: NodeJS.Timeout | undefined;
+  #renew: NodeJS.Timeout | undefined;
+
+  constructor(
+    readonly store: FeedStore,
+    readonly key: SubKey,
+    readonly prefetch: number,
+    readonly deliver: (delivery: Delivery) => void,
+    readonly options: { leaseMs: number; idlePollMs: number },
+  ) {}
+
+  start(): void {
+    const id = subKeyString(this.key);
+    this.#off = this.store.onPending((key) => {
+      if (subKeyString(key) === id) this.pump();
+    });
+    this.#idle = setInterval(() => this.pump(), this.options.idlePollMs);
+    this.#renew = setInterval(
+      () => {
+        if (this.#unsettled.size > 0)
+          void this.store.renew([...this.#unsettled], this.options.leaseMs).catch(() => {});
+      },
+      Math.max(100, Math.floor(this.options.leaseMs / 3)),
+    );
+    this.pump();
+  }
+
+  pump(): void {
+    if (this.#closed) return;
+    if (this.#pumping) {
+      this.#again = true;
+      return;
+    }
+    this.#pumping = true;
+    void this.#drain()
+      .catch(() => {
+        // The store is unreachable: the idle timer tries again.
+      })
+      .finally(() => {
+        this.#pumping = false;
+      });
+  }
+
+  async #drain(): Promise<void> {
+    do {
+      this.#again = false;
+      while (!this.#closed && this.#unsettled.size < this.prefetch) {
+        const rows = await this.store.claim(
+          this.key,
+          this.prefetch - this.#unsettled.size,
+          this.options.leaseMs,
+        );
+        if (this.#closed) {
+          await Promise.all(rows.map((row) => this.store.nack(row.seq, 0)));
+          return;
+        }
+        if (rows.length === 0) break;
+        for (const row of rows) this.#hand(row);
+      }
+    } while (this.#again && !this.#closed);
+  }
+
+  #hand(row: PendingRecord): void {
+    this.#unsettled.add(row.seq);
+    let settled = false;
+    const settle = (what: string) => {
+      if (settled) {
+        throw new SwitchyardError(
+          "ALREADY_SETTLED",
+          `message ${row.message.id} already settled; ${what} refused`,
+        );
+      }
+      settled = true;
+    };
+    const done = () => {
+      this.#unsettled.delete(row.seq);
+      this.pump();
+    };
+    this.deliver({
+      message: row.message,
+      attempt: row.attempt,
+      ack: async () => {
+        settle("ack");
+        try {
+          await this.store.ack(row.seq);
+        } finally {
+          done();
+        }
+      },
+      nack: async (options) => {
+        settle("nack");
+        const delayMs = Math.max(0, options?.delayMs ?? 0);
+        try {
+          await this.store.nack(row.seq, delayMs);
+        } finally {
+          done();
+        }
+        if (delayMs > 0 && !this.#closed) {
+          const timer = setTimeout(() => {
+            this.#timers.delete(timer);
+            this.pump();
+          }, delayMs + 5);
+          this.#timers.add(timer);
+        }
+      },
+    });
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    this.#off?.();
+    clearInterval(this.#idle);
+    clearInterval(this.#renew);
+    for (const timer of this.#timers) clearTimeout(timer);
+    this.#timers.clear();
+    // Rows still held (the core settles in-flight work before closing) go back at once.
+    await Promise.all([...this.#unsettled].map((seq) => this.store.nack(seq, 0).catch(() => {})));
+    this.#unsettled.clear();
+  }
+}
