@@ -1,0 +1,256 @@
+import {
+  ServiceBusClient,
+  type ServiceBusReceivedMessage,
+  type ServiceBusReceiver,
+} from "@azure/service-bus";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type ServiceBusEmulator, startEmulator } from "../src/index.js";
+
+let emulator: ServiceBusEmulator;
+let client: ServiceBusClient;
+
+beforeAll(async () => {
+  emulator = await startEmulator({
+    port: 0,
+    adminPort: 0,
+    config: {
+      queues: [
+        { name: "basic" },
+        { name: "abandon" },
+        { name: "dead" },
+        { name: "scheduled" },
+        { name: "short-lock", lockDurationMs: 300, maxDeliveryCount: 2 },
+        { name: "peek" },
+        { name: "batch" },
+        { name: "rad" },
+        { name: "defer" },
+        { name: "renew", lockDurationMs: 500 },
+        { name: "small", maxMessageSizeBytes: 2048 },
+      ],
+      topics: [{ name: "events", subscriptions: [{ name: "a" }, { name: "b" }] }],
+    },
+  });
+  client = new ServiceBusClient(emulator.connectionString, {
+    retryOptions: { maxRetries: 0, timeoutInMs: 5000 },
+  });
+});
+
+afterAll(async () => {
+  await client?.close();
+  await emulator?.stop();
+});
+
+async function receiveOne(receiver: ServiceBusReceiver, waitMs = 3000): Promise<ServiceBusReceivedMessage> {
+  const [message] = await receiver.receiveMessages(1, { maxWaitTimeInMs: waitMs });
+  if (!message) throw new Error("no message");
+  return message;
+}
+
+describe("servicebus emulator, driven by @azure/service-bus", () => {
+  it("send, peek-lock receive with broker annotations, complete", async () => {
+    const sender = client.createSender("basic");
+    await sender.sendMessages({
+      body: Buffer.from("hello"),
+      messageId: "m-1",
+      correlationId: "c-1",
+      subject: "greeting",
+      contentType: "application/octet-stream",
+      applicationProperties: { a: "1", n: 7 },
+    });
+    const receiver = client.createReceiver("basic");
+    const message = await receiveOne(receiver);
+    expect(Buffer.from(message.body as Buffer).toString()).toBe("hello");
+    expect(message).toMatchObject({
+      messageId: "m-1",
+      correlationId: "c-1",
+      subject: "greeting",
+      contentType: "application/octet-stream",
+      applicationProperties: { a: "1", n: 7 },
+      deliveryCount: 0,
+    });
+    expect(message.lockToken).toMatch(/^[0-9a-f-]{36}$/);
+    expect(Number(message.sequenceNumber)).toBe(1);
+    expect(message.enqueuedTimeUtc).toBeInstanceOf(Date);
+    expect(message.lockedUntilUtc!.getTime()).toBeGreaterThan(Date.now());
+    await receiver.completeMessage(message);
+    expect(await receiver.receiveMessages(1, { maxWaitTimeInMs: 300 })).toEqual([]);
+    await receiver.close();
+    await sender.close();
+  });
+
+  it("abandon redelivers with deliveryCount + 1", async () => {
+    await client.createSender("abandon").sendMessages({ body: "x" });
+    const receiver = client.createReceiver("abandon");
+    const first = await receiveOne(receiver);
+    await receiver.abandonMessage(first, { note: "again" });
+    const second = await receiveOne(receiver);
+    expect(second.deliveryCount).toBe(1);
+    expect(second.applicationProperties?.note).toBe("again");
+    expect(second.sequenceNumber!.toNumber()).toBe(first.sequenceNumber!.toNumber());
+    await receiver.completeMessage(second);
+    await receiver.close();
+  });
+
+  it("deadLetter moves to $DeadLetterQueue with reason, description and properties", async () => {
+    await client.createSender("dead").sendMessages({ body: "x", applicationProperties: { keep: "me" } });
+    const receiver = client.createReceiver("dead");
+    const message = await receiveOne(receiver);
+    await receiver.deadLetterMessage(message, {
+      deadLetterReason: "bad",
+      deadLetterErrorDescription: "really bad",
+      extra: "yes",
+    } as never);
+    const dlq = client.createReceiver("dead", { subQueueType: "deadLetter" });
+    const dead = await receiveOne(dlq);
+    expect(dead.deadLetterReason).toBe("bad");
+    expect(dead.deadLetterErrorDescription).toBe("really bad");
+    expect(dead.applicationProperties).toMatchObject({ keep: "me", extra: "yes" });
+    await dlq.completeMessage(dead);
+    expect(await receiver.receiveMessages(1, { maxWaitTimeInMs: 200 })).toEqual([]);
+    await dlq.close();
+    await receiver.close();
+  });
+
+  it("scheduled messages appear at their time and can be cancelled", async () => {
+    const sender = client.createSender("scheduled");
+    const at = new Date(Date.now() + 700);
+    const [keep] = await sender.scheduleMessages({ body: "later" }, at);
+    const [cancel] = await sender.scheduleMessages({ body: "never" }, at);
+    await sender.cancelScheduledMessages(cancel!);
+    const receiver = client.createReceiver("scheduled");
+    expect(await receiver.receiveMessages(1, { maxWaitTimeInMs: 300 })).toEqual([]);
+    const message = await receiveOne(receiver, 3000);
+    expect(Date.now()).toBeGreaterThanOrEqual(at.getTime() - 5);
+    expect(message.body).toBe("later");
+    expect(message.sequenceNumber!.toNumber()).toBe(keep!.toNumber());
+    await receiver.completeMessage(message);
+    expect(await receiver.receiveMessages(1, { maxWaitTimeInMs: 1000 })).toEqual([]);
+    await receiver.close();
+  });
+
+  it("a lock that expires redelivers and counts; past maxDeliveryCount it is dead-lettered", async () => {
+    await client.createSender("short-lock").sendMessages({ body: "slow" });
+    // No automatic renewal, so the lock really lapses.
+    const receiver = client.createReceiver("short-lock", { maxAutoLockRenewalDurationInMs: 0 });
+    const first = await receiveOne(receiver);
+    expect(first.deliveryCount).toBe(0);
+    const second = await receiveOne(receiver, 3000);
+    expect(second.deliveryCount).toBe(1);
+    await expect(receiver.completeMessage(first)).rejects.toThrow(/lock/i);
+    // Let the second lock lapse too: maxDeliveryCount 2 reached.
+    const dlq = client.createReceiver("short-lock", { subQueueType: "deadLetter" });
+    const dead = await receiveOne(dlq, 3000);
+    expect(dead.deadLetterReason).toBe("MaxDeliveryCountExceeded");
+    await dlq.completeMessage(dead);
+    await dlq.close();
+    await receiver.close();
+  });
+
+  it("renewLock extends the lock", async () => {
+    await client.createSender("renew").sendMessages({ body: "r" });
+    const receiver = client.createReceiver("renew");
+    const message = await receiveOne(receiver);
+    for (let i = 0; i < 3; i++) {
+      await new Promise((r) => setTimeout(r, 250));
+      const until = await receiver.renewMessageLock(message);
+      expect(until.getTime()).toBeGreaterThan(Date.now());
+    }
+    await receiver.completeMessage(message);
+    await receiver.close();
+  });
+
+  it("peek shows messages without locking them", async () => {
+    await client.createSender("peek").sendMessages([{ body: "p1" }, { body: "p2" }]);
+    const receiver = client.createReceiver("peek");
+    const peeked = await receiver.peekMessages(10);
+    expect(peeked.map((m) => m.body)).toEqual(["p1", "p2"]);
+    const received = await receiver.receiveMessages(2, { maxWaitTimeInMs: 1000 });
+    expect(received.map((m) => m.body).sort()).toEqual(["p1", "p2"]);
+    for (const m of received) await receiver.completeMessage(m);
+    await receiver.close();
+  });
+
+  it("batches (format 0x80013700) arrive whole; topics fan out to every subscription", async () => {
+    const sender = client.createSender("events");
+    const batch = await sender.createMessageBatch();
+    for (let i = 0; i < 5; i++) expect(batch.tryAddMessage({ body: `e${i}` })).toBe(true);
+    await sender.sendMessages(batch);
+    for (const name of ["a", "b"]) {
+      const receiver = client.createReceiver("events", name, { receiveMode: "receiveAndDelete" });
+      const got: unknown[] = [];
+      while (got.length < 5) {
+        const messages = await receiver.receiveMessages(5, { maxWaitTimeInMs: 1000 });
+        if (messages.length === 0) break;
+        got.push(...messages.map((m) => m.body));
+      }
+      expect(got).toEqual(["e0", "e1", "e2", "e3", "e4"]);
+      await receiver.close();
+    }
+  });
+
+  it("subscribe() streams with a bounded number of messages in flight", async () => {
+    const sender = client.createSender("batch");
+    await sender.sendMessages(Array.from({ length: 20 }, (_, i) => ({ body: i })));
+    const receiver = client.createReceiver("batch");
+    const got: number[] = [];
+    let inFlight = 0;
+    let maxInFlight = 0;
+    await new Promise<void>((resolve, reject) => {
+      receiver.subscribe(
+        {
+          processMessage: async (m) => {
+            inFlight++;
+            maxInFlight = Math.max(maxInFlight, inFlight);
+            await new Promise((r) => setTimeout(r, 5));
+            got.push(m.body as number);
+            inFlight--;
+            if (got.length === 20) resolve();
+          },
+          processError: async (e) => reject(e.error),
+        },
+        { maxConcurrentCalls: 3 },
+      );
+    });
+    expect(got.sort((a, b) => a - b)).toEqual(Array.from({ length: 20 }, (_, i) => i));
+    expect(maxInFlight).toBeLessThanOrEqual(3);
+    await receiver.close();
+  });
+
+  it("defer, then receiveDeferredMessages by sequence number", async () => {
+    await client.createSender("defer").sendMessages({ body: "d" });
+    const receiver = client.createReceiver("defer");
+    const message = await receiveOne(receiver);
+    await receiver.deferMessage(message);
+    expect(await receiver.receiveMessages(1, { maxWaitTimeInMs: 200 })).toEqual([]);
+    const [deferred] = await receiver.receiveDeferredMessages(message.sequenceNumber!);
+    expect(deferred?.body).toBe("d");
+    await receiver.completeMessage(deferred!);
+    expect(await receiver.peekMessages(1)).toEqual([]);
+    await receiver.close();
+  });
+
+  it("an oversize message is refused; an unknown entity is a clear not-found error", async () => {
+    const sender = client.createSender("small");
+    await expect(sender.sendMessages({ body: Buffer.alloc(4096) })).rejects.toThrow();
+    await sender.sendMessages({ body: "fits" });
+    const receiver = client.createReceiver("small", { receiveMode: "receiveAndDelete" });
+    expect((await receiveOne(receiver)).body).toBe("fits");
+    await receiver.close();
+    const missing = client.createSender("no-such-queue");
+    await expect(missing.sendMessages({ body: "x" })).rejects.toThrow(/no-such-queue/);
+    await missing.close().catch(() => {});
+  });
+
+  it("the admin API declares entities", async () => {
+    const put = await fetch(`${emulator.adminUrl}/queues/made-by-admin`, {
+      method: "PUT",
+      body: JSON.stringify({ maxDeliveryCount: 3 }),
+    });
+    expect(put.status).toBe(201);
+    expect((await fetch(`${emulator.adminUrl}/queues/made-by-admin`, { method: "PUT" })).status).toBe(200);
+    await client.createSender("made-by-admin").sendMessages({ body: "ok" });
+    const info = await (await fetch(`${emulator.adminUrl}/queues/made-by-admin`)).json();
+    expect(info).toMatchObject({ activeMessageCount: 1, maxDeliveryCount: 3 });
+    expect((await fetch(`${emulator.adminUrl}/topics/nope/subscriptions/x`)).status).toBe(404);
+  });
+});
