@@ -1,0 +1,101 @@
+// The seam between the adapter and a Kafka client library. Everything Switchyard-specific
+// (mapping, offsets, retries, backpressure) lives above it, once; a driver only moves records.
+// Two drivers implement it: @platformatic/kafka (default) and kafkajs.
+import type { ConnectionOptions as TlsOptions } from "node:tls";
+
+export type DriverName = "platformatic" | "kafkajs";
+export type Compression = "none" | "gzip" | "snappy" | "lz4" | "zstd";
+
+export interface SaslOptions {
+  mechanism: "plain" | "scram-sha-256" | "scram-sha-512";
+  username: string;
+  password: string;
+}
+
+/** What every driver is built from (already parsed and validated). */
+export interface DriverConfig {
+  clientId: string;
+  brokers: string[];
+  ssl?: boolean | TlsOptions;
+  sasl?: SaslOptions;
+  compression: Compression;
+  connectTimeoutMs: number;
+  requestTimeoutMs: number;
+}
+
+/** A record to produce: key and value as bytes, headers as name/bytes pairs. */
+export interface OutgoingRecord {
+  topic: string;
+  key?: Buffer;
+  value: Buffer;
+  headers: Array<[string, Buffer]>;
+}
+
+/** A record as fetched. */
+export interface IncomingRecord {
+  topic: string;
+  partition: number;
+  offset: bigint;
+  key: Buffer | undefined;
+  value: Buffer | undefined;
+  headers: Array<[string, Buffer]>;
+}
+
+export interface TopicPartition {
+  topic: string;
+  partition: number;
+}
+
+export interface TopicSpec {
+  topic: string;
+  partitions: number;
+  /** -1: the broker's default. */
+  replicationFactor: number;
+  configs: Record<string, string>;
+}
+
+export interface GroupOptions {
+  groupId: string;
+  topics: string[];
+  /** Where a group without committed offsets starts. */
+  fromBeginning: boolean;
+  sessionTimeoutMs: number;
+  heartbeatIntervalMs: number;
+  rebalanceTimeoutMs: number;
+  /** Longest a fetch waits for data; bounds how late a member notices a rebalance. */
+  maxWaitMs: number;
+}
+
+export interface GroupHandlers {
+  /** Records in offset order per partition. May repeat records already seen after a rejoin. */
+  records(records: IncomingRecord[]): void;
+  /** The complete assignment after each (re)join; partitions not listed are no longer ours. */
+  assigned(partitions: TopicPartition[]): void;
+  /** A rebalance started: a good moment to commit what is done. */
+  rebalancing(): void;
+  /** The consumer failed and will not recover by itself. */
+  failed(error: unknown): void;
+}
+
+export interface GroupConsumer {
+  /** Flow control for all partitions of this member. */
+  pause(): void;
+  resume(): void;
+  /** Commits `offset` (the next one to read) per partition; rejects on a rebalance. */
+  commit(offsets: Array<TopicPartition & { offset: bigint }>): Promise<void>;
+  /** Leaves the group and releases the connections. */
+  close(): Promise<void>;
+}
+
+export interface KafkaDriver {
+  readonly name: DriverName;
+  /** Reaches the cluster (metadata), or rejects. */
+  connect(): Promise<void>;
+  /** Creates the topics; ones that exist already are not an error. */
+  createTopics(topics: TopicSpec[]): Promise<void>;
+  /** Produces with acks=all on the idempotent producer; resolves once Kafka acknowledged all. */
+  send(records: OutgoingRecord[]): Promise<void>;
+  /** Joins `groupId`; resolves once the member has its first assignment. */
+  consume(options: GroupOptions, handlers: GroupHandlers): Promise<GroupConsumer>;
+  close(): Promise<void>;
+}

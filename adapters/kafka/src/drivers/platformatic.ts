@@ -1,0 +1,261 @@
+// @platformatic/kafka behind the driver seam. Pitfalls handled here (see BROKERS.md): the stream
+// starts at 'latest' unless told otherwise, and autocommit commits before any handler ran; we
+// use mode 'committed' with an 'earliest' (or 'latest') fallback and commit ourselves.
+import {
+  Admin,
+  type ConnectionOptions,
+  Consumer,
+  type GroupAssignment,
+  type Message,
+  type MessagesStream,
+  ProduceAcks,
+  Producer,
+  type SASLOptions,
+} from "@platformatic/kafka";
+import type {
+  DriverConfig,
+  GroupConsumer,
+  GroupHandlers,
+  GroupOptions,
+  IncomingRecord,
+  KafkaDriver,
+  OutgoingRecord,
+  TopicPartition,
+  TopicSpec,
+} from "../driver.js";
+
+const TOPIC_ALREADY_EXISTS = 36;
+
+function brokersOf(config: DriverConfig) {
+  return config.brokers.map((b) => {
+    const i = b.lastIndexOf(":");
+    return { host: b.slice(0, i).replace(/^\[|\]$/g, ""), port: Number(b.slice(i + 1)) };
+  });
+}
+
+function connectionOptions(config: DriverConfig): ConnectionOptions & {
+  clientId: string;
+  bootstrapBrokers: { host: string; port: number }[];
+} {
+  const options: ConnectionOptions & {
+    clientId: string;
+    bootstrapBrokers: { host: string; port: number }[];
+  } = {
+    clientId: config.clientId,
+    bootstrapBrokers: brokersOf(config),
+    connectTimeout: config.connectTimeoutMs,
+    requestTimeout: config.requestTimeoutMs,
+  };
+  if (config.ssl) options.tls = config.ssl === true ? {} : config.ssl;
+  if (config.sasl) {
+    options.sasl = {
+      mechanism: config.sasl.mechanism.toUpperCase() as SASLOptions["mechanism"],
+      username: config.sasl.username,
+      password: config.sasl.password,
+    };
+  }
+  return options;
+}
+
+function assignmentOf(assignments: GroupAssignment[] | null | undefined): TopicPartition[] {
+  return (assignments ?? []).flatMap((a) => a.partitions.map((partition) => ({ topic: a.topic, partition })));
+}
+
+function toIncoming(message: Message<Buffer, Buffer, Buffer, Buffer>): IncomingRecord {
+  return {
+    topic: message.topic,
+    partition: message.partition,
+    offset: message.offset,
+    key: message.key ?? undefined,
+    value: message.value ?? undefined,
+    headers: message.headerEntries.map(([name, value]) => [name.toString("utf8"), value ?? Buffer.alloc(0)]),
+  };
+}
+
+class PlatformaticGroup implements GroupConsumer {
+  readonly #consumer: Consumer<Buffer, Buffer, Buffer, Buffer>;
+  readonly #options: GroupOptions;
+  readonly #handlers: GroupHandlers;
+  #stream: MessagesStream<Buffer, Buffer, Buffer, Buffer> | undefined;
+  #paused = false;
+  #closed = false;
+  #restartTimer: NodeJS.Timeout | undefined;
+
+  constructor(config: DriverConfig, options: GroupOptions, handlers: GroupHandlers) {
+    this.#options = options;
+    this.#handlers = handlers;
+    this.#consumer = new Consumer({
+      ...connectionOptions(config),
+      groupId: options.groupId,
+      sessionTimeout: options.sessionTimeoutMs,
+      heartbeatInterval: options.heartbeatIntervalMs,
+      rebalanceTimeout: options.rebalanceTimeoutMs,
+      maxWaitTime: options.maxWaitMs,
+      autocommit: false,
+      retries: Number.MAX_SAFE_INTEGER,
+      retryDelay: 250,
+    });
+    this.#consumer.on("consumer:group:join", (payload) => {
+      this.#handlers.assigned(assignmentOf(payload.assignments ?? this.#consumer.assignments));
+    });
+    this.#consumer.on("consumer:group:rebalance", () => this.#handlers.rebalancing());
+    // Errors are reported by the stream or retried by the client; keep the emitter from throwing.
+    this.#consumer.on("error", () => {});
+  }
+
+  async start(): Promise<void> {
+    const stream = await this.#consumer.consume({
+      topics: this.#options.topics,
+      mode: "committed",
+      fallbackMode: this.#options.fromBeginning ? "earliest" : "latest",
+      autocommit: false,
+      maxWaitTime: this.#options.maxWaitMs,
+      sessionTimeout: this.#options.sessionTimeoutMs,
+      heartbeatInterval: this.#options.heartbeatIntervalMs,
+      rebalanceTimeout: this.#options.rebalanceTimeoutMs,
+    });
+    this.#stream = stream;
+    this.#handlers.assigned(assignmentOf(this.#consumer.assignments));
+    stream.on("data", (message: Message<Buffer, Buffer, Buffer, Buffer>) => {
+      if (stream === this.#stream) this.#handlers.records([toIncoming(message)]);
+    });
+    stream.on("error", (error) => this.#restart(stream, error));
+    stream.on("close", () => this.#restart(stream, undefined));
+    if (this.#paused) stream.pause();
+  }
+
+  /** A stream that died (a broker restart, a fenced member) is replaced; the group stays. */
+  #restart(stream: MessagesStream<Buffer, Buffer, Buffer, Buffer>, _error: unknown): void {
+    if (this.#closed || stream !== this.#stream) return;
+    this.#stream = undefined;
+    const attempt = (delayMs: number) => {
+      this.#restartTimer = setTimeout(() => {
+        if (this.#closed) return;
+        this.start().catch(() => attempt(Math.min(delayMs * 2, 5_000)));
+      }, delayMs);
+    };
+    attempt(200);
+  }
+
+  pause(): void {
+    this.#paused = true;
+    this.#stream?.pause();
+  }
+
+  resume(): void {
+    this.#paused = false;
+    this.#stream?.resume();
+  }
+
+  async commit(offsets: Array<TopicPartition & { offset: bigint }>): Promise<void> {
+    await this.#consumer.commit({
+      offsets: offsets.map((o) => ({
+        topic: o.topic,
+        partition: o.partition,
+        offset: o.offset,
+        leaderEpoch: -1,
+      })),
+    });
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    clearTimeout(this.#restartTimer);
+    const stream = this.#stream;
+    this.#stream = undefined;
+    await stream?.close().catch(() => {});
+    await this.#consumer.close(true);
+  }
+}
+
+export class PlatformaticDriver implements KafkaDriver {
+  readonly name = "platformatic";
+  readonly #config: DriverConfig;
+  #admin: Admin | undefined;
+  #producer: Producer<Buffer, Buffer, Buffer, Buffer> | undefined;
+
+  constructor(config: DriverConfig) {
+    this.#config = config;
+  }
+
+  get #adminClient(): Admin {
+    this.#admin ??= new Admin({ ...connectionOptions(this.#config), retries: 2 });
+    return this.#admin;
+  }
+
+  get #producerClient(): Producer<Buffer, Buffer, Buffer, Buffer> {
+    this.#producer ??= new Producer({
+      ...connectionOptions(this.#config),
+      idempotent: true,
+      acks: ProduceAcks.ALL,
+      compression: this.#config.compression,
+      retries: 10,
+      retryDelay: 250,
+    });
+    return this.#producer;
+  }
+
+  async connect(): Promise<void> {
+    await this.#adminClient.metadata({ topics: [] });
+  }
+
+  async createTopics(topics: TopicSpec[]): Promise<void> {
+    for (const spec of topics) {
+      try {
+        await this.#adminClient.createTopics({
+          topics: [spec.topic],
+          partitions: spec.partitions,
+          replicas: spec.replicationFactor,
+          configs: Object.entries(spec.configs).map(([name, value]) => ({ name, value })),
+        });
+      } catch (error) {
+        if (!alreadyExists(error)) throw error;
+      }
+    }
+  }
+
+  async send(records: OutgoingRecord[]): Promise<void> {
+    await this.#producerClient.send({
+      messages: records.map((r) => {
+        const message: { topic: string; key?: Buffer; value: Buffer; headers: Map<Buffer, Buffer> } = {
+          topic: r.topic,
+          value: r.value,
+          headers: new Map(r.headers.map(([name, value]) => [Buffer.from(name, "utf8"), value])),
+        };
+        if (r.key !== undefined) message.key = r.key;
+        return message;
+      }),
+    });
+  }
+
+  async consume(options: GroupOptions, handlers: GroupHandlers): Promise<GroupConsumer> {
+    const group = new PlatformaticGroup(this.#config, options, handlers);
+    try {
+      await group.start();
+    } catch (error) {
+      await group.close().catch(() => {});
+      throw error;
+    }
+    return group;
+  }
+
+  async close(): Promise<void> {
+    const producer = this.#producer;
+    const admin = this.#admin;
+    this.#producer = undefined;
+    this.#admin = undefined;
+    await Promise.allSettled([producer?.close(true), admin?.close()]);
+  }
+}
+
+/** CreateTopics failed only because every topic exists already. */
+function alreadyExists(error: unknown): boolean {
+  const responses = ((error as { errors?: unknown[] })?.errors ?? []) as Array<{
+    response?: { topics?: Array<{ errorCode: number }> };
+  }>;
+  if (responses.length === 0) return false;
+  return responses.every(
+    (r) =>
+      r.response?.topics?.every((t) => t.errorCode === 0 || t.errorCode === TOPIC_ALREADY_EXISTS) === true,
+  );
+}

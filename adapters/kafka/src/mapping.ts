@@ -1,0 +1,97 @@
+// How a Switchyard wire message maps onto a Kafka record (CloudEvents Kafka binding, binary mode):
+// `ce_*` attributes and user headers are Kafka headers (UTF-8), the envelope key is the record key,
+// the data is the record value. The adapter's own bookkeeping travels in `ce_x*` headers, which the
+// core's fromWire ignores and which are removed before a message reaches the core.
+import { SwitchyardError, type WireMessage } from "@switchyard/core";
+import type { IncomingRecord, OutgoingRecord } from "./driver.js";
+
+/** Delivery attempt of a retry copy (the first delivery has none: attempt 1). */
+export const ATTEMPT_HEADER = "ce_xattempt";
+/** Epoch milliseconds before which a retry copy must not be delivered. */
+export const DUE_HEADER = "ce_xdue";
+/** The message id when it is not the `ce_id` attribute (foreign or hand-made messages). */
+export const ID_HEADER = "ce_xid";
+const INTERNAL = [ATTEMPT_HEADER, DUE_HEADER, ID_HEADER];
+
+/**
+ * Where the message was first read: kept on retries and copied into dead letters by the core, so a
+ * dead-letter record names its original topic, partition and offset. The `ce_dl` prefix makes
+ * `readDeadLetter` drop them from the redriven message.
+ */
+export const ORIGIN_HEADERS = {
+  topic: "ce_dlkafkatopic",
+  partition: "ce_dlkafkapartition",
+  offset: "ce_dlkafkaoffset",
+} as const;
+
+const CE_ID = "ce_id";
+
+/** Kafka topic names: ASCII letters, digits, '.', '_', '-', at most 249 characters. */
+export function assertTopicName(name: string): void {
+  if (!/^[a-zA-Z0-9._-]{1,249}$/.test(name) || name === "." || name === "..") {
+    throw new SwitchyardError(
+      "CONFIG_INVALID",
+      `kafka: "${name}" is not a valid topic name (letters, digits, '.', '_', '-'; at most 249)`,
+    );
+  }
+}
+
+function buffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+export function toRecord(
+  topic: string,
+  message: WireMessage,
+  extra?: Record<string, string>,
+): OutgoingRecord {
+  const headers: Array<[string, Buffer]> = [];
+  for (const [name, value] of Object.entries(message.headers)) {
+    if (!INTERNAL.includes(name)) headers.push([name, Buffer.from(value, "utf8")]);
+  }
+  if (message.headers[CE_ID] !== message.id) headers.push([ID_HEADER, Buffer.from(message.id, "utf8")]);
+  for (const [name, value] of Object.entries(extra ?? {})) headers.push([name, Buffer.from(value, "utf8")]);
+  const record: OutgoingRecord = { topic, value: buffer(message.body), headers };
+  if (message.key !== undefined) record.key = Buffer.from(message.key, "utf8");
+  return record;
+}
+
+/** Bytes a record adds to a produce request, roughly: what we count against the batch limit. */
+export function recordBytes(record: OutgoingRecord): number {
+  let bytes = record.value.byteLength + (record.key?.byteLength ?? 0) + 24;
+  for (const [name, value] of record.headers) bytes += Buffer.byteLength(name) + value.byteLength + 4;
+  return bytes;
+}
+
+export interface Decoded {
+  message: WireMessage;
+  attempt: number;
+  /** Epoch ms before which it must not be delivered (retry copies only). */
+  dueAt: number | undefined;
+}
+
+export function fromRecord(record: IncomingRecord): Decoded {
+  const headers: Record<string, string> = {};
+  for (const [name, value] of record.headers) headers[name] = value.toString("utf8");
+  const attempt = Number(headers[ATTEMPT_HEADER] ?? 1);
+  const due = headers[DUE_HEADER] === undefined ? undefined : Number(headers[DUE_HEADER]);
+  const id =
+    headers[CE_ID] ?? headers[ID_HEADER] ?? `kafka:${record.topic}/${record.partition}/${record.offset}`;
+  for (const name of INTERNAL) delete headers[name];
+  if (headers[ORIGIN_HEADERS.topic] === undefined) {
+    headers[ORIGIN_HEADERS.topic] = record.topic;
+    headers[ORIGIN_HEADERS.partition] = String(record.partition);
+    headers[ORIGIN_HEADERS.offset] = String(record.offset);
+  }
+  const message: WireMessage = {
+    id,
+    headers,
+    body: record.value ?? new Uint8Array(0),
+  };
+  if (record.key !== undefined) message.key = record.key.toString("utf8");
+  return {
+    message,
+    attempt: Number.isInteger(attempt) && attempt >= 1 ? attempt : 1,
+    dueAt: due !== undefined && Number.isFinite(due) ? due : undefined,
+  };
+}

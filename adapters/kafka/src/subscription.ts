@@ -1,0 +1,337 @@
+// One consumer-group member: hands records to the core at most `prefetch` at a time, commits per
+// partition only the prefix of offsets that are settled, turns a nack into a copy on the group's
+// retry topic (attempt and due time in headers), and holds retry copies until they are due.
+import { type Delivery, SwitchyardError, type TransportSubscription } from "@switchyard/core";
+import type { GroupConsumer, IncomingRecord, KafkaDriver, TopicPartition } from "./driver.js";
+import { ATTEMPT_HEADER, DUE_HEADER, fromRecord, toRecord } from "./mapping.js";
+
+interface Entry {
+  record: IncomingRecord;
+  state: PartitionState;
+  /** Attempt of the next delivery. */
+  attempt: number;
+  done: boolean;
+}
+
+/** The offsets of one assigned partition that were read and are not yet committed. */
+class PartitionState {
+  readonly #entries: Entry[] = [];
+  #head = 0;
+  /** One past the highest offset read; records below it are repeats after a rejoin. */
+  #next: bigint | undefined;
+  committed: bigint | undefined;
+
+  constructor(
+    readonly topic: string,
+    readonly partition: number,
+  ) {}
+
+  track(record: IncomingRecord, attempt: number): Entry | undefined {
+    if (this.#next !== undefined && record.offset < this.#next) return undefined;
+    this.#next = record.offset + 1n;
+    const entry: Entry = { record, state: this, attempt, done: false };
+    this.#entries.push(entry);
+    return entry;
+  }
+
+  /** The offset to commit: the lowest unfinished one, or one past the last read when all are done. */
+  committable(): bigint | undefined {
+    while (this.#head < this.#entries.length && this.#entries[this.#head]!.done) this.#head++;
+    if (this.#head > 1024 && this.#head * 2 > this.#entries.length) {
+      this.#entries.splice(0, this.#head);
+      this.#head = 0;
+    }
+    return this.#head < this.#entries.length ? this.#entries[this.#head]!.record.offset : this.#next;
+  }
+}
+
+export interface SubscriptionSetup {
+  driver: KafkaDriver;
+  groupId: string;
+  topic: string;
+  retryTopic: string;
+  prefetch: number;
+  fromBeginning: boolean;
+  sessionTimeoutMs: number;
+  heartbeatIntervalMs: number;
+  rebalanceTimeoutMs: number;
+  maxWaitMs: number;
+  commitIntervalMs: number;
+  /** Produces through the transport's batching producer. */
+  send(record: ReturnType<typeof toRecord>): Promise<void>;
+  deliver(delivery: Delivery): void;
+}
+
+const key = (topic: string, partition: number) => `${partition}:${topic}`;
+/** Retry copies waiting for their due time beyond which fetching pauses. */
+const MAX_HELD = 10_000;
+
+export class KafkaSubscription implements TransportSubscription {
+  readonly #setup: SubscriptionSetup;
+  readonly #states = new Map<string, PartitionState>();
+  readonly #ready: Entry[] = [];
+  #readyHead = 0;
+  readonly #held = new Set<NodeJS.Timeout>();
+  /** Retry copies being written: close() waits for them, so their offsets can be committed. */
+  readonly #nacking = new Set<Promise<void>>();
+  readonly #highWater: number;
+  #consumer: GroupConsumer | undefined;
+  #unsettled = 0;
+  #paused = false;
+  /** No more deliveries (stop() or close()); what is out stays settleable until close() ends. */
+  #stopped = false;
+  #closed = false;
+  #commitTimer: NodeJS.Timeout | undefined;
+  #committing: Promise<void> | undefined;
+  #restarting: NodeJS.Timeout | undefined;
+
+  constructor(setup: SubscriptionSetup) {
+    this.#setup = setup;
+    this.#highWater = Math.max(500, setup.prefetch * 4);
+  }
+
+  async start(): Promise<void> {
+    const { driver, groupId, topic, retryTopic } = this.#setup;
+    this.#consumer = await driver.consume(
+      {
+        groupId,
+        topics: [topic, retryTopic],
+        fromBeginning: this.#setup.fromBeginning,
+        sessionTimeoutMs: this.#setup.sessionTimeoutMs,
+        heartbeatIntervalMs: this.#setup.heartbeatIntervalMs,
+        rebalanceTimeoutMs: this.#setup.rebalanceTimeoutMs,
+        maxWaitMs: this.#setup.maxWaitMs,
+      },
+      {
+        records: (records) => this.#receive(records),
+        assigned: (partitions) => this.#assigned(partitions),
+        rebalancing: () => void this.#flush(),
+        failed: () => this.#restart(),
+      },
+    );
+    if (this.#paused) this.#consumer.pause();
+  }
+
+  get #backlog(): number {
+    return this.#ready.length - this.#readyHead;
+  }
+
+  #assigned(partitions: TopicPartition[]): void {
+    const next = new Map<string, PartitionState>();
+    for (const { topic, partition } of partitions) {
+      const id = key(topic, partition);
+      next.set(id, this.#states.get(id) ?? new PartitionState(topic, partition));
+    }
+    // Partitions given to another member are forgotten: their unsettled records are its to read.
+    this.#states.clear();
+    for (const [id, state] of next) this.#states.set(id, state);
+  }
+
+  #current(entry: Entry): boolean {
+    return this.#states.get(key(entry.state.topic, entry.state.partition)) === entry.state;
+  }
+
+  #receive(records: IncomingRecord[]): void {
+    if (this.#stopped) return;
+    const now = Date.now();
+    for (const record of records) {
+      const state = this.#states.get(key(record.topic, record.partition));
+      if (!state) continue; // a partition that is no longer ours
+      const decoded = record.topic === this.#setup.retryTopic ? readRetry(record) : { attempt: 1, dueAt: 0 };
+      const entry = state.track(record, decoded.attempt);
+      if (!entry) continue;
+      if (decoded.dueAt > now) this.#hold(entry, decoded.dueAt - now);
+      else this.#ready.push(entry);
+    }
+    this.#pump();
+  }
+
+  #hold(entry: Entry, delayMs: number): void {
+    const timer = setTimeout(() => {
+      this.#held.delete(timer);
+      if (this.#stopped || !this.#current(entry)) return;
+      this.#ready.push(entry);
+      this.#pump();
+    }, delayMs);
+    this.#held.add(timer);
+  }
+
+  #pump(): void {
+    while (!this.#stopped && this.#unsettled < this.#setup.prefetch && this.#backlog > 0) {
+      const entry = this.#ready[this.#readyHead++]!;
+      if (this.#readyHead > 1024 && this.#readyHead * 2 > this.#ready.length) {
+        this.#ready.splice(0, this.#readyHead);
+        this.#readyHead = 0;
+      }
+      if (!this.#current(entry)) continue;
+      this.#unsettled++;
+      this.#setup.deliver(this.#delivery(entry));
+    }
+    this.#flowControl();
+  }
+
+  #flowControl(): void {
+    if (!this.#consumer || this.#stopped) return;
+    const full = this.#backlog >= this.#highWater || this.#held.size >= MAX_HELD;
+    if (full && !this.#paused) {
+      this.#paused = true;
+      this.#consumer.pause();
+    } else if (
+      !full &&
+      this.#paused &&
+      this.#backlog <= this.#highWater / 2 &&
+      this.#held.size < MAX_HELD / 2
+    ) {
+      this.#paused = false;
+      this.#consumer.resume();
+    }
+  }
+
+  #delivery(entry: Entry): Delivery {
+    const { message } = fromRecord(entry.record);
+    const attempt = entry.attempt;
+    let settled: string | undefined;
+    const settle = (what: string) => {
+      if (settled) {
+        throw new SwitchyardError(
+          "ALREADY_SETTLED",
+          `kafka: message ${message.id} was already settled (${settled}); ${what} refused`,
+        );
+      }
+      settled = what;
+      this.#unsettled--;
+      queueMicrotask(() => this.#pump());
+    };
+    return {
+      message,
+      attempt,
+      ack: async () => {
+        settle("ack");
+        this.#done(entry);
+      },
+      nack: async (options) => {
+        settle("nack");
+        const delayMs = Math.max(0, options?.delayMs ?? 0);
+        const retry = toRecord(this.#setup.retryTopic, message, {
+          [ATTEMPT_HEADER]: String(attempt + 1),
+          [DUE_HEADER]: String(Date.now() + delayMs),
+        });
+        const sending = this.#setup.send(retry);
+        this.#nacking.add(sending);
+        try {
+          await sending;
+        } catch (error) {
+          // The retry copy could not be written: redeliver from memory; its offset stays uncommitted.
+          entry.attempt = attempt + 1;
+          if (!this.#stopped && this.#current(entry)) this.#hold(entry, Math.max(delayMs, 100));
+          throw error;
+        } finally {
+          this.#nacking.delete(sending);
+        }
+        this.#done(entry);
+      },
+    };
+  }
+
+  #done(entry: Entry): void {
+    entry.done = true;
+    if (!this.#current(entry)) return;
+    if (this.#commitTimer === undefined && !this.#closed) {
+      this.#commitTimer = setTimeout(() => {
+        this.#commitTimer = undefined;
+        void this.#flush();
+      }, this.#setup.commitIntervalMs);
+    }
+  }
+
+  /** Commits the settled prefix of every partition; one commit at a time, retried on failure. */
+  #flush(): Promise<void> {
+    if (this.#committing) return this.#committing.then(() => this.#flush());
+    const consumer = this.#consumer;
+    if (!consumer) return Promise.resolve();
+    const offsets: Array<TopicPartition & { offset: bigint; state: PartitionState }> = [];
+    for (const state of this.#states.values()) {
+      const offset = state.committable();
+      if (offset !== undefined && offset !== state.committed) {
+        offsets.push({ topic: state.topic, partition: state.partition, offset, state });
+      }
+    }
+    if (offsets.length === 0) return Promise.resolve();
+    this.#committing = consumer
+      .commit(offsets.map(({ topic, partition, offset }) => ({ topic, partition, offset })))
+      .then(
+        () => {
+          for (const { state, offset } of offsets) {
+            if (state.committed === undefined || state.committed < offset) state.committed = offset;
+          }
+        },
+        () => {
+          // A rebalance or a lost coordinator: try again soon (after the rejoin, for what is still ours).
+          if (this.#closed || this.#commitTimer !== undefined) return;
+          this.#commitTimer = setTimeout(() => {
+            this.#commitTimer = undefined;
+            void this.#flush();
+          }, 500);
+        },
+      )
+      .finally(() => {
+        this.#committing = undefined;
+      });
+    return this.#committing;
+  }
+
+  /** The consumer died for good (not a rebalance): start a new member, from the committed offsets. */
+  #restart(): void {
+    if (this.#closed || this.#restarting) return;
+    const old = this.#consumer;
+    this.#consumer = undefined;
+    this.#states.clear();
+    this.#ready.length = 0;
+    this.#readyHead = 0;
+    const attempt = (delayMs: number) => {
+      this.#restarting = setTimeout(async () => {
+        await old?.close().catch(() => {});
+        if (this.#closed) return;
+        try {
+          await this.start();
+          this.#restarting = undefined;
+        } catch {
+          attempt(Math.min(delayMs * 2, 10_000));
+        }
+      }, delayMs);
+    };
+    attempt(500);
+  }
+
+  /** Stops fetching and delivering; deliveries already out can still be settled. */
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    this.#consumer?.pause();
+    for (const timer of this.#held) clearTimeout(timer);
+    this.#held.clear();
+    this.#ready.length = 0;
+    this.#readyHead = 0;
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    await this.stop();
+    this.#closed = true;
+    clearTimeout(this.#restarting);
+    clearTimeout(this.#commitTimer);
+    this.#commitTimer = undefined;
+    try {
+      await Promise.allSettled([...this.#nacking]);
+      await this.#committing?.catch(() => {});
+      await this.#flush().catch(() => {});
+    } finally {
+      await this.#consumer?.close();
+    }
+  }
+}
+
+function readRetry(record: IncomingRecord): { attempt: number; dueAt: number } {
+  const { attempt, dueAt } = fromRecord(record);
+  return { attempt, dueAt: dueAt ?? 0 };
+}
