@@ -1,4 +1,3 @@
-import { createHash } from "node:crypto";
 import {
   CreateTopicCommand,
   ListSubscriptionsByTopicCommand,
@@ -14,6 +13,7 @@ import {
   awsError,
   BATCH,
   clientConfig,
+  fifoIds,
   isFifoName,
   type ResolvedAwsOptions,
   resolveAwsOptions,
@@ -190,10 +190,7 @@ export class SnsTransport implements Transport {
         Message: encoded[i]!.body,
         MessageAttributes: encoded[i]!.attributes,
       };
-      if (fifo) {
-        entry.MessageGroupId = message.key ?? "default";
-        entry.MessageDeduplicationId = createHash("sha256").update(message.id).digest("hex");
-      }
+      if (fifo) Object.assign(entry, fifoIds(message, this.options.fifoDeduplicateById));
       return entry;
     });
     const batches: PublishBatchRequestEntry[][] = [];

@@ -12,6 +12,12 @@ export interface AwsOptions {
   maxMessageBytes?: number;
   /** Make every queue FIFO (names get `.fifo`). Default: only names that end in `.fifo`. */
   fifo?: boolean;
+  /**
+   * FIFO: the envelope id is the MessageDeduplicationId (SQS drops a second message with the same id
+   * within 5 minutes, which also drops a DLQ redrive within that window). `false`: a fresh id per send,
+   * duplicates are left to the core's idempotency. Default true.
+   */
+  fifoDeduplicateById?: boolean;
   /** Visibility timeout of received messages, extended while the handler runs. Default 30 s. */
   visibilityTimeoutSeconds?: number;
   /** Long-poll wait of one receive (0–20). Default 10 s; `close()` may wait this long. */
@@ -33,6 +39,7 @@ export interface ResolvedAwsOptions {
   credentials: AwsOptions["credentials"];
   maxMessageBytes: number;
   fifo: boolean;
+  fifoDeduplicateById: boolean;
   visibilityTimeoutSeconds: number;
   waitTimeSeconds: number;
   redriveMargin: number | false;
@@ -97,6 +104,7 @@ export function resolveAwsOptions(url: URL | undefined, options: AwsOptions = {}
         1024 * 1024,
       ) ?? 256 * 1024,
     fifo: options.fifo ?? (fifoParam === "true" || fifoParam === "1"),
+    fifoDeduplicateById: options.fifoDeduplicateById ?? query?.get("fifoDeduplication") !== "none",
     visibilityTimeoutSeconds:
       numberOption(
         options.visibilityTimeoutSeconds ?? query?.get("visibilityTimeout"),

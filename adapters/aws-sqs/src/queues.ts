@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { createHash, randomUUID } from "node:crypto";
 import {
   ChangeMessageVisibilityBatchCommand,
   ChangeMessageVisibilityCommand,
@@ -23,7 +23,26 @@ export const BATCH = 10;
 /** Longest visibility timeout SQS accepts (12 h). */
 export const MAX_VISIBILITY_SECONDS = 43_200;
 
-const DEDUP_ID = /^[A-Za-z0-9!"#$%&'()*+,\-./:;<=>?@[\\\]^_`{|}~]{1,128}$/;
+const FIFO_ID = /^[A-Za-z0-9!"#$%&'()*+,\-./:;<=>?@[\\\]^_`{|}~]{1,128}$/;
+
+/** A FIFO id must be 1–128 ASCII letters, digits or punctuation: other values are hashed. */
+function fifoId(value: string): string {
+  return FIFO_ID.test(value) ? value : createHash("sha256").update(value).digest("hex");
+}
+
+/**
+ * FIFO mapping (SQS and SNS): the key is the message group (`default` without a key), the envelope
+ * id the deduplication id; either is replaced by its SHA-256 hex when SQS would refuse it.
+ */
+export function fifoIds(
+  message: WireMessage,
+  deduplicateById = true,
+): { MessageGroupId: string; MessageDeduplicationId: string } {
+  return {
+    MessageGroupId: fifoId(message.key ?? "default"),
+    MessageDeduplicationId: deduplicateById ? fifoId(message.id) : randomUUID(),
+  };
+}
 
 /**
  * The SQS operations both AWS adapters share: queue URLs (created on first use, idempotently),
@@ -150,12 +169,7 @@ export class SqsQueues {
         MessageBody: encoded[i]!.body,
         MessageAttributes: encoded[i]!.attributes,
       };
-      if (fifo) {
-        entry.MessageGroupId = message.key ?? "default";
-        entry.MessageDeduplicationId = DEDUP_ID.test(message.id)
-          ? message.id
-          : createHash("sha256").update(message.id).digest("hex");
-      }
+      if (fifo) Object.assign(entry, fifoIds(message, this.options.fifoDeduplicateById));
       return entry;
     });
     const batches: SendMessageBatchRequestEntry[][] = [];

@@ -1,0 +1,155 @@
+import { GetQueueAttributesCommand, ReceiveMessageCommand, SQSClient } from "@aws-sdk/client-sqs";
+import { brokerEndpoint, describeWithBroker, localAws } from "@switchyard/broker-stack/available";
+import { messages } from "@switchyard/conformance";
+import { createBus, isSwitchyardError } from "@switchyard/core";
+import { expect, it } from "vitest";
+import { SqsTransport, type SqsTransportOptions } from "../src/index.js";
+
+const Item = messages.Ordered;
+
+describeWithBroker("elasticmq", "aws-sqs on ElasticMQ: native mapping", () => {
+  const endpoint = brokerEndpoint("elasticmq").url;
+  const run = Math.random().toString(36).slice(2, 8);
+  const make = (extra: SqsTransportOptions = {}) =>
+    new SqsTransport({ endpoint, ...localAws, waitTimeSeconds: 1, ...extra });
+  const raw = new SQSClient({ endpoint, ...localAws });
+
+  it("a FIFO queue (name ends in .fifo) keeps per-key order under concurrency", async () => {
+    const bus = createBus({ transport: make() });
+    const queue = `sy-fifo-${run}.fifo`;
+    const seen: { key: string; seq: number }[] = [];
+    await bus
+      .consume(queue)
+      .on(Item, async (msg) => {
+        await new Promise((r) => setTimeout(r, (msg.data.seq * 7) % 5));
+        seen.push(msg.data);
+      })
+      .start({ concurrency: 8 });
+    for (let seq = 0; seq < 10; seq++) {
+      await Promise.all(["a", "b"].map((key) => bus.send(queue, Item, { key, seq }, { key })));
+    }
+    const deadline = Date.now() + 20_000;
+    while (seen.length < 20 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    for (const key of ["a", "b"]) {
+      expect(seen.filter((s) => s.key === key).map((s) => s.seq)).toEqual([...Array(10).keys()]);
+    }
+    const transport = (await bus.transport()) as SqsTransport;
+    const url = await transport.base.queues.url(`sy-fifo-${run}.fifo`);
+    const attrs = await raw.send(
+      new GetQueueAttributesCommand({ QueueUrl: url, AttributeNames: ["FifoQueue"] }),
+    );
+    expect(attrs.Attributes?.FifoQueue).toBe("true");
+    await bus.close();
+  });
+
+  it("packs the envelope into at most 4 String attributes; subscription queues carry a RedrivePolicy backstop", async () => {
+    const bus = createBus({ transport: make() });
+    const topic = `sy-native-${run}`;
+    await bus
+      .subscribe(topic, "audit")
+      .on(Item, async () => {})
+      .start({ retry: { maxAttempts: 4 } });
+    const transport = (await bus.transport()) as SqsTransport;
+    const url = await transport.base.queues.url(`sy-native-${run}_saudit`);
+    const attrs = await raw.send(new GetQueueAttributesCommand({ QueueUrl: url, AttributeNames: ["All"] }));
+    const redrive = JSON.parse(attrs.Attributes!.RedrivePolicy!);
+    expect(redrive.maxReceiveCount).toBe(4 + 5);
+    expect(redrive.deadLetterTargetArn).toMatch(/sy-native-.*_daudit_ddlq$/);
+    await bus.close();
+
+    const queue = `sy-attrs-${run}`;
+    const producer = createBus({ transport: make() });
+    const headers = Object.fromEntries(Array.from({ length: 30 }, (_, i) => [`h${i}`, `v${i}`]));
+    await producer.send(queue, Item, { key: "k", seq: 1 }, { key: "k", headers });
+    await producer.close();
+    const qurl = await make().base.queues.url(queue);
+    const got = await raw.send(
+      new ReceiveMessageCommand({ QueueUrl: qurl, MessageAttributeNames: ["All"], WaitTimeSeconds: 2 }),
+    );
+    const m = got.Messages![0]!;
+    expect(Object.keys(m.MessageAttributes!).sort()).toEqual(["sy-headers", "sy-id", "sy-key"]);
+    expect(JSON.parse(m.MessageAttributes!["sy-headers"]!.StringValue!)).toMatchObject(headers);
+    expect(JSON.parse(m.Body!)).toEqual({ key: "k", seq: 1 });
+  });
+
+  it("extends the visibility of a message whose handler outlasts the timeout: no second delivery", async () => {
+    const queue = `sy-heartbeat-${run}`;
+    const starts: number[] = [];
+    const buses = [
+      createBus({ transport: make({ visibilityTimeoutSeconds: 5 }) }),
+      createBus({ transport: make({ visibilityTimeoutSeconds: 5 }) }),
+    ];
+    let done = 0;
+    for (const bus of buses) {
+      await bus
+        .consume(queue)
+        .on(Item, async () => {
+          starts.push(Date.now());
+          await new Promise((r) => setTimeout(r, 9000));
+          done++;
+        })
+        .start({ concurrency: 1 });
+    }
+    await buses[0]!.send(queue, Item, { key: "k", seq: 1 });
+    const deadline = Date.now() + 20_000;
+    while (done < 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(starts).toHaveLength(1);
+    await Promise.all(buses.map((b) => b.close()));
+  }, 40_000);
+
+  it("refuses at publish what does not fit once encoded (base64 of a binary body), and sends nothing", async () => {
+    const transport = make({ maxMessageBytes: 8192 });
+    const queue = `sy-limit-${run}`;
+    await transport.provision([{ kind: "queue", name: queue }]);
+    const error = await transport
+      .publish({ kind: "queue", name: queue }, [
+        { id: "ok", headers: {}, body: new Uint8Array([1]) },
+        { id: "big", headers: {}, body: new Uint8Array(7000).fill(0xff) },
+      ])
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+    expect(isSwitchyardError(error, "MESSAGE_TOO_LARGE")).toBe(true);
+    const url = await transport.base.queues.url(queue);
+    const got = await raw.send(new ReceiveMessageCommand({ QueueUrl: url, WaitTimeSeconds: 1 }));
+    expect(got.Messages ?? []).toHaveLength(0);
+    await transport.close();
+  });
+
+  it("FIFO deduplicates by envelope id by default (a second send of one id within 5 minutes is dropped)", async () => {
+    const transport = make();
+    const queue = `sy-dedup-${run}.fifo`;
+    await transport.provision([{ kind: "queue", name: queue }]);
+    for (let i = 0; i < 2; i++) {
+      await transport.publish({ kind: "queue", name: queue }, [
+        { id: "same-id", key: "k", headers: {}, body: new Uint8Array([i]) },
+      ]);
+    }
+    const url = await transport.base.queues.url(queue);
+    const got = await raw.send(
+      new ReceiveMessageCommand({ QueueUrl: url, MaxNumberOfMessages: 10, WaitTimeSeconds: 1 }),
+    );
+    expect(got.Messages ?? []).toHaveLength(1);
+    await transport.close();
+  });
+
+  it("a wrong endpoint fails with a typed error in bounded time", async () => {
+    const transport = new SqsTransport({
+      endpoint: "http://127.0.0.1:1",
+      ...localAws,
+      requestTimeoutMs: 1000,
+    });
+    const started = Date.now();
+    const error = await transport
+      .publish({ kind: "queue", name: "nowhere" }, [{ id: "1", headers: {}, body: new Uint8Array([1]) }])
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+    expect(isSwitchyardError(error, "TRANSPORT_ERROR"), String(error)).toBe(true);
+    expect(Date.now() - started).toBeLessThan(15_000);
+    await transport.close();
+  });
+});

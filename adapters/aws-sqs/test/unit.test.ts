@@ -1,0 +1,153 @@
+import { isSwitchyardError, type WireMessage } from "@switchyard/core";
+import { describe, expect, it } from "vitest";
+import {
+  ATTR,
+  awsError,
+  createTransport,
+  decodeMessage,
+  encodeMessage,
+  envelopeLimit,
+  escapeName,
+  resolveAwsOptions,
+  SqsTransport,
+  sqsQueueName,
+  subscriptionQueueName,
+} from "../src/index.js";
+
+function roundTrip(message: WireMessage): WireMessage {
+  const encoded = encodeMessage(message, 256 * 1024, "q");
+  const attributes = Object.fromEntries(Object.entries(encoded.attributes).map(([k, v]) => [k, { ...v }]));
+  return decodeMessage(encoded.body, attributes, "fallback");
+}
+
+describe("aws-sqs URL and options", () => {
+  it("reads a region host with an endpoint query, a host:port endpoint, and bare sqs://", () => {
+    const a = resolveAwsOptions(new URL("sqs://eu-west-2?endpoint=http://127.0.0.1:9324"));
+    expect([a.region, a.endpoint]).toEqual(["eu-west-2", "http://127.0.0.1:9324"]);
+    const b = resolveAwsOptions(new URL("sqs://127.0.0.1:9324?region=us-west-1&fifo=true&waitTime=2"));
+    expect([b.region, b.endpoint, b.fifo, b.waitTimeSeconds]).toEqual([
+      "us-west-1",
+      "http://127.0.0.1:9324",
+      true,
+      2,
+    ]);
+    const c = resolveAwsOptions(new URL("sqs://"), { region: "ap-south-1" });
+    expect([c.region, c.endpoint, c.maxMessageBytes]).toEqual(["ap-south-1", undefined, 256 * 1024]);
+  });
+
+  it("refuses credentials in the URL without echoing them, and bad values with CONFIG_INVALID", () => {
+    let error: unknown;
+    try {
+      createTransport(new URL("sqs://AKIAEXAMPLE:s3cr3t@127.0.0.1:9324"));
+    } catch (e) {
+      error = e;
+    }
+    expect(isSwitchyardError(error, "CONFIG_INVALID")).toBe(true);
+    expect(String((error as Error).message)).not.toContain("s3cr3t");
+    expect(() => resolveAwsOptions(new URL("sqs://us-east-1?region=nowhere"))).toThrow(/not an AWS region/);
+    expect(() => resolveAwsOptions(new URL("sqs://us-east-1?waitTime=99"))).toThrow(/waitTimeSeconds/);
+    expect(() => resolveAwsOptions(undefined, { endpoint: "ftp://x" })).toThrow(/http/);
+  });
+
+  it("claims a size limit that survives base64 and scales with the configured SQS limit", () => {
+    const t = new SqsTransport({ region: "us-east-1" });
+    expect(t.capabilities.maxMessageBytes).toBe(envelopeLimit(256 * 1024));
+    expect(envelopeLimit(256 * 1024) * (4 / 3)).toBeLessThan(256 * 1024);
+    const big = new SqsTransport({ region: "us-east-1", maxMessageBytes: 1024 * 1024 });
+    expect(big.capabilities.maxMessageBytes).toBeGreaterThan(700 * 1024);
+    void t.close();
+    void big.close();
+  });
+
+  it("turns an SDK SyntaxError (an emulator's HTML 500) into a typed TRANSPORT_ERROR", () => {
+    const error = awsError(
+      "StartMessageMoveTask",
+      Object.assign(new SyntaxError("Unexpected token <"), {
+        $metadata: { httpStatusCode: 500 },
+      }),
+    );
+    expect(error.code).toBe("TRANSPORT_ERROR");
+    expect(error.message).toMatch(/may not implement StartMessageMoveTask/);
+  });
+});
+
+describe("aws-sqs names", () => {
+  it("keeps SQS-safe names, escapes the rest injectively, and keeps within 80 characters", () => {
+    expect(sqsQueueName("orders")).toBe("orders");
+    expect(sqsQueueName("orders.dlq")).toBe("orders_ddlq");
+    expect(sqsQueueName("orders_dlq")).toBe("orders__dlq");
+    expect(sqsQueueName("a/b ü")).toBe("a_x2fb_x20_xc3bc");
+    expect(sqsQueueName("jobs.fifo")).toBe("jobs.fifo");
+    expect(sqsQueueName("jobs", { fifo: true })).toBe("jobs.fifo");
+    const names = ["a.b", "a_b", "a_db", "a__b", "a-b", "ab"].map((n) => sqsQueueName(n));
+    expect(new Set(names).size).toBe(names.length);
+    const long = sqsQueueName("x".repeat(200));
+    expect(long.length).toBeLessThanOrEqual(80);
+    expect(long).not.toBe(sqsQueueName(`${"x".repeat(199)}y`));
+    for (const n of names) expect(n).toMatch(/^[A-Za-z0-9_-]{1,80}$/);
+  });
+
+  it("subscription queues share their topic's prefix and no other topic's", () => {
+    const q = subscriptionQueueName("orders", "billing");
+    expect(q).toBe("orders_sbilling");
+    expect(subscriptionQueueName("orders.eu", "x")).toBe("orders_deu_sx");
+    // A queue or DLQ never falls under a topic's prefix.
+    expect(sqsQueueName("orders.billing.dlq").startsWith("orders_s")).toBe(false);
+    expect(sqsQueueName("orders_sbilling").startsWith("orders_s")).toBe(false);
+    expect(escapeName("orders_s")).toBe("orders__s");
+  });
+});
+
+describe("aws-sqs message encoding", () => {
+  it("sends text bodies as text and everything else as base64, byte-exact", () => {
+    const text = encodeMessage(
+      { id: "1", headers: {}, body: new TextEncoder().encode('{"a":"ü"}') },
+      1e6,
+      "q",
+    );
+    expect(text.body).toBe('{"a":"ü"}');
+    expect(text.attributes[ATTR.encoding]).toBeUndefined();
+    for (const body of [
+      new Uint8Array(0),
+      Uint8Array.from({ length: 256 }, (_, i) => i),
+      new TextEncoder().encode("a\r\nb"),
+      new Uint8Array([0xff, 0xfe]),
+    ]) {
+      expect(Buffer.from(roundTrip({ id: "2", headers: {}, body }).body)).toEqual(Buffer.from(body));
+    }
+  });
+
+  it("packs any number of headers into one attribute and keeps id and key", () => {
+    const headers = Object.fromEntries(Array.from({ length: 60 }, (_, i) => [`h${i}`, `v${i} ü`]));
+    const encoded = encodeMessage({ id: "id-1", key: "k", headers, body: new Uint8Array([1]) }, 1e6, "q");
+    expect(Object.keys(encoded.attributes).length).toBeLessThanOrEqual(10);
+    expect(roundTrip({ id: "id-1", key: "k", headers, body: new Uint8Array([1]) })).toEqual({
+      id: "id-1",
+      key: "k",
+      headers,
+      body: new Uint8Array([1]),
+    });
+  });
+
+  it("counts body and attributes in bytes and refuses an oversize message with MESSAGE_TOO_LARGE", () => {
+    const body = new Uint8Array(3000).fill(0xff); // base64: 4000 characters
+    let error: unknown;
+    try {
+      encodeMessage({ id: "x", headers: { h: "é".repeat(100) }, body }, 4100, "queue q");
+    } catch (e) {
+      error = e;
+    }
+    expect(isSwitchyardError(error, "MESSAGE_TOO_LARGE")).toBe(true);
+  });
+
+  it("decodes a foreign message: body as UTF-8, attributes as headers, SQS message id", () => {
+    expect(decodeMessage("hello", { foreign: { DataType: "String", StringValue: "yes" } }, "m-1")).toEqual({
+      id: "m-1",
+      headers: { foreign: "yes" },
+      body: new TextEncoder().encode("hello"),
+    });
+    expect(() =>
+      decodeMessage("x", { [ATTR.headers]: { DataType: "String", StringValue: "[1]" } }, "m"),
+    ).toThrow(/packed headers/);
+  });
+});

@@ -1,0 +1,23 @@
+import { brokerEndpoint, describeWithBroker } from "@switchyard/broker-stack/available";
+import { defineConformanceSuite } from "@switchyard/conformance";
+import { createTransport } from "../src/index.js";
+
+function url(broker: "activemq" | "rabbitmq-stomp", dialect: string): URL {
+  const endpoint = new URL(brokerEndpoint(broker).url);
+  endpoint.protocol = `stomp+${dialect}:`;
+  return endpoint;
+}
+
+describeWithBroker("activemq", "stomp adapter on ActiveMQ Classic", () => {
+  defineConformanceSuite({
+    name: "stomp+activemq",
+    createTransport: () => createTransport(url("activemq", "activemq")),
+  });
+});
+
+describeWithBroker("rabbitmq-stomp", "stomp adapter on RabbitMQ's STOMP plugin", () => {
+  defineConformanceSuite({
+    name: "stomp+rabbitmq",
+    createTransport: () => createTransport(url("rabbitmq-stomp", "rabbitmq")),
+  });
+});
