@@ -22,10 +22,35 @@ export const ADAPTER_PACKAGES: Readonly<Record<string, string>> = {
 
 export const DEFAULT_URL = "memory://";
 
+/** Query parameter that carries every host of a multi-host URL (`kafka://h1:9092,h2:9092`). */
+export const HOSTS_PARAM = "hosts";
+
+/**
+ * `scheme://[userinfo@]h1:p1,h2:p2[/path][?query]`, as Kafka and MongoDB write several bootstrap
+ * hosts. WHATWG URLs refuse it, so it is read as a URL on the first host with the whole list in
+ * the `hosts` query parameter; adapters that take several hosts read that parameter.
+ */
+function parseMultiHost(raw: string): URL | undefined {
+  const match = /^([a-z][a-z0-9+.-]*:\/\/)(?:([^@/?#]*)@)?([^/?#@]*,[^/?#@]*)([/?#].*)?$/i.exec(raw);
+  if (!match) return undefined;
+  const [, scheme, userinfo, hostList, rest = ""] = match;
+  const hosts = hostList!.split(",").map((h) => h.trim());
+  if (hosts.some((h) => h === "")) return undefined;
+  try {
+    const url = new URL(`${scheme}${userinfo === undefined ? "" : `${userinfo}@`}${hosts[0]}${rest}`);
+    if (url.searchParams.has(HOSTS_PARAM)) return undefined;
+    for (const host of hosts.slice(1)) new URL(`${scheme}${host}`); // each must be a valid host[:port]
+    url.searchParams.set(HOSTS_PARAM, hosts.join(","));
+    return url;
+  } catch {
+    return undefined;
+  }
+}
+
 export function parseBusUrl(raw: string): URL {
   let url: URL;
   try {
-    url = new URL(raw);
+    url = parseMultiHost(raw) ?? new URL(raw);
   } catch (cause) {
     throw new SwitchyardError(
       "CONFIG_INVALID",

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from "vitest";
-import { createBus, isSwitchyardError, redactUrl } from "../src/index.js";
+import { createBus, isSwitchyardError, parseBusUrl, redactUrl } from "../src/index.js";
 
 async function errorOf(fn: () => unknown): Promise<unknown> {
   try {
@@ -45,6 +45,20 @@ describe("configuration", () => {
     expect(bus.url).toBe("memory://from-env");
     expect((await bus.transport()).name).toBe("memory");
     await bus.close();
+  });
+
+  it("reads several hosts (kafka://h1:9092,h2:9092) as the first host plus a hosts parameter", () => {
+    const url = parseBusUrl("kafka://u:p@h1:9092,h2:9093,[::1]:9094/?driver=kafkajs");
+    expect(url.host).toBe("h1:9092");
+    expect(url.username).toBe("u");
+    expect(url.searchParams.get("driver")).toBe("kafkajs");
+    expect(url.searchParams.get("hosts")).toBe("h1:9092,h2:9093,[::1]:9094");
+    expect(parseBusUrl("kafka://h1:9092,h2:9092").searchParams.get("hosts")).toBe("h1:9092,h2:9092");
+    expect(parseBusUrl("kafka://h1:9092").searchParams.has("hosts")).toBe(false);
+    expect(parseBusUrl("kafka://h1,h2:9092").searchParams.get("hosts")).toBe("h1,h2:9092");
+    for (const bad of ["kafka://h1:9092,", "kafka://h1:9092,h2:99999"]) {
+      expect(() => parseBusUrl(bad), bad).toThrow(/not a valid URL/);
+    }
   });
 
   it("redacts user info and secret query parameters", () => {
