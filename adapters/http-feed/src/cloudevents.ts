@@ -109,13 +109,15 @@ export function fromCloudEvent(item: unknown): WireMessage {
       headers[RESERVED_PREFIX + HEADERS_ATTRIBUTE] = event[HEADERS_ATTRIBUTE] as string;
     }
   }
+  const contentType = headers[`${RESERVED_PREFIX}datacontenttype`] ?? JSON_CONTENT_TYPE;
   let body: Uint8Array;
   if (typeof event.data_base64 === "string") {
     body = new Uint8Array(Buffer.from(event.data_base64, "base64"));
   } else if (event.data === undefined) {
-    body = new Uint8Array(0);
+    // No data (an http-feeds.org DELETE, say): JSON `null`, so a JSON consumer still decodes it.
+    // (Our own empty bodies always travel as `data_base64: ""`, so they come back empty.)
+    body = isJsonContentType(contentType) ? encoder.encode("null") : new Uint8Array(0);
   } else {
-    const contentType = headers[`${RESERVED_PREFIX}datacontenttype`] ?? JSON_CONTENT_TYPE;
     body =
       typeof event.data === "string" && !isJsonContentType(contentType)
         ? encoder.encode(event.data)

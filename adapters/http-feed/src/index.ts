@@ -45,6 +45,8 @@ export function parseHttpFeedUrl(url: URL): HttpFeedOptions {
       basePath,
     };
   }
+  const tablePrefix = params.get("tablePrefix");
+  if (tablePrefix !== null) options.tablePrefix = tablePrefix;
   const compact = params.get("compact");
   if (compact !== null) options.compact = compact === "*" ? true : compact.split(",").filter(Boolean);
   for (const name of ["pollTimeoutMs", "pageSize", "leaseMs", "idlePollMs"] as const) {

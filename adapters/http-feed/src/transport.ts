@@ -41,6 +41,8 @@ export const httpFeedCapabilities: Partial<Capabilities> = {
 export interface HttpFeedOptions {
   /** The store: a `postgres://` URL or a `FeedStore`. Required. */
   store: FeedStore | string;
+  /** Table name prefix in a `postgres://` store (two services sharing one database). Default `switchyard_feed`. */
+  tablePrefix?: string;
   /** Base URL of the producer's feeds that subscriptions poll: `<feedUrl>/<topic>`. */
   feedUrl?: string;
   /** Bearer token sent to the feed (consumer side) and, with `serve`, required by it. Never logged. */
@@ -66,11 +68,15 @@ interface SharedStore {
 const sharedStores = new Map<string, SharedStore>();
 
 /** One pool (and one LISTEN connection) per store URL per process, however many buses use it. */
-function acquireStore(url: string): { store: FeedStore; release: () => Promise<void> } {
-  let shared = sharedStores.get(url);
+function acquireStore(url: string, tablePrefix?: string): { store: FeedStore; release: () => Promise<void> } {
+  const id = `${tablePrefix ?? ""} ${url}`;
+  let shared = sharedStores.get(id);
   if (!shared) {
-    shared = { store: new PostgresStore({ url }), refs: 0 };
-    sharedStores.set(url, shared);
+    shared = {
+      store: new PostgresStore({ url, ...(tablePrefix !== undefined ? { tablePrefix } : {}) }),
+      refs: 0,
+    };
+    sharedStores.set(id, shared);
   }
   shared.refs++;
   const entry = shared;
@@ -81,7 +87,7 @@ function acquireStore(url: string): { store: FeedStore; release: () => Promise<v
       if (released) return;
       released = true;
       if (--entry.refs === 0) {
-        sharedStores.delete(url);
+        sharedStores.delete(id);
         await entry.store.close();
       }
     },
@@ -119,7 +125,7 @@ export class HttpFeedTransport implements Transport {
   constructor(options: HttpFeedOptions) {
     this.#options = options;
     if (typeof options.store === "string") {
-      const { store, release } = acquireStore(options.store);
+      const { store, release } = acquireStore(options.store, options.tablePrefix);
       this.store = store;
       this.#release = release;
     } else {
