@@ -230,6 +230,43 @@ export class Bus {
   }
 
   /**
+   * Publishes many messages of one type in one transport call (one round trip on brokers that
+   * batch). All are validated first: if one is invalid, none is sent.
+   */
+  publishBatch<M extends MessageType<any>, N extends VersionOf<Versions<M>> = LatestVersion<Versions<M>>>(
+    topic: string,
+    type: M,
+    items: ReadonlyArray<{ data: InputOf<Versions<M>, N>; options?: PublishOptions<N> }>,
+  ): Promise<Envelope[]> {
+    return this.#publishBatch({ kind: "topic", name: topic }, type, items);
+  }
+
+  sendBatch<M extends MessageType<any>, N extends VersionOf<Versions<M>> = LatestVersion<Versions<M>>>(
+    queue: string,
+    type: M,
+    items: ReadonlyArray<{ data: InputOf<Versions<M>, N>; options?: PublishOptions<N> }>,
+  ): Promise<Envelope[]> {
+    return this.#publishBatch({ kind: "queue", name: queue }, type, items);
+  }
+
+  async #publishBatch(
+    destination: Destination,
+    type: MessageType,
+    items: ReadonlyArray<{ data: unknown; options?: PublishOptions }>,
+  ): Promise<Envelope[]> {
+    if (items.length === 0) return [];
+    const envelopes = await Promise.all(
+      items.map((item) => this.#prepare(type, item.data, item.options ?? {})),
+    );
+    await this.#send(
+      destination,
+      envelopes,
+      envelopes.map((envelope) => toWire(envelope)),
+    );
+    return envelopes;
+  }
+
+  /**
    * Publishes one event in several versions side by side (a schema migration). Each consumer
    * handles exactly one of them, the best its declared versions allow, and skips the rest.
    */

@@ -5,7 +5,7 @@ import { redactUrl, SwitchyardError } from "./errors.js";
 import type { AdapterModule, Transport } from "./transport.js";
 
 /** URL scheme → the package that serves it. Each package exports `createTransport(url, options)`. */
-export const ADAPTER_PACKAGES: Readonly<Record<string, string>> = {
+const adapterPackages: Record<string, string> = {
   memory: "@switchyard/core/memory",
   kafka: "@switchyard/kafka",
   amqp: "@switchyard/rabbitmq",
@@ -19,6 +19,18 @@ export const ADAPTER_PACKAGES: Readonly<Record<string, string>> = {
   "http-feed": "@switchyard/http-feed",
   servicebus: "@switchyard/azure-servicebus",
 };
+export const ADAPTER_PACKAGES: Readonly<Record<string, string>> = adapterPackages;
+
+/**
+ * Lets `createBus({ url: "acme://…" })` find a third-party adapter package by its scheme. The
+ * package exports `createTransport(url, options)`, as every adapter here does.
+ */
+export function registerAdapter(scheme: string, packageName: string): void {
+  if (!/^[a-z][a-z0-9+.-]*$/.test(scheme)) {
+    throw new SwitchyardError("CONFIG_INVALID", `"${scheme}" is not a valid URL scheme`);
+  }
+  adapterPackages[scheme] = packageName;
+}
 
 export const DEFAULT_URL = "memory://";
 

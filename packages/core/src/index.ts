@@ -6,7 +6,7 @@ export {
   type HandlerOptions,
   type PublishOptions,
 } from "./bus.js";
-export { ADAPTER_PACKAGES, DEFAULT_URL, parseBusUrl } from "./config.js";
+export { ADAPTER_PACKAGES, DEFAULT_URL, parseBusUrl, registerAdapter } from "./config.js";
 export type {
   BusHooks,
   Consumer,

@@ -99,3 +99,36 @@ describe("test harness", () => {
     await harness.close();
   });
 });
+
+describe("batch publish", () => {
+  it("sends a validated batch in one transport call, or nothing when one item is invalid", async () => {
+    const { MemoryTransport, MemoryBroker } = await import("../src/memory/index.js");
+    const transport = new MemoryTransport({ broker: new MemoryBroker() });
+    const calls: number[] = [];
+    const publish = transport.publish.bind(transport);
+    transport.publish = async (destination, messages) => {
+      calls.push(messages.length);
+      return publish(destination, messages);
+    };
+    const bus = createBus({ transport });
+    const seen: number[] = [];
+    await bus
+      .consume("batch")
+      .on(Job, async (msg) => {
+        seen.push(msg.data.n);
+      })
+      .start();
+    const envelopes = await bus.sendBatch("batch", Job, [
+      { data: { n: 1 }, options: { key: "a" } },
+      { data: { n: 2 } },
+    ]);
+    expect(envelopes.map((e) => e.key)).toEqual(["a", undefined]);
+    const error = await bus
+      .sendBatch("batch", Job, [{ data: { n: 3 } }, { data: { n: "x" } as never }])
+      .catch((e) => e);
+    expect(isSwitchyardError(error, "VALIDATION_FAILED")).toBe(true);
+    await expect.poll(() => seen.sort()).toEqual([1, 2]);
+    expect(calls).toEqual([2]);
+    await bus.close();
+  });
+});

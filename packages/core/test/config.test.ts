@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from "vitest";
-import { createBus, isSwitchyardError, parseBusUrl, redactUrl } from "../src/index.js";
+import { createBus, isSwitchyardError, parseBusUrl, redactUrl, registerAdapter } from "../src/index.js";
 
 async function errorOf(fn: () => unknown): Promise<unknown> {
   try {
@@ -32,10 +32,11 @@ describe("configuration", () => {
   });
 
   it("says which package to install for a scheme whose adapter is missing", async () => {
-    const bus = createBus("servicebus://127.0.0.1:5673");
+    registerAdapter("acme", "@acme/switchyard-not-installed");
+    const bus = createBus("acme://127.0.0.1:1234");
     const error = await errorOf(() => bus.transport());
     expect(isSwitchyardError(error, "ADAPTER_NOT_INSTALLED")).toBe(true);
-    expect((error as Error).message).toContain("@switchyard/azure-servicebus");
+    expect((error as Error).message).toContain("npm install @acme/switchyard-not-installed");
   });
 
   it("defaults to SWITCHYARD_URL, then memory://", async () => {
