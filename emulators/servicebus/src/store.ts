@@ -170,10 +170,13 @@ export class MessageStore {
   removeConsumer(consumer: Consumer): void {
     const index = this.consumers.indexOf(consumer);
     if (index !== -1) this.consumers.splice(index, 1);
-    for (const entry of [...this.locks.values()]) {
-      if (entry.lock?.owner === consumer) this.#unlock(entry);
-    }
-    this.pump();
+    // After the frames already read (a settlement that came just before the detach) are applied.
+    setImmediate(() => {
+      for (const entry of [...this.locks.values()]) {
+        if (entry.lock?.owner === consumer) this.#unlock(entry);
+      }
+      this.pump();
+    });
   }
 
   /** Delivers available messages to consumers with credit, round-robin, in sequence order. */

@@ -1,0 +1,363 @@
+import {
+  isServiceBusError,
+  ServiceBusAdministrationClient,
+  ServiceBusClient,
+  type ServiceBusReceivedMessage,
+  type ServiceBusReceiver,
+  type ServiceBusSender,
+} from "@azure/service-bus";
+import {
+  type Capabilities,
+  type Delivery,
+  type Destination,
+  REDRIVE_TO,
+  type Source,
+  SwitchyardError,
+  type TopologyEntity,
+  type Transport,
+  type TransportSubscription,
+  type WireMessage,
+} from "@switchyard/core";
+import { ATTEMPT_HEADER, fromServiceBus, toServiceBus } from "./mapping.js";
+import { type ResolvedOptions, resolveOptions, type ServiceBusOptions } from "./options.js";
+
+/** The entity path a source reads: the queue, or `<topic>/Subscriptions/<subscription>`. */
+export function entityOf(source: Source): string {
+  return source.kind === "queue" ? source.name : `${source.name}/Subscriptions/${source.subscription}`;
+}
+
+export class ServiceBusTransport implements Transport {
+  readonly name = "azure-servicebus";
+  readonly capabilities: Partial<Capabilities>;
+  readonly options: ResolvedOptions;
+  #client: ServiceBusClient | undefined;
+  #admin: ServiceBusAdministrationClient | undefined;
+  readonly #senders = new Map<string, ServiceBusSender>();
+  readonly #receivers = new Set<ServiceBusReceiver>();
+  readonly #settling = new WeakMap<ServiceBusReceiver, Set<Promise<unknown>>>();
+  #closed = false;
+
+  constructor(options: ResolvedOptions) {
+    this.options = options;
+    this.capabilities = {
+      // Dead letters go through the core (published to `<source>.dlq` with fault headers, then
+      // completed), so the DLQ browser and redrive work on the same queue API everywhere. The native
+      // `$DeadLetterQueue` still catches what Service Bus itself dead-letters (max delivery count, TTL).
+      nativeDeadLetter: false,
+      // nack({ delayMs }) schedules a copy (scheduled messages) and completes the original.
+      nativeDelay: true,
+      // No sessions yet: competing receivers of one entity do not keep per-key order.
+      ordering: "none",
+      consumerGroups: true,
+      replayFromStart: false,
+      persistent: true,
+      // Room for the AMQP encoding of properties and sections around body + headers.
+      maxMessageBytes: options.maxMessageBytes - 8 * 1024,
+      maxHeaders: 100,
+      redeliveryCount: true,
+      balancedConsumers: true,
+      maxDelayMs: 7 * 24 * 60 * 60 * 1000,
+    };
+  }
+
+  #clientOrThrow(): ServiceBusClient {
+    if (this.#closed) throw new SwitchyardError("CLOSED", "the azure-servicebus transport is closed");
+    if (!this.#client) {
+      const retryOptions = { maxRetries: 3, timeoutInMs: 30_000 };
+      this.#client = this.options.connectionString
+        ? new ServiceBusClient(this.options.connectionString, { retryOptions })
+        : new ServiceBusClient(this.options.namespace!, this.options.credential as never, { retryOptions });
+    }
+    return this.#client;
+  }
+
+  async connect(): Promise<void> {
+    this.#clientOrThrow();
+  }
+
+  // ---- topology ----
+
+  async provision(entities: TopologyEntity[]): Promise<void> {
+    if (this.options.provisioning === "none") return;
+    const settings = {
+      maxDeliveryCount: this.options.maxDeliveryCount,
+      lockDurationMs: this.options.lockDurationMs,
+    };
+    for (const entity of entities) {
+      try {
+        if (this.options.provisioning === "emulator") {
+          const path =
+            entity.kind === "queue"
+              ? `/queues/${encodeURIComponent(entity.name)}`
+              : entity.kind === "topic"
+                ? `/topics/${encodeURIComponent(entity.name)}`
+                : `/topics/${encodeURIComponent(entity.topic)}/subscriptions/${encodeURIComponent(entity.name)}`;
+          const response = await fetch(new URL(path, this.options.adminUrl), {
+            method: "PUT",
+            body: JSON.stringify(entity.kind === "topic" ? {} : settings),
+          });
+          if (!response.ok) throw new Error(`${response.status} ${await response.text()}`);
+        } else {
+          await this.#azureProvision(entity);
+        }
+      } catch (cause) {
+        const name =
+          entity.kind === "subscription" ? `${entity.topic}/Subscriptions/${entity.name}` : entity.name;
+        throw new SwitchyardError(
+          "TRANSPORT_ERROR",
+          `cannot create ${entity.kind} "${name}" on ${this.options.display}: ${(cause as Error).message}`,
+          { cause, details: { reason: "provision-failed", entity: name } },
+        );
+      }
+    }
+  }
+
+  async #azureProvision(entity: TopologyEntity): Promise<void> {
+    if (!this.options.connectionString && !this.options.credential) return;
+    this.#admin ??= this.options.connectionString
+      ? new ServiceBusAdministrationClient(this.options.connectionString)
+      : new ServiceBusAdministrationClient(this.options.namespace!, this.options.credential as never);
+    const admin = this.#admin;
+    const lockDuration = `PT${Math.round(this.options.lockDurationMs / 1000)}S`;
+    const ignoreExists = (error: unknown) => {
+      if ((error as { code?: string }).code === "MessageEntityAlreadyExistsError") return;
+      throw error;
+    };
+    if (entity.kind === "queue") {
+      if (!(await admin.queueExists(entity.name)))
+        await admin
+          .createQueue(entity.name, { maxDeliveryCount: this.options.maxDeliveryCount, lockDuration })
+          .catch(ignoreExists);
+    } else if (entity.kind === "topic") {
+      if (!(await admin.topicExists(entity.name))) await admin.createTopic(entity.name).catch(ignoreExists);
+    } else if (!(await admin.subscriptionExists(entity.topic, entity.name))) {
+      await admin
+        .createSubscription(entity.topic, entity.name, {
+          maxDeliveryCount: this.options.maxDeliveryCount,
+          lockDuration,
+        })
+        .catch(ignoreExists);
+    }
+  }
+
+  // ---- publish ----
+
+  #sender(entity: string): ServiceBusSender {
+    let sender = this.#senders.get(entity);
+    if (!sender) {
+      sender = this.#clientOrThrow().createSender(entity);
+      this.#senders.set(entity, sender);
+    }
+    return sender;
+  }
+
+  async publish(destination: Destination, messages: WireMessage[]): Promise<void> {
+    await this.#send(
+      destination.name,
+      messages.map((m) => toServiceBus(m)),
+    );
+  }
+
+  async #send(entity: string, messages: ReturnType<typeof toServiceBus>[]): Promise<void> {
+    const sender = this.#sender(entity);
+    try {
+      let batch = await sender.createMessageBatch();
+      for (const message of messages) {
+        if (batch.tryAddMessage(message)) continue;
+        if (batch.count === 0) throw tooLarge(message.messageId, this.options.maxMessageBytes);
+        await sender.sendMessages(batch);
+        batch = await sender.createMessageBatch();
+        if (!batch.tryAddMessage(message)) throw tooLarge(message.messageId, this.options.maxMessageBytes);
+      }
+      if (batch.count > 0) await sender.sendMessages(batch);
+    } catch (error) {
+      throw this.#translate(error, entity, "send to");
+    }
+  }
+
+  // ---- consume ----
+
+  async subscribe(
+    source: Source,
+    options: { prefetch: number },
+    deliver: (delivery: Delivery) => void,
+  ): Promise<TransportSubscription> {
+    const entity = entityOf(source);
+    const receiver = this.#clientOrThrow().createReceiver(entity, {
+      receiveMode: "peekLock",
+      skipParsingBodyAsJson: true,
+      maxAutoLockRenewalDurationInMs: this.options.maxLockRenewalMs,
+    });
+    this.#receivers.add(receiver);
+    const settling = new Set<Promise<unknown>>();
+    this.#settling.set(receiver, settling);
+    let opened!: () => void;
+    let failed!: (error: unknown) => void;
+    const ready = new Promise<void>((resolve, reject) => {
+      opened = resolve;
+      failed = reject;
+    });
+    let isOpen = false;
+    const handlers = {
+      processMessage: (received: ServiceBusReceivedMessage) =>
+        // The promise resolves once the delivery is settled: the client gives credit back only then,
+        // so at most `prefetch` deliveries are unsettled.
+        new Promise<void>((settled) => deliver(this.#delivery(source, receiver, received, settled))),
+      processError: async (args: { error: Error }) => {
+        if (!isOpen) failed(this.#translate(args.error, entity, "receive from"));
+      },
+      // Not in the public typings: called once the receiver link is attached, before credit is given.
+      postInitialize: async () => {
+        isOpen = true;
+        opened();
+      },
+    };
+    const handle = receiver.subscribe(handlers as never, {
+      autoCompleteMessages: false,
+      maxConcurrentCalls: options.prefetch,
+    });
+    try {
+      await ready;
+    } catch (error) {
+      await handle.close().catch(() => {});
+      await receiver.close().catch(() => {});
+      this.#receivers.delete(receiver);
+      throw error;
+    }
+    let stopped: Promise<void> | undefined;
+    const stop = () => {
+      stopped ??= handle.close().catch(() => {});
+      return stopped;
+    };
+    return {
+      stop,
+      close: async () => {
+        await stop();
+        // Settlements already sent finish on the open link before it detaches.
+        await Promise.allSettled([...settling]);
+        await receiver.close().catch(() => {});
+        this.#settling.delete(receiver);
+        this.#receivers.delete(receiver);
+      },
+    };
+  }
+
+  #delivery(
+    source: Source,
+    receiver: ServiceBusReceiver,
+    received: ServiceBusReceivedMessage,
+    settled: () => void,
+  ): Delivery {
+    const { message, before } = fromServiceBus(received);
+    const attempt = before + received.deliveryCount! + 1;
+    const entity = entityOf(source);
+    let done = false;
+    const settle = async (what: string, action: () => Promise<void>) => {
+      if (done) {
+        throw new SwitchyardError(
+          "ALREADY_SETTLED",
+          `message ${message.id} already settled; ${what} refused`,
+        );
+      }
+      done = true;
+      const work = action();
+      const pending = this.#settling.get(receiver);
+      pending?.add(work);
+      try {
+        await work;
+      } catch (error) {
+        throw this.#translate(error, entity, `${what} on`);
+      } finally {
+        pending?.delete(work);
+        settled();
+      }
+    };
+    return {
+      message,
+      attempt,
+      ack: () => settle("ack", () => receiver.completeMessage(received)),
+      nack: (nackOptions) =>
+        settle("nack", async () => {
+          const delayMs = nackOptions?.delayMs ?? 0;
+          if (delayMs <= 0) return receiver.abandonMessage(received);
+          // A scheduled copy carries the attempts used so far (its deliveryCount starts again at 0);
+          // for a topic it is addressed to the failing subscription only (the others skip it). The
+          // copy is scheduled before the original is completed: a failure in between means a
+          // duplicate (at-least-once), never a loss.
+          const extra: Record<string, string> = { [ATTEMPT_HEADER]: String(attempt) };
+          if (source.kind === "topic") extra[REDRIVE_TO] = source.subscription;
+          const copy = toServiceBus(message, extra);
+          try {
+            await this.#sender(source.name).scheduleMessages(copy, new Date(Date.now() + delayMs));
+          } catch (error) {
+            // Not scheduled: return the original instead, so it is not held until its lock lapses.
+            await receiver.abandonMessage(received).catch(() => {});
+            throw error;
+          }
+          await receiver.completeMessage(received);
+        }),
+    };
+  }
+
+  #translate(error: unknown, entity: string, what: string): unknown {
+    if (error instanceof SwitchyardError) return error;
+    const code = isServiceBusError(error) ? error.code : (error as { code?: string })?.code;
+    const text = redactSecrets((error as Error)?.message ?? String(error));
+    if (code === "MessagingEntityNotFound") {
+      return new SwitchyardError(
+        "TRANSPORT_ERROR",
+        `Service Bus entity "${entity}" does not exist on ${this.options.display}; create it or let the adapter provision it`,
+        { cause: error, details: { reason: "entity-not-found", entity } },
+      );
+    }
+    if (code === "MessageLockLost" || code === "SessionLockLost") {
+      return new SwitchyardError(
+        "TRANSPORT_ERROR",
+        `the lock of a message from "${entity}" was lost (it will be redelivered): ${text}`,
+        { cause: error, details: { reason: "lock-lost", entity } },
+      );
+    }
+    if (code === "MessageSizeExceeded") {
+      return new SwitchyardError("MESSAGE_TOO_LARGE", `a message to "${entity}" is too large: ${text}`, {
+        cause: error,
+      });
+    }
+    return new SwitchyardError(
+      "TRANSPORT_ERROR",
+      `cannot ${what} "${entity}" on ${this.options.display}: ${text}`,
+      {
+        cause: error,
+      },
+    );
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await Promise.allSettled([...this.#receivers].map((r) => r.close()));
+    await Promise.allSettled([...this.#senders.values()].map((s) => s.close()));
+    this.#receivers.clear();
+    this.#senders.clear();
+    await this.#client?.close().catch(() => {});
+  }
+}
+
+function tooLarge(id: unknown, limit: number): SwitchyardError {
+  return new SwitchyardError(
+    "MESSAGE_TOO_LARGE",
+    `message ${String(id)} does not fit in one Service Bus message (limit ${limit} bytes encoded)`,
+    { details: { limit } },
+  );
+}
+
+/** Strips SAS keys and signatures from a message. */
+export function redactSecrets(text: string): string {
+  return text
+    .replace(/(SharedAccessKey=)[^;\s]+/gi, "$1***")
+    .replace(/(SharedAccessSignature\s+)\S+/gi, "$1***")
+    .replace(/(sig=)[^&\s]+/gi, "$1***");
+}
+
+export function createServiceBusTransport(url: URL, options: ServiceBusOptions = {}): ServiceBusTransport {
+  return new ServiceBusTransport(resolveOptions(url, options));
+}
