@@ -21,6 +21,38 @@ interface SubscriptionSpec {
   onFrame(frame: Frame): void;
 }
 
+/**
+ * stompit 1.0.0 reads an ERROR frame's text body and then calls `destroy` on the frame instead of
+ * the client, so the error escapes as an uncaught exception and the client hangs until a timeout.
+ * Every command-handler table the client installs gets this ERROR handler instead.
+ */
+function patchErrorFrames(client: Client): void {
+  type Handler = (frame: ErrorFrame) => void;
+  interface ErrorFrame extends NodeJS.ReadableStream {
+    headers: Record<string, string>;
+  }
+  const socket = client as unknown as {
+    setCommandHandlers(handlers: Record<string, Handler>): void;
+    createApplicationError(message: string): Error & { longMessage?: string };
+    destroy(error?: Error): void;
+  };
+  const onError: Handler = (frame) => {
+    const error = socket.createApplicationError(frame.headers.message ?? "server sent ERROR frame");
+    const chunks: Buffer[] = [];
+    frame.on("error", () => {});
+    frame.on("data", (chunk: Buffer) => {
+      if (chunks.length < 16) chunks.push(chunk);
+    });
+    frame.on("end", () => {
+      const text = Buffer.concat(chunks).toString("utf8").slice(0, 4096).trim();
+      if (text) error.longMessage = text;
+      socket.destroy(error);
+    });
+  };
+  const install = socket.setCommandHandlers.bind(client);
+  socket.setCommandHandlers = (handlers) => install({ ...handlers, ERROR: onError });
+}
+
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
@@ -75,13 +107,14 @@ export class StompConnection {
       };
       let settled = false;
       const client: Client = stompit.connect(connectOptions as stompit.connect.ConnectOptions, (error) => {
-        // Errors after this point are handled by #attach; until it runs, one must not go uncaught.
-        client.on("error", () => {});
         if (settled) return;
         settled = true;
         if (error) reject(this.#wrap(error, "connect"));
         else resolve(client);
       });
+      // Errors are reported through the callback above and #attach; none may go uncaught.
+      client.on("error", () => {});
+      patchErrorFrames(client);
     });
   }
 
