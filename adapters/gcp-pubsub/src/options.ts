@@ -12,6 +12,8 @@ export interface PubsubOptions {
   ackDeadlineSeconds: number;
   /** `maxDeliveryAttempts` of the dead-letter policy on queues (5–100). Default 100. */
   queueMaxDeliveryAttempts: number;
+  /** Ordering keys and ordered subscriptions (capability ordering "key"). Default true. */
+  ordering: boolean;
   /** Exactly-once delivery on created subscriptions; acks are confirmed. Default false. */
   exactlyOnce: boolean;
   /** Retry policy backoff of created subscriptions, in seconds (0–600). Unset by default. */
@@ -50,6 +52,7 @@ export function parseOptions(url: URL, options: Record<string, unknown> = {}): P
     "prefix",
     "ackDeadlineSeconds",
     "exactlyOnce",
+    "ordering",
     "queueMaxDeliveryAttempts",
     "minBackoff",
     "maxBackoff",
@@ -95,6 +98,7 @@ export function parseOptions(url: URL, options: Record<string, unknown> = {}): P
   if (q.get("batchMaxMilliseconds"))
     batching.maxMilliseconds = int("batchMaxMilliseconds", q.get("batchMaxMilliseconds"), 0, 60_000);
   const exactly = options.exactlyOnce ?? q.get("exactlyOnce");
+  const ordering = options.ordering ?? q.get("ordering");
   const parsed: PubsubOptions = {
     projectId,
     prefix,
@@ -106,6 +110,7 @@ export function parseOptions(url: URL, options: Record<string, unknown> = {}): P
       100,
     ),
     exactlyOnce: typeof exactly === "boolean" ? exactly : typeof exactly === "string" ? bool(exactly) : false,
+    ordering: typeof ordering === "boolean" ? ordering : typeof ordering === "string" ? bool(ordering) : true,
     batching,
     maxStreams: int("maxStreams", pick("maxStreams") ?? 1, 1, 32),
     connectTimeoutMs: int("connectTimeoutMs", pick("connectTimeoutMs") ?? 10_000, 100, 600_000),

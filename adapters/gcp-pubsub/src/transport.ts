@@ -76,7 +76,7 @@ interface SubscriptionSpec {
 
 export class PubsubTransport implements Transport {
   readonly name = "pubsub";
-  readonly capabilities = pubsubCapabilities;
+  readonly capabilities: Partial<Capabilities>;
   readonly client: PubSub;
   readonly names: Names;
   readonly options: PubsubOptions;
@@ -87,6 +87,7 @@ export class PubsubTransport implements Transport {
   constructor(options: PubsubOptions) {
     this.options = options;
     this.names = new Names(options.prefix);
+    this.capabilities = options.ordering ? pubsubCapabilities : { ...pubsubCapabilities, ordering: "none" };
     const config: ClientConfig = { projectId: options.projectId, ...options.clientConfig };
     if (options.emulator) config.apiEndpoint = options.emulator;
     this.client = new PubSub(config);
@@ -164,7 +165,7 @@ export class PubsubTransport implements Transport {
   async #createSubscription(id: string, spec: SubscriptionSpec): Promise<void> {
     const wanted = {
       ackDeadlineSeconds: this.options.ackDeadlineSeconds,
-      enableMessageOrdering: true,
+      enableMessageOrdering: this.options.ordering,
       enableExactlyOnceDelivery: this.options.exactlyOnce,
       ...(spec.deadLetterTopic
         ? {
@@ -199,7 +200,8 @@ export class PubsubTransport implements Transport {
     const conflicts: string[] = [];
     const topicName = this.client.topic(spec.topic).name;
     if (existing.topic !== topicName) conflicts.push(`topic is ${existing.topic}, expected ${topicName}`);
-    if (!existing.enableMessageOrdering) conflicts.push("message ordering is off");
+    if (Boolean(existing.enableMessageOrdering) !== this.options.ordering)
+      conflicts.push(`message ordering is ${existing.enableMessageOrdering ? "on" : "off"}`);
     if (Boolean(existing.enableExactlyOnceDelivery) !== this.options.exactlyOnce)
       conflicts.push(`exactly-once delivery is ${existing.enableExactlyOnceDelivery ? "on" : "off"}`);
     const policy = existing.deadLetterPolicy;
@@ -227,7 +229,10 @@ export class PubsubTransport implements Transport {
         : this.names.topic(destination.name);
     let topic = this.#topics.get(id);
     if (!topic) {
-      topic = this.client.topic(id, { messageOrdering: true, batching: this.options.batching });
+      topic = this.client.topic(id, {
+        messageOrdering: this.options.ordering,
+        batching: this.options.batching,
+      });
       this.#topics.set(id, topic);
     }
     return topic;
@@ -237,6 +242,7 @@ export class PubsubTransport implements Transport {
     this.#assertOpen();
     // Encode everything first: an over-limit message refuses the batch before anything is sent.
     const encoded = messages.map(encode);
+    if (!this.options.ordering) for (const message of encoded) delete message.orderingKey;
     const topic = this.#topic(destination);
     await Promise.all(
       encoded.map(async (message) => {
@@ -244,7 +250,7 @@ export class PubsubTransport implements Transport {
           await topic.publishMessage(message);
         } catch (error) {
           // A failed ordered publish pauses its key; resume so one failure does not wedge it.
-          if (message.orderingKey) topic.resumePublishing(message.orderingKey);
+          if (message.orderingKey && this.options.ordering) topic.resumePublishing(message.orderingKey);
           const code = grpcCode(error);
           throw transportError(
             `publish to ${destination.kind} ${destination.name} (${topic.name.split("/").pop()}) failed${code === NOT_FOUND ? " (it does not exist)" : ""}`,
@@ -306,6 +312,9 @@ export class PubsubTransport implements Transport {
 /** Internals of @google-cloud/pubsub 6.2 used for nack with a delay (see README). */
 interface SubscriberInternals {
   _inventory?: { remove(message: Message): void };
+  _modAcks?: { numInFlightRequests: number; onDrain(): Promise<void> };
+  modAck(message: Message, seconds: number): Promise<void>;
+  modAckWithResponse(message: Message, seconds: number): Promise<unknown>;
   _stream?: { _streams?: Array<{ stream?: unknown }> };
 }
 
@@ -314,6 +323,7 @@ class PubsubSubscription {
   /** Attempts counted here where the service reports none (no dead-letter policy). */
   readonly #counts = new Map<string, number>();
   #error: unknown;
+  #reopenMs = 1000;
   #closing: Promise<void> | undefined;
 
   constructor(
@@ -343,6 +353,16 @@ class PubsubSubscription {
       }
     });
     this.#subscription.on("message", (message: Message) => this.#onMessage(message));
+    // The client gives up on a stream after a non-retryable status (the emulator ends ordered
+    // streams with UNKNOWN when its dead-letter policy fires): reopen, so the consumer goes on.
+    this.#subscription.on("close", () => {
+      if (this.#closing) return;
+      const timer = setTimeout(() => {
+        if (!this.#closing && !this.#subscription.isOpen) this.#subscription.open();
+      }, this.#reopenMs);
+      this.#reopenMs = Math.min(30_000, this.#reopenMs * 2);
+      timer.unref();
+    });
     const deadline = Date.now() + this.transport.options.connectTimeoutMs;
     for (;;) {
       if (this.#error) throw transportError(`cannot open subscription ${this.id}`, this.#error);
@@ -356,6 +376,7 @@ class PubsubSubscription {
   }
 
   #onMessage(message: Message): void {
+    this.#reopenMs = 1000;
     let attempt = message.deliveryAttempt;
     if (!(attempt > 0)) {
       attempt = (this.#counts.get(message.id) ?? 0) + 1;
@@ -385,15 +406,21 @@ class PubsubSubscription {
           else message.nack();
           return;
         }
-        // Pub/Sub has no per-message delay: push the ack deadline out to the delay and stop
-        // leasing the message, so the service redelivers it once the deadline lapses.
+        // Pub/Sub has no per-message delay: stop leasing the message and set its ack deadline to
+        // the delay, so the service redelivers it once the deadline lapses. The client's own
+        // modAcks for it (the initial lease) must land first, or they would override ours.
         const seconds = Math.min(600, Math.ceil(delayMs / 1000));
-        if (exactlyOnce) await message.modAckWithResponse(seconds);
-        else message.modAck(seconds);
+        const internals = this.#internals;
         const handled = message as unknown as { _handled: boolean; _handledPromise?: { resolve(): void } };
         handled._handled = true;
         handled._handledPromise?.resolve();
-        this.#internals._inventory?.remove(message);
+        internals._inventory?.remove(message);
+        const queue = internals._modAcks;
+        if (queue && queue.numInFlightRequests > 0) {
+          await Promise.race([queue.onDrain(), new Promise((resolve) => setTimeout(resolve, 2000).unref())]);
+        }
+        if (exactlyOnce) await internals.modAckWithResponse(message, seconds);
+        else await internals.modAck(message, seconds);
       },
       deadLetter: async (fault) => {
         await this.transport.publishDeadLetter(this.source, wire, fault);
