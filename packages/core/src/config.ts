@@ -18,6 +18,7 @@ const adapterPackages: Record<string, string> = {
   stomp: "@switchyard/stomp",
   "http-feed": "@switchyard/http-feed",
   servicebus: "@switchyard/azure-servicebus",
+  "azure-servicebus": "@switchyard/azure-servicebus",
 };
 export const ADAPTER_PACKAGES: Readonly<Record<string, string>> = adapterPackages;
 
