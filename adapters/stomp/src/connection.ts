@@ -114,6 +114,8 @@ export class StompConnection {
       });
       // Errors are reported through the callback above and #attach; none may go uncaught.
       client.on("error", () => {});
+      // Every send in flight listens for the connection's error until its receipt arrives.
+      client.setMaxListeners(0);
       patchErrorFrames(client);
     });
   }
