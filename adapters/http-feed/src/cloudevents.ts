@@ -7,7 +7,7 @@
 //                            deletion marker and travels top-level as `method`.
 //   body                   → `data` when that reproduces the bytes exactly (JSON that re-serialises
 //                            identically, or UTF-8 text for text/*), else `data_base64`.
-import { JSON_CONTENT_TYPE, RESERVED_PREFIX, type WireMessage } from "@switchyard/core";
+import { isJsonContentType, JSON_CONTENT_TYPE, RESERVED_PREFIX, type WireMessage } from "@switchyard/core";
 
 export type CloudEvent = Record<string, unknown>;
 
@@ -18,12 +18,6 @@ export const BATCH_CONTENT_TYPE = "application/cloudevents-batch+json";
 export const HEADERS_ATTRIBUTE = "headers";
 /** The http-feeds.org deletion marker: `method: "DELETE"` removes the subject on compaction. */
 export const METHOD_ATTRIBUTE = "method";
-
-/** The core's rule (not exported by it): application/json or any `+json` type. */
-function isJsonContentType(contentType: string): boolean {
-  const base = contentType.split(";")[0]!.trim().toLowerCase();
-  return base === JSON_CONTENT_TYPE || base.endsWith("+json");
-}
 
 const EXTENSION_NAME = /^[a-z0-9]{1,20}$/;
 const NOT_ATTRIBUTES = new Set(["data", "data_base64", HEADERS_ATTRIBUTE, METHOD_ATTRIBUTE]);

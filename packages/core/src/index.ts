@@ -35,6 +35,7 @@ export {
   type EnvelopeInput,
   encodeData,
   fromWire,
+  isJsonContentType,
   JSON_CONTENT_TYPE,
   packHeaders,
   RESERVED_PREFIX,
