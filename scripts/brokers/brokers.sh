@@ -15,7 +15,7 @@ RUN="$CACHE/run"
 DATA="$CACHE/data"
 mkdir -p "$RUN" "$DATA"
 
-ALL=(kafka rabbitmq activemq elasticmq moto pubsub postgres)
+ALL=(kafka rabbitmq activemq elasticmq moto pubsub postgres servicebus)
 CI_MODE=0
 case "${CI:-}" in true | 1) CI_MODE=1 ;; esac
 UP_TIMEOUT="${SWITCHYARD_BROKER_TIMEOUT:-150}" # seconds per broker for start + round trip
@@ -40,6 +40,7 @@ ports_of() {
   moto) echo 4566 ;;
   pubsub) echo 8085 ;;
   postgres) echo 5433 ;;
+  servicebus) echo "5673 5674" ;;
   esac
 }
 deb_version() { dpkg-query -W -f='${Version}' "$1" 2>/dev/null || echo "-"; }
@@ -52,6 +53,7 @@ version_of() {
   moto) echo "$MOTO_VERSION" ;;
   pubsub) deb_version google-cloud-cli-pubsub-emulator ;;
   postgres) deb_version "postgresql-$PG_MAJOR" ;;
+  servicebus) node -p "require('$ROOT/emulators/servicebus/package.json').version" 2>/dev/null || echo "-" ;;
   esac
 }
 # Signal that stops the broker cleanly (postgres: SIGINT = fast shutdown; others: SIGTERM).
@@ -301,6 +303,12 @@ start_cmd() {
     start_epmd || return 1
     # Our own node: its own name, cookie (in HOME), mnesia, logs, config and pid file.
     rabbit_env launch rabbitmq /usr/lib/rabbitmq/bin/rabbitmq-server
+    ;;
+  servicebus)
+    # Our own AMQP 1.0 emulator (emulators/servicebus), built by `pnpm build`.
+    local cli="$ROOT/emulators/servicebus/dist/cli.js"
+    [ -f "$cli" ] || die "servicebus: $cli is missing; run pnpm build first"
+    launch servicebus node "$cli" --host 127.0.0.1 --port 5673 --admin-port 5674
     ;;
   postgres)
     local pd bin

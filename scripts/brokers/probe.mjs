@@ -205,6 +205,27 @@ async function postgres() {
   }
 }
 
+async function servicebus() {
+  const queue = `probe-${id()}`;
+  const admin = await fetch(`http://${H}:5674/queues/${queue}`, { method: "PUT", body: "{}" });
+  check(admin.ok, true, "servicebus admin PUT");
+  const { ServiceBusClient } = await import("@azure/service-bus");
+  const client = new ServiceBusClient(
+    `Endpoint=sb://${H}:5673;SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey=SAS_KEY_VALUE;UseDevelopmentEmulator=true;`,
+  );
+  try {
+    const body = `probe-${id()}`;
+    await client.createSender(queue).sendMessages({ body });
+    const receiver = client.createReceiver(queue);
+    const [message] = await receiver.receiveMessages(1, { maxWaitTimeInMs: 10_000 });
+    check(message?.body, body, "servicebus");
+    await receiver.completeMessage(message);
+  } finally {
+    await client.close();
+    await fetch(`http://${H}:5674/queues/${queue}`, { method: "DELETE" });
+  }
+}
+
 const probes = {
   kafka,
   rabbitmq,
@@ -213,6 +234,7 @@ const probes = {
   moto,
   pubsub,
   postgres,
+  servicebus,
 };
 
 const name = process.argv[2];

@@ -20,7 +20,8 @@ export type BrokerName =
   | "elasticmq"
   | "moto"
   | "pubsub"
-  | "postgres";
+  | "postgres"
+  | "servicebus";
 
 export interface BrokerEndpoint {
   name: BrokerName;
@@ -85,6 +86,8 @@ export function brokerEndpoint(name: BrokerName): BrokerEndpoint {
         "postgres://postgres:postgres@127.0.0.1:5433/postgres",
         5432,
       );
+    case "servicebus":
+      return fromUrl(name, "servicebus", "SERVICEBUS_EMULATOR_URL", "amqp://127.0.0.1:5673", 5673);
     default:
       throw new Error(`unknown broker ${String(name)}`);
   }
