@@ -48,6 +48,7 @@ interface Pending {
 class Batcher {
   readonly #pending: Pending[] = [];
   #inFlight = false;
+  #scheduled = false;
 
   constructor(
     readonly driver: KafkaDriver,
@@ -58,7 +59,14 @@ class Batcher {
     return new Promise((resolve, reject) => {
       const bytes = records.reduce((sum, r) => sum + recordBytes(r), 0);
       this.#pending.push({ records, bytes, resolve, reject });
-      this.#kick();
+      // Wait for the publishes made in the same turn of the event loop, then send them together.
+      if (!this.#scheduled && !this.#inFlight) {
+        this.#scheduled = true;
+        setImmediate(() => {
+          this.#scheduled = false;
+          this.#kick();
+        });
+      }
     });
   }
 
