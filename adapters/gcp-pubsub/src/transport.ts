@@ -1,4 +1,11 @@
-import { type ClientConfig, type Message, PubSub, type Subscription, type Topic } from "@google-cloud/pubsub";
+import {
+  type ClientConfig,
+  Duration,
+  type Message,
+  PubSub,
+  type Subscription,
+  type Topic,
+} from "@google-cloud/pubsub";
 import {
   type Capabilities,
   type Delivery,
@@ -336,7 +343,8 @@ class PubsubSubscription {
     this.#subscription = transport.client.subscription(id, {
       flowControl: { maxMessages: prefetch, allowExcessMessages: false },
       streamingOptions: { maxStreams: transport.options.maxStreams },
-      closeOptions: { behavior: "NACK" },
+      // Bounded: a close must not wait on unconfirmable acks for the client default of an hour.
+      closeOptions: { behavior: "NACK", timeout: Duration.from({ seconds: 10 }) },
     });
   }
 
