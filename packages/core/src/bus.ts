@@ -136,9 +136,20 @@ export class ConsumerBuilder {
     return this;
   }
 
-  /** Takes every message no typed handler takes; data is decoded by content type, not validated. */
-  onAny(handler: Handler<unknown>, options: { name?: string } = {}): this {
-    this.#fallback = { type: ANY_TYPE, versions: [], handler, name: options.name ?? (handler.name || "any") };
+  /**
+   * Takes every message no typed handler takes; data is decoded by content type, not validated.
+   * With `foreign: true` it also takes messages that are not CloudEvents at all (another
+   * producer's), as type `switchyard.foreign` with the raw body bytes as data, instead of
+   * dead-lettering them with reason `decode`.
+   */
+  onAny(handler: Handler<unknown>, options: { name?: string; foreign?: boolean } = {}): this {
+    this.#fallback = {
+      type: ANY_TYPE,
+      versions: [],
+      handler,
+      name: options.name ?? (handler.name || "any"),
+      ...(options.foreign ? { foreign: true } : {}),
+    };
     return this;
   }
 

@@ -13,6 +13,7 @@ const adapterPackages: Record<string, string> = {
   sqs: "@switchyard/aws-sqs",
   sns: "@switchyard/aws-sns",
   pubsub: "@switchyard/gcp-pubsub",
+  "gcp-pubsub": "@switchyard/gcp-pubsub",
   "stomp+activemq": "@switchyard/stomp",
   "stomp+rabbitmq": "@switchyard/stomp",
   stomp: "@switchyard/stomp",

@@ -1,5 +1,12 @@
 import { type DeadLetterReason, DUAL_VERSIONS, faultHeaders, REDRIVE_TO } from "./dead-letter.js";
-import { decodeData, type Envelope, fromWire, type WireMessage } from "./envelope.js";
+import {
+  BYTES_CONTENT_TYPE,
+  decodeData,
+  type Envelope,
+  fromWire,
+  RESERVED_PREFIX,
+  type WireMessage,
+} from "./envelope.js";
 import { PermanentError, SwitchyardError } from "./errors.js";
 import { type IdempotencyStore, MemoryIdempotencyStore } from "./idempotency.js";
 import { KeyedSerializer, Limiter } from "./limiter.js";
@@ -89,7 +96,12 @@ export interface Registration {
   versions: number[];
   handler: Handler<any>;
   name: string;
+  /** onAny({ foreign: true }): messages that are not CloudEvents reach the handler as raw bytes. */
+  foreign?: boolean;
 }
+
+/** Type given to a message from a non-Switchyard producer (no CloudEvents attributes). */
+export const FOREIGN_TYPE = "switchyard.foreign";
 
 export interface Consumer {
   readonly source: Source;
@@ -210,7 +222,8 @@ export class RunningConsumer implements Consumer {
     try {
       envelope = fromWire(delivery.message, { decodeBody: false });
     } catch (error) {
-      return this.#deadLetter(delivery, { reason: "decode", error });
+      if (!this.#fallback?.foreign) return this.#deadLetter(delivery, { reason: "decode", error });
+      envelope = foreignEnvelope(delivery.message);
     }
     await this.#serializer.run(envelope.key, () =>
       this.#limiter.run(async () => {
@@ -491,4 +504,24 @@ export class RunningConsumer implements Consumer {
       });
     }
   }
+}
+
+/** A raw message from another producer, as an envelope: bytes as data, its headers as headers. */
+function foreignEnvelope(message: WireMessage): Envelope {
+  const headers: Record<string, string> = {};
+  for (const [name, value] of Object.entries(message.headers)) {
+    if (!name.startsWith(RESERVED_PREFIX)) headers[name] = value;
+  }
+  const envelope: Envelope = {
+    id: message.id,
+    type: FOREIGN_TYPE,
+    source: "",
+    specversion: "1.0",
+    time: new Date().toISOString(),
+    dataContentType: BYTES_CONTENT_TYPE,
+    headers,
+    data: message.body,
+  };
+  if (message.key !== undefined) envelope.key = message.key;
+  return envelope;
 }

@@ -17,6 +17,7 @@ export type {
   SkipReason,
   UnknownPolicy,
 } from "./consumer.js";
+export { FOREIGN_TYPE } from "./consumer.js";
 export {
   type DeadLetter,
   type DeadLetterReason,

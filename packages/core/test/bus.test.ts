@@ -132,3 +132,27 @@ describe("batch publish", () => {
     await bus.close();
   });
 });
+
+describe("foreign producers", () => {
+  it("dead-letters non-CloudEvents by default, and hands them to onAny({ foreign: true }) as bytes", async () => {
+    const { FOREIGN_TYPE } = await import("../src/index.js");
+    const bus = createBus(url());
+    const transport = await bus.transport();
+    const seen: Array<[string, string, string | undefined]> = [];
+    await bus
+      .consume("legacy")
+      .onAny(
+        async (msg) => {
+          seen.push([msg.type, new TextDecoder().decode(msg.data as Uint8Array), msg.headers.origin]);
+        },
+        { foreign: true },
+      )
+      .start();
+    await transport.publish({ kind: "queue", name: "legacy" }, [
+      { id: "raw-1", headers: { origin: "cobol" }, body: new TextEncoder().encode("PAYROLL 42") },
+    ]);
+    await expect.poll(() => seen).toEqual([[FOREIGN_TYPE, "PAYROLL 42", "cobol"]]);
+    expect(await bus.deadLetters({ queue: "legacy" }).list({ idleMs: 20 })).toEqual([]);
+    await bus.close();
+  });
+});
