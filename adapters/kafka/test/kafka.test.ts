@@ -3,7 +3,7 @@
 import { randomUUID } from "node:crypto";
 import { describeWithBroker } from "@switchyard/broker-stack/available";
 import { messages, Recorder } from "@switchyard/conformance";
-import { createBus, FAULT, PermanentError } from "@switchyard/core";
+import { createBus, FAULT, FOREIGN_TYPE, PermanentError } from "@switchyard/core";
 import { type Admin, Kafka, type KafkaMessage, logLevel } from "kafkajs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ATTEMPT_HEADER, DUE_HEADER, ORIGIN_HEADERS } from "../src/mapping.js";
@@ -138,6 +138,31 @@ describeWithBroker("kafka", "kafka adapter: what lands on the broker", () => {
           ["decode", "not a cloudevent"],
         ]);
         expect(letters[0]!.id).toMatch(new RegExp(`^kafka:${queue}/\\d/0$`));
+      } finally {
+        await bus.close();
+      }
+    });
+
+    it("onAny({ foreign: true }) takes a plain Kafka record as raw bytes, with its key and headers", async () => {
+      const queue = `sy-raw-${driver}-${randomUUID().slice(0, 8)}`;
+      const bus = createBus({ transport: kafkaTransport(driver) });
+      const got = new Recorder<{ id: string; type: string; key?: string; data: unknown; headers: object }>();
+      try {
+        await bus
+          .consume(queue)
+          .onAny(async (msg) => got.push(msg), { foreign: true })
+          .start();
+        const producer = raw.producer();
+        await producer.connect();
+        await producer.send({
+          topic: queue,
+          messages: [{ key: "acct-9", value: Buffer.from([1, 2, 3]), headers: { origin: "legacy" } }],
+        });
+        await producer.disconnect();
+        const [msg] = await got.count(1, 15_000);
+        expect(msg).toMatchObject({ type: FOREIGN_TYPE, key: "acct-9", headers: { origin: "legacy" } });
+        expect([...(msg!.data as Uint8Array)]).toEqual([1, 2, 3]);
+        expect(msg!.id).toMatch(new RegExp(`^kafka:${queue}/\\d/0$`));
       } finally {
         await bus.close();
       }
