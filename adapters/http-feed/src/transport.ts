@@ -104,6 +104,51 @@ const sleep = (ms: number, signal?: AbortSignal) =>
   });
 
 /**
+ * Feed servers by store and address: two buses of one process that serve the same store on the
+ * same fixed address (two services of a demo, say) share one server instead of colliding on the
+ * port. A random port (0) is never shared.
+ */
+const servers = new WeakMap<FeedStore, Map<string, { server: Promise<FeedServer>; users: number }>>();
+
+async function acquireServer(
+  store: FeedStore,
+  serve: { host?: string; port?: number; basePath?: string },
+  token: string | undefined,
+): Promise<{ server: FeedServer; release: () => Promise<void> }> {
+  const start = () => startFeedServer({ store, ...serve, ...(token !== undefined ? { token } : {}) });
+  if (!serve.port) {
+    const server = await start();
+    return { server, release: () => server.close() };
+  }
+  const key = `${serve.host ?? "127.0.0.1"}:${serve.port}/${serve.basePath ?? ""}|${token ?? ""}`;
+  let byAddress = servers.get(store);
+  if (!byAddress) {
+    byAddress = new Map();
+    servers.set(store, byAddress);
+  }
+  let entry = byAddress.get(key);
+  if (!entry) {
+    entry = { server: start(), users: 0 };
+    byAddress.set(key, entry);
+    entry.server.catch(() => byAddress.delete(key));
+  }
+  entry.users++;
+  const server = await entry.server;
+  let released = false;
+  return {
+    server,
+    release: async () => {
+      if (released) return;
+      released = true;
+      if (--entry.users === 0) {
+        byAddress.delete(key);
+        await server.close();
+      }
+    },
+  };
+}
+
+/**
  * Pub/sub over HTTP feeds. Publishing to a topic appends to the topic's feed in the store (served
  * by `createFeedHandler` or `serve`); a subscription polls `<feedUrl>/<topic>` with long polling,
  * moves what it reads into its own pending rows in the store together with its position, and hands
@@ -118,6 +163,7 @@ export class HttpFeedTransport implements Transport {
   readonly #pollers = new Map<string, { poller: FeedPoller; refs: number }>();
   readonly #readers = new Set<PendingReader>();
   #server: FeedServer | undefined;
+  #releaseServer: (() => Promise<void>) | undefined;
   #feedUrl: string | undefined;
   #connected: Promise<void> | undefined;
   #closed = false;
@@ -157,11 +203,9 @@ export class HttpFeedTransport implements Transport {
     this.#connected ??= (async () => {
       await this.store.init();
       if (this.#options.serve) {
-        this.#server = await startFeedServer({
-          store: this.store,
-          ...this.#options.serve,
-          ...(this.#options.token !== undefined ? { token: this.#options.token } : {}),
-        });
+        const shared = await acquireServer(this.store, this.#options.serve, this.#options.token);
+        this.#server = shared.server;
+        this.#releaseServer = shared.release;
         this.#feedUrl ??= this.#server.url;
       }
     })();
@@ -290,7 +334,7 @@ export class HttpFeedTransport implements Transport {
     this.#readers.clear();
     await Promise.all([...this.#pollers.values()].map((entry) => entry.poller.stop()));
     this.#pollers.clear();
-    await this.#server?.close();
+    await this.#releaseServer?.();
     await this.#release();
   }
 

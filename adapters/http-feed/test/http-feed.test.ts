@@ -115,6 +115,19 @@ describeWithBroker("postgres", "http-feed on PostgreSQL", () => {
   const get = (base: string, topic: string, query = "", init?: RequestInit) =>
     fetch(`${base}/${encodeURIComponent(topic)}${query}`, init);
 
+  it("two transports of one process serving the same store on one address share the server", async () => {
+    const port = 20_000 + Math.floor(Math.random() * 20_000);
+    const serve = { host: "127.0.0.1", port, basePath: "/shared" };
+    const a = new HttpFeedTransport({ store: pgUrl, serve });
+    const b = new HttpFeedTransport({ store: pgUrl, serve });
+    await Promise.all([a.connect(), b.connect()]);
+    expect(a.server).toBe(b.server);
+    await a.close();
+    expect((await fetch(`${b.server!.url}/${uniq("any")}`)).status).toBe(200); // still served
+    await b.close();
+    await expect(fetch(`http://127.0.0.1:${port}/shared/x`)).rejects.toThrow(); // port released
+  });
+
   it("a feed Switchyard serves reads correctly with nothing but fetch and the spec", async () => {
     const topic = uniq("spec");
     const producer = await createBus({
