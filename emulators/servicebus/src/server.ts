@@ -342,8 +342,18 @@ export class ServiceBusEmulator {
           properties,
         );
       }
-      // A settled disposition without an error is what the client waits for.
-      delivery.update(true, undefined);
+      // A settled disposition without an error is what the client waits for. It echoes the
+      // outcome, as the service does: a disposition without a state makes rhea log
+      // "unrecognised outcome" on the client.
+      const echo =
+        outcome === "accepted"
+          ? amqpMessage.accepted()
+          : outcome === "released"
+            ? amqpMessage.released()
+            : outcome === "modified"
+              ? amqpMessage.modified()
+              : amqpMessage.rejected();
+      delivery.update(true, echo.described());
     } catch (error) {
       const e = asEmulatorError(error);
       delivery.update(
