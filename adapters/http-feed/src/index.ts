@@ -44,6 +44,8 @@ export function parseHttpFeedUrl(url: URL): HttpFeedOptions {
       port: url.port === "" ? 80 : Number(url.port),
       basePath,
     };
+    // Port 0 serves on a free port: consumers read the server's real address, not ":0".
+    if (options.serve.port === 0) delete options.feedUrl;
   }
   const tablePrefix = params.get("tablePrefix");
   if (tablePrefix !== null) options.tablePrefix = tablePrefix;

@@ -23,13 +23,13 @@ export class ApprovalService {
         const banned = BANNED.find((word) => `${data.title} ${data.body}`.toLowerCase().includes(word));
         const status = banned ? "Rejected" : "Approved";
         const reason = banned ? `mentions "${banned}"` : "looks fine";
+        this.#move(data.blogId, "Done", `${status}, publishing blog.approval`);
         await this.bus.publish(
           APPROVAL_EVENTS,
           BlogApproval,
           { blogId: data.blogId, status, reason },
           { key: data.blogId, causationId: ctx.wire.id, correlationId: data.blogId },
         );
-        this.#move(data.blogId, "Done", `${status}, published blog.approval`);
       })
       .start();
   }

@@ -19,7 +19,7 @@ it("approves the clean post, rejects the spam, and logs every step in order", as
     '[blog] created "Queues vs pub/sub" (unpublished), published blog.created',
     `[approval] ${first}: To Do received "Queues vs pub/sub" (attempt 1)`,
     `[approval] ${first}: In Progress reviewing`,
-    `[approval] ${first}: Done Approved, published blog.approval`,
+    `[approval] ${first}: Done Approved, publishing blog.approval`,
     '[blog] "Queues vs pub/sub" is published (looks fine)',
   ]);
 });
