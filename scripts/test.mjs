@@ -20,29 +20,37 @@ if (process.env.SWITCHYARD_SKIP_BROKERS !== "1" && existsSync("scripts/brokers/b
   }
 }
 
+// Two phases: every suite in parallel, then the fault tests (which stop and restart brokers) alone.
+// Arguments (e.g. `--project kafka`) select suites of the first phase; the fault phase runs only
+// when no arguments narrow the run.
+const args = process.argv.slice(2);
+const phases = [["vitest", "run", ...args]];
+if (args.length === 0)
+  phases.push(["vitest", "run", "--config", "vitest.fault.config.ts", "--passWithNoTests"]);
+const totals = { passed: 0, failed: 0, skipped: 0 };
+let status = 0;
 const reportDir = mkdtempSync(join(tmpdir(), "switchyard-test-"));
-const report = join(reportDir, "report.json");
-const vitest = spawnSync(
-  "pnpm",
-  [
-    "exec",
-    "vitest",
-    "run",
-    "--reporter=default",
-    "--reporter=json",
-    `--outputFile.json=${report}`,
-    ...process.argv.slice(2),
-  ],
-  { stdio: "inherit" },
-);
-if (existsSync(report)) {
-  const { numPassedTests, numFailedTests, numPendingTests, numTodoTests } = JSON.parse(
-    readFileSync(report, "utf8"),
+for (const [index, args] of phases.entries()) {
+  if (index === 1 && process.env.SWITCHYARD_SKIP_FAULT === "1") break;
+  const report = join(reportDir, `report-${index}.json`);
+  const run = spawnSync(
+    "pnpm",
+    ["exec", ...args, "--reporter=default", "--reporter=json", `--outputFile.json=${report}`],
+    {
+      stdio: "inherit",
+    },
   );
-  // One plain closing line that any CI log reader understands.
-  console.log(
-    `\nTests: ${numPassedTests} passed, ${numFailedTests} failed, ${numPendingTests + numTodoTests} skipped`,
-  );
+  if (run.status !== 0) status = run.status ?? 1;
+  if (existsSync(report)) {
+    const { numPassedTests, numFailedTests, numPendingTests, numTodoTests } = JSON.parse(
+      readFileSync(report, "utf8"),
+    );
+    totals.passed += numPassedTests;
+    totals.failed += numFailedTests;
+    totals.skipped += numPendingTests + numTodoTests;
+  }
 }
 rmSync(reportDir, { recursive: true, force: true });
-process.exit(vitest.status ?? 1);
+// One plain closing line that any CI log reader understands.
+console.log(`\nTests: ${totals.passed} passed, ${totals.failed} failed, ${totals.skipped} skipped`);
+process.exit(status);
