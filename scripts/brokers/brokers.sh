@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Real brokers on loopback, without Docker: `brokers.sh up [NAME…] | down [NAME…] | status | logs NAME`.
+# Real brokers on loopback, without Docker: `brokers.sh up [NAME…] | down [NAME…] | status | logs NAME`
+# | ctl rabbitmq ARGS… (rabbitmqctl against our node, e.g. `ctl rabbitmq stop_app`, for fault tests).
 # See docs/brokers.md. Installs go to $SWITCHYARD_CACHE/brokers (outside the tracked tree), every
 # broker binds 127.0.0.1, `up` waits for a real round trip (probe.mjs), `down` stops only the processes
 # whose pid files we wrote and whose environment still carries our marker.
@@ -516,6 +517,16 @@ cmd_logs() {
   if [ -t 1 ]; then tail -n 200 "$f"; else cat "$f"; fi
 }
 
+# ctl rabbitmq ARGS…: rabbitmqctl on our node (same node name, cookie and env as `up`), e.g. the fault
+# test's stop_app / start_app. Only while our broker runs: never against a node we did not start.
+cmd_ctl() {
+  [ "${1:-}" = rabbitmq ] && [ $# -ge 2 ] || die "usage: brokers.sh ctl rabbitmq ARGS… (rabbitmqctl on our node)"
+  shift
+  [ -n "$(running_pid rabbitmq)" ] || die "rabbitmq: not running (start it with 'pnpm brokers up rabbitmq')"
+  say "rabbitmq: rabbitmqctl $*"
+  rabbit_env /usr/lib/rabbitmq/bin/rabbitmqctl "$@"
+}
+
 # postgres as root runs as the system user `postgres` (setpriv execs, so the pid stays the postmaster's).
 if [ "$(id -u)" = 0 ]; then AS_PG=(setpriv --reuid=postgres --regid=postgres --init-groups); else AS_PG=(); fi
 
@@ -526,8 +537,9 @@ up) cmd_up "$@" ;;
 down) cmd_down "$@" ;;
 status) cmd_status ;;
 logs) cmd_logs "$@" ;;
+ctl) cmd_ctl "$@" ;;
 *)
-  echo "usage: pnpm brokers up [NAME…] | down [NAME…] | status | logs NAME" >&2
+  echo "usage: pnpm brokers up [NAME…] | down [NAME…] | status | logs NAME | ctl rabbitmq ARGS…" >&2
   echo "brokers: ${ALL[*]}" >&2
   exit 2
   ;;
