@@ -163,7 +163,9 @@ export const deliveryCases: ConformanceCase[] = [
         const per = total / batches;
         await Promise.all(Array.from({ length: per }, (_, i) => bus.send(queue, Ping, { n: b * per + i })));
       }
-      await seen.count(total, t.ms(60_000));
+      // At-least-once: a slow broker may redeliver a few (a visibility timeout lapsing under load);
+      // what must hold is that every one of them arrives.
+      await seen.until((items) => new Set(items).size === total, t.ms(60_000), `${total} distinct messages`);
       expect(new Set(seen.items).size).toBe(total);
     },
   },
