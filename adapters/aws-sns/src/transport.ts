@@ -2,7 +2,6 @@ import {
   CreateTopicCommand,
   ListSubscriptionsByTopicCommand,
   PublishBatchCommand,
-  type PublishBatchCommandOutput,
   type PublishBatchRequestEntry,
   SNSClient,
   SubscribeCommand,
@@ -11,13 +10,13 @@ import type { SQSClient } from "@aws-sdk/client-sqs";
 import {
   type AwsOptions,
   awsError,
-  BATCH,
   clientConfig,
   fifoIds,
   isFifoName,
   type ResolvedAwsOptions,
   resolveAwsOptions,
   SqsBase,
+  sendInBatches,
   sqsCapabilities,
 } from "@switchyard/aws-sqs";
 import {
@@ -184,60 +183,28 @@ export class SnsTransport implements Transport {
     const encoded = this.base.queues.encode(messages, `topic ${destination.name}`);
     const topicArn = await this.topicArn(destination.name);
     const fifo = isFifoName(this.topicName(destination.name));
-    const entries: PublishBatchRequestEntry[] = messages.map((message, i) => {
-      const entry: PublishBatchRequestEntry = {
-        Id: String(i),
-        Message: encoded[i]!.body,
-        MessageAttributes: encoded[i]!.attributes,
-      };
-      if (fifo) Object.assign(entry, fifoIds(message, this.options.fifoDeduplicateById));
-      return entry;
-    });
-    const batches: PublishBatchRequestEntry[][] = [];
-    let current: PublishBatchRequestEntry[] = [];
-    let bytes = 0;
-    entries.forEach((entry, i) => {
-      const size = encoded[i]!.size;
-      if (current.length === BATCH || (current.length > 0 && bytes + size > this.options.maxMessageBytes)) {
-        batches.push(current);
-        current = [];
-        bytes = 0;
-      }
-      current.push(entry);
-      bytes += size;
-    });
-    if (current.length > 0) batches.push(current);
-    const failed: string[] = [];
-    const run = async (batch: PublishBatchRequestEntry[]) => {
-      let pending = batch;
-      for (let attempt = 1; pending.length > 0; attempt++) {
-        let out: PublishBatchCommandOutput;
+    await sendInBatches<PublishBatchRequestEntry>({
+      messages,
+      encoded,
+      entry: (message, { body, attributes }, id) => ({
+        Id: id,
+        Message: body,
+        MessageAttributes: attributes,
+        ...(fifo ? fifoIds(message, this.options.fifoDeduplicateById) : {}),
+      }),
+      call: async (batch) => {
         try {
-          out = await this.sns.send(
-            new PublishBatchCommand({ TopicArn: topicArn, PublishBatchRequestEntries: pending }),
+          return await this.sns.send(
+            new PublishBatchCommand({ TopicArn: topicArn, PublishBatchRequestEntries: batch }),
           );
         } catch (error) {
           throw awsError(`PublishBatch to ${destination.name}`, error);
         }
-        const retry = new Set<string>();
-        for (const f of out.Failed ?? []) {
-          if (!f.SenderFault && attempt < 2) retry.add(f.Id!);
-          else failed.push(`${messages[Number(f.Id)]?.id} (${f.Code}: ${f.Message ?? ""})`);
-        }
-        pending = pending.filter((e) => retry.has(e.Id!));
-      }
-    };
-    if (fifo) for (const batch of batches) await run(batch);
-    else await Promise.all(batches.map(run));
-    if (failed.length > 0) {
-      throw new SwitchyardError(
-        "TRANSPORT_ERROR",
-        `SNS refused ${failed.length} message(s) to ${destination.name}: ${failed.join("; ")}`,
-        {
-          details: { failed },
-        },
-      );
-    }
+      },
+      maxBytes: this.options.maxMessageBytes,
+      ordered: fifo,
+      describe: `SNS PublishBatch to ${destination.name}`,
+    });
   }
 
   subscribe(source: Source, options: SubscribeOptions, deliver: (delivery: Delivery) => void) {

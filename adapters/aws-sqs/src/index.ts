@@ -18,7 +18,14 @@ export {
 } from "./config.js";
 export { SqsConsumer, type SqsConsumerOptions } from "./consumer.js";
 export { escapeName, isFifoName, sqsQueueName, subscriptionPrefix, subscriptionQueueName } from "./names.js";
-export { BATCH, fifoIds, MAX_VISIBILITY_SECONDS, SqsQueues } from "./queues.js";
+export {
+  BATCH,
+  type BatchFailure,
+  fifoIds,
+  MAX_VISIBILITY_SECONDS,
+  SqsQueues,
+  sendInBatches,
+} from "./queues.js";
 export { SqsBase, SqsTransport, type SqsTransportOptions, sqsCapabilities } from "./transport.js";
 
 /** `sqs://us-east-1?endpoint=http://127.0.0.1:9324`, `sqs://127.0.0.1:9324?region=…` or `sqs://`. */

@@ -8,7 +8,6 @@ import {
   GetQueueUrlCommand,
   ListQueuesCommand,
   SendMessageBatchCommand,
-  type SendMessageBatchCommandOutput,
   type SendMessageBatchRequestEntry,
   SetQueueAttributesCommand,
   type SQSClient,
@@ -42,6 +41,68 @@ export function fifoIds(
     MessageGroupId: fifoId(message.key ?? "default"),
     MessageDeduplicationId: deduplicateById ? fifoId(message.id) : randomUUID(),
   };
+}
+
+/** What a batch call (SendMessageBatch, PublishBatch) answers about the entries it refused. */
+export interface BatchFailure {
+  Id?: string | undefined;
+  SenderFault?: boolean | undefined;
+  Code?: string | undefined;
+  Message?: string | undefined;
+}
+
+/**
+ * Sends `messages` in batches of at most 10 entries and `maxBytes`, through `call` (one AWS batch
+ * request). Entries refused for a server-side reason are retried once; the rest are reported by id
+ * in one TRANSPORT_ERROR. Ordered (FIFO) batches go one after another so per-group order holds.
+ * Shared by SQS (SendMessageBatch) and SNS (PublishBatch).
+ */
+export async function sendInBatches<Entry extends { Id?: string | undefined }>(options: {
+  messages: WireMessage[];
+  encoded: EncodedMessage[];
+  entry: (message: WireMessage, encoded: EncodedMessage, id: string) => Entry;
+  call: (batch: Entry[]) => Promise<{ Failed?: BatchFailure[] | undefined }>;
+  maxBytes: number;
+  ordered: boolean;
+  describe: string;
+}): Promise<void> {
+  const { messages, encoded } = options;
+  const batches: Entry[][] = [];
+  let current: Entry[] = [];
+  let bytes = 0;
+  messages.forEach((message, i) => {
+    const size = encoded[i]!.size;
+    if (current.length === BATCH || (current.length > 0 && bytes + size > options.maxBytes)) {
+      batches.push(current);
+      current = [];
+      bytes = 0;
+    }
+    current.push(options.entry(message, encoded[i]!, String(i)));
+    bytes += size;
+  });
+  if (current.length > 0) batches.push(current);
+  const failed: string[] = [];
+  const run = async (batch: Entry[]) => {
+    let pending = batch;
+    for (let attempt = 1; pending.length > 0; attempt++) {
+      const out = await options.call(pending);
+      const retry = new Set<string>();
+      for (const f of out.Failed ?? []) {
+        if (!f.SenderFault && attempt < 2) retry.add(f.Id!);
+        else failed.push(`${messages[Number(f.Id)]?.id} (${f.Code}: ${f.Message ?? ""})`);
+      }
+      pending = pending.filter((e) => retry.has(e.Id!));
+    }
+  };
+  if (options.ordered) for (const batch of batches) await run(batch);
+  else await Promise.all(batches.map(run));
+  if (failed.length > 0) {
+    throw new SwitchyardError(
+      "TRANSPORT_ERROR",
+      `${options.describe}: ${failed.length} message(s) refused: ${failed.join("; ")}`,
+      { details: { failed } },
+    );
+  }
 }
 
 /**
@@ -163,59 +224,26 @@ export class SqsQueues {
     if (messages.length === 0) return;
     const url = await this.url(sqsName);
     const fifo = isFifoName(sqsName);
-    const entries: SendMessageBatchRequestEntry[] = messages.map((message, i) => {
-      const entry: SendMessageBatchRequestEntry = {
-        Id: String(i),
-        MessageBody: encoded[i]!.body,
-        MessageAttributes: encoded[i]!.attributes,
-      };
-      if (fifo) Object.assign(entry, fifoIds(message, this.options.fifoDeduplicateById));
-      return entry;
-    });
-    const batches: SendMessageBatchRequestEntry[][] = [];
-    let current: SendMessageBatchRequestEntry[] = [];
-    let bytes = 0;
-    entries.forEach((entry, i) => {
-      const size = encoded[i]!.size;
-      if (current.length === BATCH || (current.length > 0 && bytes + size > this.options.maxMessageBytes)) {
-        batches.push(current);
-        current = [];
-        bytes = 0;
-      }
-      current.push(entry);
-      bytes += size;
-    });
-    if (current.length > 0) batches.push(current);
-    const failed: string[] = [];
-    // FIFO batches go one after another, so per-group order across batches holds.
-    const run = async (batch: SendMessageBatchRequestEntry[]) => {
-      let pending = batch;
-      for (let attempt = 1; pending.length > 0; attempt++) {
-        let out: SendMessageBatchCommandOutput;
+    await sendInBatches<SendMessageBatchRequestEntry>({
+      messages,
+      encoded,
+      entry: (message, { body, attributes }, id) => ({
+        Id: id,
+        MessageBody: body,
+        MessageAttributes: attributes,
+        ...(fifo ? fifoIds(message, this.options.fifoDeduplicateById) : {}),
+      }),
+      call: async (batch) => {
         try {
-          out = await this.client.send(new SendMessageBatchCommand({ QueueUrl: url, Entries: pending }));
+          return await this.client.send(new SendMessageBatchCommand({ QueueUrl: url, Entries: batch }));
         } catch (error) {
           throw awsError(`SendMessageBatch to ${sqsName}`, error);
         }
-        const retry = new Set<string>();
-        for (const f of out.Failed ?? []) {
-          if (!f.SenderFault && attempt < 2) retry.add(f.Id!);
-          else failed.push(`${messages[Number(f.Id)]?.id} (${f.Code}: ${f.Message ?? ""})`);
-        }
-        pending = pending.filter((e) => retry.has(e.Id!));
-      }
-    };
-    if (fifo) for (const batch of batches) await run(batch);
-    else await Promise.all(batches.map(run));
-    if (failed.length > 0) {
-      throw new SwitchyardError(
-        "TRANSPORT_ERROR",
-        `SQS refused ${failed.length} message(s) to ${sqsName}: ${failed.join("; ")}`,
-        {
-          details: { failed },
-        },
-      );
-    }
+      },
+      maxBytes: this.options.maxMessageBytes,
+      ordered: fifo,
+      describe: `SQS SendMessageBatch to ${sqsName}`,
+    });
   }
 
   async changeVisibility(url: string, receiptHandle: string, seconds: number): Promise<void> {
