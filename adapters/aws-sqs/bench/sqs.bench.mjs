@@ -1,17 +1,26 @@
-// `pnpm bench aws-sqs [--quick]`: raw AWS SDK calls against Switchyard on the same ElasticMQ, in one
-// run. Send: raw SendMessageBatch (10 per call, 8 in flight) vs bus.send (80 in flight; the adapter
-// sends one message per call, the bus has no batch publish). Consume: raw receive(10) + delete
-// batch (4 loops) vs a Switchyard consumer (concurrency 32). Latency: sequential single sends.
+// `pnpm bench sqs [--quick]`: raw AWS SDK calls against Switchyard on the same ElasticMQ, in one
+// run, ~1 KiB JSON bodies (`{ id, note }`):
+//   send/s     raw SendMessageBatch of 10 (JSON.stringify each, no attributes), 8 calls in flight, vs
+//              `bus.sendBatch` of 10 (schema check, envelope; the adapter sends one SendMessageBatch
+//              with two attributes per message: `sy-headers`, the ~6 CloudEvents headers packed as
+//              JSON, and `sy-id`), 8 in flight. Also reported: single `bus.publishRaw` sends, 80 in
+//              flight (sendSinglesPerSec).
+//   consume/s  raw receive(10) + JSON.parse + DeleteMessageBatch, 4 loops, vs a Switchyard consumer
+//              (concurrency 32, prefetch 40: decode, schema check, handler, delete). Not the same
+//              shape: each raw loop waits for its delete before the next receive, while the adapter's
+//              4 receive loops go on and batch the deletes beside them.
+//   latency    p50/p99 of one send call, sequential (raw SendMessage vs bus.send), not end to end.
 // Ends with one JSON line {"bench":"sqs",...}.
 import { randomUUID } from "node:crypto";
 import {
   DeleteMessageBatchCommand,
+  DeleteQueueCommand,
   ReceiveMessageCommand,
   SendMessageBatchCommand,
   SendMessageCommand,
   SQSClient,
 } from "@aws-sdk/client-sqs";
-import { BYTES_CONTENT_TYPE, createBus } from "@switchyard/core";
+import { BYTES_CONTENT_TYPE, createBus, defineMessage } from "@switchyard/core";
 import { SqsTransport } from "../dist/index.js";
 
 const quick = process.argv.includes("--quick");
@@ -21,6 +30,19 @@ const endpoint = process.env.SQS_ENDPOINT ?? "http://127.0.0.1:9324";
 const aws = { region: "us-east-1", credentials: { accessKeyId: "test", secretAccessKey: "test" } };
 const raw = new SQSClient({ endpoint, ...aws });
 const body = "x".repeat(1024);
+const NOTE = "x".repeat(1024 - 40);
+const payload = (id) => ({ id, note: NOTE }); // ~1 KiB as JSON
+const schema = {
+  "~standard": {
+    version: 1,
+    vendor: "bench",
+    validate: (v) =>
+      v && typeof v.id === "number" && typeof v.note === "string"
+        ? { value: v }
+        : { issues: [{ message: "not a bench message" }] },
+  },
+};
+const Bench = defineMessage({ type: "bench.sqs", versions: { 1: schema } });
 const run = randomUUID().slice(0, 8);
 const pct = (xs, p) => xs.sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))];
 
@@ -46,23 +68,39 @@ const rawUrl = await transport.base.queues.url(rawQueue);
 // send
 let t = performance.now();
 await pool(N / 10, 8, async (b) => {
-  const Entries = Array.from({ length: 10 }, (_, i) => ({ Id: String(i), MessageBody: `${b}-${i}-${body}` }));
+  const Entries = Array.from({ length: 10 }, (_, i) => ({
+    Id: String(i),
+    MessageBody: JSON.stringify(payload(b * 10 + i)),
+  }));
   await raw.send(new SendMessageBatchCommand({ QueueUrl: rawUrl, Entries }));
 });
 const rawSend = N / ((performance.now() - t) / 1000);
 const data = new TextEncoder().encode(body);
 t = performance.now();
-await pool(N, 80, async () => {
-  await bus.publishRaw(
-    { kind: "queue", name: syQueue },
-    { type: "bench", dataContentType: BYTES_CONTENT_TYPE, data },
+await pool(N / 10, 8, async (b) => {
+  await bus.sendBatch(
+    syQueue,
+    Bench,
+    Array.from({ length: 10 }, (_, i) => ({ data: payload(b * 10 + i) })),
   );
 });
 const sySend = N / ((performance.now() - t) / 1000);
+// single sends to a second queue (not consumed)
+const singlesQueue = `bench-sy1-${run}`;
+await bus.ensure([{ kind: "queue", name: singlesQueue }]);
+t = performance.now();
+await pool(N, 80, async () => {
+  await bus.publishRaw(
+    { kind: "queue", name: singlesQueue },
+    { type: "bench", dataContentType: BYTES_CONTENT_TYPE, data },
+  );
+});
+const sySingles = N / ((performance.now() - t) / 1000);
 
 // consume
 t = performance.now();
 let rawGot = 0;
+let sink = 0;
 await Promise.all(
   Array.from({ length: 4 }, async () => {
     while (rawGot < N) {
@@ -72,6 +110,7 @@ await Promise.all(
       const msgs = out.Messages ?? [];
       if (msgs.length === 0) continue;
       rawGot += msgs.length;
+      for (const m of msgs) sink += JSON.parse(m.Body).id;
       await raw.send(
         new DeleteMessageBatchCommand({
           QueueUrl: rawUrl,
@@ -90,7 +129,8 @@ const finished = new Promise((r) => {
 t = performance.now();
 const consumer = await bus
   .consume(syQueue)
-  .onAny(async () => {
+  .on(Bench, async (msg) => {
+    sink += msg.data.id;
     if (++syGot === N) done();
   })
   .start({ concurrency: 32, prefetch: 40 });
@@ -103,20 +143,22 @@ const rawLat = [];
 const syLat = [];
 for (let i = 0; i < LAT; i++) {
   let s = performance.now();
-  await raw.send(new SendMessageCommand({ QueueUrl: rawUrl, MessageBody: body }));
+  await raw.send(new SendMessageCommand({ QueueUrl: rawUrl, MessageBody: JSON.stringify(payload(i)) }));
   rawLat.push(performance.now() - s);
   s = performance.now();
-  await bus.publishRaw(
-    { kind: "queue", name: syQueue },
-    { type: "bench", dataContentType: BYTES_CONTENT_TYPE, data },
-  );
+  await bus.send(syQueue, Bench, payload(i));
   syLat.push(performance.now() - s);
 }
+const queueUrls = await Promise.all(
+  [rawQueue, syQueue, singlesQueue].map((q) => transport.base.queues.url(q)),
+);
 await bus.close();
+for (const QueueUrl of queueUrls) await raw.send(new DeleteQueueCommand({ QueueUrl })).catch(() => {});
+if (sink < 0) console.log(sink);
 raw.destroy();
 const r = (x) => Math.round(x * 100) / 100;
 console.log(
-  `send: raw batched ${Math.round(rawSend)} msg/s, switchyard ${Math.round(sySend)} msg/s; consume: raw ${Math.round(rawConsume)} msg/s, switchyard ${Math.round(syConsume)} msg/s; send p50/p99 raw ${r(pct(rawLat, 0.5))}/${r(pct(rawLat, 0.99))} ms, switchyard ${r(pct(syLat, 0.5))}/${r(pct(syLat, 0.99))} ms`,
+  `send: raw batched ${Math.round(rawSend)} msg/s, switchyard sendBatch ${Math.round(sySend)} msg/s (single sends ${Math.round(sySingles)} msg/s); consume: raw ${Math.round(rawConsume)} msg/s, switchyard ${Math.round(syConsume)} msg/s; send p50/p99 raw ${r(pct(rawLat, 0.5))}/${r(pct(rawLat, 0.99))} ms, switchyard ${r(pct(syLat, 0.5))}/${r(pct(syLat, 0.99))} ms`,
 );
 console.log(
   JSON.stringify({
@@ -124,10 +166,15 @@ console.log(
     messages: N,
     rawSendPerSec: Math.round(rawSend),
     sendPerSec: Math.round(sySend),
+    sendSinglesPerSec: Math.round(sySingles),
     throughputRatio: r(sySend / rawSend),
     rawConsumePerSec: Math.round(rawConsume),
     consumePerSec: Math.round(syConsume),
     consumeRatio: r(syConsume / rawConsume),
+    rawSendP50Ms: r(pct(rawLat, 0.5)),
+    rawSendP99Ms: r(pct(rawLat, 0.99)),
+    sendP50Ms: r(pct(syLat, 0.5)),
+    sendP99Ms: r(pct(syLat, 0.99)),
     p99DeltaMs: r(pct(syLat, 0.99) - pct(rawLat, 0.99)),
   }),
 );
