@@ -2,13 +2,9 @@
 // a stream of 10,000 messages, once per driver. Producer and consumer recover on their own (no new bus),
 // every message is handled at least once, and the duplicates are counted and reported.
 // Runs only in the fault phase (vitest.fault.config.ts), alone: it restarts the shared broker.
-import { execFile } from "node:child_process";
 import { randomUUID } from "node:crypto";
-import { readFileSync } from "node:fs";
-import { homedir } from "node:os";
-import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { describeWithBroker } from "@switchyard/broker-stack/available";
+import { brokerPid, brokers, Handled, sleep } from "@switchyard/broker-stack/fault";
 import { messages } from "@switchyard/conformance";
 import { createBus } from "@switchyard/core";
 import { afterAll, describe, expect, it } from "vitest";
@@ -16,71 +12,12 @@ import type { DriverName } from "../src/driver.js";
 import { kafkaTransport } from "../test/helpers.js";
 
 const { Ping } = messages;
-const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
 const TOTAL = 10_000;
 const BATCH = 100;
 /** The stream is paced (~1,000 messages/s) so the outage falls in its middle. */
 const PACE_MS = 100;
 const OUTAGE_AT = 3_000;
 const DOWN_MS = 2_000;
-
-/** The pid of the Kafka that brokers.sh started (its pid file), to show the broker really restarted. */
-function brokerPid(): string | undefined {
-  const cache =
-    process.env.SWITCHYARD_CACHE ??
-    join(process.env.XDG_CACHE_HOME ?? join(homedir(), ".cache"), "switchyard");
-  try {
-    return readFileSync(join(cache, "brokers", "run", "kafka.pid"), "utf8").trim();
-  } catch {
-    return undefined;
-  }
-}
-
-/** `scripts/brokers/brokers.sh ARGS…`, bounded, without blocking the event loop (the clients keep running). */
-function brokers(args: string[], timeoutMs = 150_000): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const child = execFile("bash", ["scripts/brokers/brokers.sh", ...args], {
-      cwd: ROOT,
-      timeout: timeoutMs,
-    });
-    child.stdout?.pipe(process.stderr);
-    child.stderr?.pipe(process.stderr);
-    child.on("error", reject);
-    child.on("exit", (code, signal) =>
-      code === 0 ? resolve() : reject(new Error(`brokers.sh ${args.join(" ")}: exit ${code ?? signal}`)),
-    );
-  });
-}
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** Distinct ids handled, plus every handling (duplicates), with a bounded wait for a count. */
-class Handled {
-  readonly ids = new Set<number>();
-  calls = 0;
-  #waiters: Array<() => void> = [];
-  add(n: number): void {
-    this.calls++;
-    this.ids.add(n);
-    for (const waiter of this.#waiters) waiter();
-  }
-  reach(count: number, timeoutMs: number, what: string): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const check = () => {
-        if (this.ids.size < count) return;
-        clearTimeout(timer);
-        this.#waiters = this.#waiters.filter((w) => w !== check);
-        resolve();
-      };
-      const timer = setTimeout(() => {
-        this.#waiters = this.#waiters.filter((w) => w !== check);
-        reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what} (have ${this.ids.size})`));
-      }, timeoutMs);
-      this.#waiters.push(check);
-      check();
-    });
-  }
-}
 
 const DRIVERS: DriverName[] = ["platformatic", "kafkajs"];
 
@@ -124,13 +61,13 @@ describeWithBroker("kafka", "kafka fault: Kafka restarted mid-stream", () => {
                   `\n!!! FAULT TEST (adapters/kafka/fault, ${driver}): stopping the shared Kafka (brokers.sh down kafka) ` +
                     `for ~${DOWN_MS / 1000} s plus its start-up, to prove recovery; brokers.sh up kafka follows.\n`,
                 );
-                outage = { from: Date.now(), pidBefore: brokerPid() };
+                outage = { from: Date.now(), pidBefore: brokerPid("kafka") };
                 await brokers(["down", "kafka"], 60_000);
                 outage.stopped = Date.now();
                 await sleep(DOWN_MS);
                 await brokers(["up", "kafka"]);
                 outage.to = Date.now();
-                outage.pidAfter = brokerPid();
+                outage.pidAfter = brokerPid("kafka");
                 console.warn(`!!! FAULT TEST: Kafka is up again\n`);
               })();
             }

@@ -2,10 +2,9 @@
 // of 10,000 messages. Producer and consumer recover on their own (no new bus, no restart), every
 // message is handled at least once, and the duplicates are counted and reported.
 // Runs only in the fault phase (vitest.fault.config.ts), alone: it stops the broker's application.
-import { execFile } from "node:child_process";
 import { randomUUID } from "node:crypto";
-import { fileURLToPath } from "node:url";
 import { brokerEndpoint, describeWithBroker } from "@switchyard/broker-stack/available";
+import { brokers, Handled, sleep } from "@switchyard/broker-stack/fault";
 import { messages } from "@switchyard/conformance";
 import { createBus } from "@switchyard/core";
 import { afterAll, expect, it } from "vitest";
@@ -13,59 +12,12 @@ import { createTransport, type RabbitTransport } from "../src/index.js";
 
 const { Ping } = messages;
 const url = new URL(brokerEndpoint("rabbitmq").url);
-const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
 const TOTAL = 10_000;
 const BATCH = 100;
 /** The stream is paced (~1,000 messages/s) so the outage falls in its middle. */
 const PACE_MS = 100;
 const OUTAGE_AT = 3_000;
 const DOWN_MS = 3_000;
-
-/** `scripts/brokers/brokers.sh ARGS…`, bounded, without blocking the event loop (the clients keep running). */
-function brokers(args: string[], timeoutMs = 150_000): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const child = execFile("bash", ["scripts/brokers/brokers.sh", ...args], {
-      cwd: ROOT,
-      timeout: timeoutMs,
-    });
-    child.stdout?.pipe(process.stderr);
-    child.stderr?.pipe(process.stderr);
-    child.on("error", reject);
-    child.on("exit", (code, signal) =>
-      code === 0 ? resolve() : reject(new Error(`brokers.sh ${args.join(" ")}: exit ${code ?? signal}`)),
-    );
-  });
-}
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** Distinct ids handled, plus every handling (duplicates), with a bounded wait for a count. */
-class Handled {
-  readonly ids = new Set<number>();
-  calls = 0;
-  #waiters: Array<() => void> = [];
-  add(n: number): void {
-    this.calls++;
-    this.ids.add(n);
-    for (const waiter of this.#waiters) waiter();
-  }
-  reach(count: number, timeoutMs: number, what: string): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const check = () => {
-        if (this.ids.size < count) return;
-        clearTimeout(timer);
-        this.#waiters = this.#waiters.filter((w) => w !== check);
-        resolve();
-      };
-      const timer = setTimeout(() => {
-        this.#waiters = this.#waiters.filter((w) => w !== check);
-        reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what} (have ${this.ids.size})`));
-      }, timeoutMs);
-      this.#waiters.push(check);
-      check();
-    });
-  }
-}
 
 describeWithBroker("rabbitmq", "rabbitmq fault: stop_app / start_app mid-stream", () => {
   let stopped = false;

@@ -68,7 +68,8 @@ export interface MessageType<V extends VersionMap = VersionMap> {
 export function defineMessage<const V extends VersionMap>(definition: {
   type: string;
   versions: V;
-  upcast?: Upcasters<V>;
+  /** NoInfer: V comes from `versions` alone, so the upcasters' parameters are typed from it. */
+  upcast?: NoInfer<Upcasters<V>>;
   /** `application/json` (default); another content type makes the payload raw bytes or text. */
   dataContentType?: string;
 }): MessageType<V> {
