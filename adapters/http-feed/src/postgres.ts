@@ -37,6 +37,8 @@ export class PostgresStore implements FeedStore {
   #listening: Promise<void> | undefined;
   #ready: Promise<void> | undefined;
   #closed = false;
+  /** Acks made in one turn of the event loop, deleted together (see ack). */
+  #acks: { seqs: string[]; done: Promise<void> } | undefined;
 
   constructor(options: PostgresStoreOptions) {
     const prefix = options.tablePrefix ?? "switchyard_feed";
@@ -356,16 +358,46 @@ export class PostgresStore implements FeedStore {
       });
   }
 
-  async ack(seq: string): Promise<void> {
+  /**
+   * Deletes a settled row. Acks made in the same turn of the event loop (a consumer settles many
+   * at once) share one DELETE; each resolves once that DELETE has committed, or rejects with it.
+   */
+  ack(seq: string): Promise<void> {
+    let batch = this.#acks;
+    if (!batch) {
+      const seqs: string[] = [];
+      const done = new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
+        if (this.#acks === batch) this.#acks = undefined;
+        return this.#ackMany(seqs);
+      });
+      batch = { seqs, done };
+      this.#acks = batch;
+    }
+    batch.seqs.push(seq);
+    return batch.done;
+  }
+
+  async #ackMany(seqs: string[]): Promise<void> {
     const result = await this.#query<{
       kind: "queue" | "topic";
       name: string;
       sub: string;
       key: string | null;
-    }>("acknowledge", `DELETE FROM ${this.#t.pending} WHERE seq = $1 RETURNING kind, name, sub, key`, [seq]);
+    }>(
+      "acknowledge",
+      `DELETE FROM ${this.#t.pending} WHERE seq = ANY($1::bigint[]) RETURNING kind, name, sub, key`,
+      [seqs],
+    );
     // A keyed row blocked younger rows of its key: wake consumers (only then is it worth a notify).
-    const row = result.rows[0];
-    if (row && row.key !== null) this.#emitPending({ kind: row.kind, name: row.name, sub: row.sub });
+    const woken = new Set<string>();
+    for (const row of result.rows) {
+      if (row.key === null) continue;
+      const key: SubKey = { kind: row.kind, name: row.name, sub: row.sub };
+      const id = subKeyString(key);
+      if (woken.has(id)) continue;
+      woken.add(id);
+      this.#emitPending(key);
+    }
   }
 
   async nack(seq: string, delayMs: number): Promise<void> {
