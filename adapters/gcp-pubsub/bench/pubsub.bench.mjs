@@ -8,7 +8,8 @@
 //   consume/s  the backlog of N (2N for raw: both publish runs) read by a raw subscriber (flow control 100, counts and acks) vs a
 //              Switchyard consumer (prefetch 100, concurrency 50: decode the envelope, run the handler,
 //              ack). The body is opaque bytes on both sides, so there is no JSON decode to add to raw.
-//   latency    p50/p99 publish-to-handler at a fixed rate (200 msg/s), one message per publish.
+//   latency    p50/p99 publish-to-handler at a fixed rate (200 msg/s), one message per publish, on a
+//              fresh topic and subscription on each side.
 // Ends with one JSON line {"bench":"pubsub","throughputRatio":…,"consumeRatio":…,"p99DeltaMs":…}.
 import { randomUUID } from "node:crypto";
 import { PubSub } from "@google-cloud/pubsub";
@@ -91,8 +92,7 @@ async function raw() {
   const sub = client.subscription(subscription.name, {
     flowControl: { maxMessages: 100, allowExcessMessages: false },
   });
-  // One listener for both phases: removing the last one closes the subscriber's stream.
-  let onMessage = (m) => {
+  const onMessage = (m) => {
     m.ack();
     if (++got === 2 * N + WARMUP) backlog.done();
   };
@@ -101,21 +101,30 @@ async function raw() {
   await backlog.promise;
   const consumeRate = (2 * N + WARMUP) / ((performance.now() - t) / 1000);
 
+  await sub.close();
+
+  // latency: a fresh topic and subscription, so nothing of the backlog is in the way
+  const [latTopic] = await client.createTopic(`bench-raw-lat-${run}`);
+  const [latSubscription] = await latTopic.createSubscription(`bench-raw-lat-${run}`, {
+    ackDeadlineSeconds: 60,
+  });
   const latencies = [];
   const latency = completion("raw latency", () => latencies.length);
-  onMessage = (m) => {
+  const latSub = client.subscription(latSubscription.name, {
+    flowControl: { maxMessages: 100, allowExcessMessages: false },
+  });
+  latSub.on("message", (m) => {
     m.ack();
-    if (m.attributes.sent === undefined) return; // a redelivered backlog message
     latencies.push(performance.now() - Number(m.attributes.sent));
     if (latencies.length === LATENCY_N) latency.done();
-  };
+  });
+  await sleep(500); // the streaming pull opens
   await paced(LATENCY_N, () =>
-    topic.publishMessage({ data: body, attributes: { sent: String(performance.now()) } }),
+    latTopic.publishMessage({ data: body, attributes: { sent: String(performance.now()) } }),
   );
   await latency.promise;
-  await sub.close();
-  await subscription.delete();
-  await topic.delete();
+  await latSub.close();
+  for (const x of [subscription, topic, latSubscription, latTopic]) await x.delete().catch(() => {});
   await client.close();
   return {
     publishRate,
@@ -157,17 +166,20 @@ async function switchyard() {
   const consumeRate = (N + WARMUP) / ((performance.now() - t) / 1000);
   await consumer.stop();
 
+  // latency: a second queue (topic and subscription), so nothing of the backlog is in the way
+  const latQueue = "lat";
+  await bus.ensure([{ kind: "queue", name: latQueue }]);
   const latencies = [];
   const latency = completion("switchyard latency", () => latencies.length);
   const latencyConsumer = await bus
-    .consume(queue)
+    .consume(latQueue)
     .onAny(async (msg) => {
       latencies.push(performance.now() - Number(msg.headers.sent));
       if (latencies.length === LATENCY_N) latency.done();
     })
     .start({ concurrency: 50, prefetch: 100 });
   await paced(LATENCY_N, () =>
-    bus.publishRaw({ kind: "queue", name: queue }, message({ sent: String(performance.now()) })),
+    bus.publishRaw({ kind: "queue", name: latQueue }, message({ sent: String(performance.now()) })),
   );
   await latency.promise;
   await latencyConsumer.stop();
