@@ -37,8 +37,31 @@ function percentile(values, p) {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 }
 
+// The broker blocks publishing connections under a memory or disk alarm (connection.blocked), which
+// makes a run's figures meaningless rather than slow. RabbitMQ tells only connections that publish,
+// so a watcher publishes a tiny unroutable message every 100 ms (dropped by the default exchange) and
+// reports how long it was blocked.
+let blockedMs = 0;
+let blockedSince;
+const blockReasons = new Set();
+const watcher = await amqp.connect(url);
+const watchChannel = await watcher.createChannel();
+const watchTimer = setInterval(
+  () => watchChannel.publish("", `bench-watch-${randomUUID()}`, Buffer.alloc(0)),
+  100,
+);
+watcher.on("blocked", (reason) => {
+  blockedSince ??= performance.now();
+  blockReasons.add(String(reason));
+});
+watcher.on("unblocked", () => {
+  if (blockedSince !== undefined) blockedMs += performance.now() - blockedSince;
+  blockedSince = undefined;
+});
+
 async function raw() {
   const model = await amqp.connect(url);
+  model.on("blocked", (reason) => blockReasons.add(String(reason)));
   const ch = await model.createConfirmChannel();
   const queue = `bench-raw-${randomUUID().slice(0, 8)}`;
   await ch.assertQueue(queue, { durable: true, arguments: { "x-queue-type": "quorum" } });
@@ -162,6 +185,13 @@ async function switchyard() {
 
 const r = await raw();
 const s = await switchyard();
+if (blockedSince !== undefined) blockedMs += performance.now() - blockedSince;
+clearInterval(watchTimer);
+await watcher.close();
+if (blockReasons.size > 0)
+  console.log(
+    `the broker blocked publishers for ${Math.round(blockedMs)} ms: ${[...blockReasons].join("; ")}`,
+  );
 const round = (x) => Math.round(x * 100) / 100;
 console.log(
   `raw amqplib: ${Math.round(r.publishRate)} confirmed publishes/s (${Math.round(r.publishHeadersRate)} with the six headers), ${Math.round(r.consumeRate)} consume+ack/s, p50 ${round(r.p50)} ms, p99 ${round(r.p99)} ms`,
@@ -187,5 +217,6 @@ console.log(
     consumeRatio: round(s.consumeRate / r.consumeRate),
     p99DeltaMs: round(s.p99 - r.p99),
     ratio: round(s.publishRate / r.publishRate),
+    brokerBlockedMs: Math.round(blockedMs),
   }),
 );
