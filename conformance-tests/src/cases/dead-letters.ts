@@ -98,7 +98,8 @@ export const deadLetterCases: ConformanceCase[] = [
   {
     name: "ctx.deadLetter(reason) dead-letters at once with reason explicit",
     async run(t) {
-      const bus = await t.bus();
+      const dead = new Recorder<string>();
+      const bus = await t.bus({ hooks: { onDeadLetter: (e) => dead.push(e.reason) } });
       const queue = t.name("explicit");
       const attempts = new Recorder<number>();
       await bus
@@ -110,6 +111,7 @@ export const deadLetterCases: ConformanceCase[] = [
         .start();
       await bus.send(queue, Ping, { n: 5 });
       await attempts.count(1, t.ms(10_000));
+      await dead.count(1, t.ms(10_000), "the dead letter to be written");
       const letters = await bus.deadLetters({ queue }).list({ idleMs: t.ms(1000) });
       expect(letters.map((l) => [l.reason, l.reasonText, l.attempts])).toEqual([
         ["explicit", "customer unknown", 1],

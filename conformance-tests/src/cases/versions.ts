@@ -50,7 +50,10 @@ export const versionCases: ConformanceCase[] = [
       await bus.send(queue, Versioned, { name: "Ada Lovelace" }, { version: 1 });
       await bus.send(queue, Versioned, { firstName: "Alan", lastName: "Turing" });
       await got.count(2, t.ms(10_000));
-      expect(got.items).toEqual([
+      // Two messages without a key: brokers that partition may hand them over in either order.
+      const byName = (a: { data: unknown }, b: { data: unknown }) =>
+        JSON.stringify(a.data).localeCompare(JSON.stringify(b.data));
+      expect([...got.items].sort(byName)).toEqual([
         { data: { firstName: "Ada", lastName: "Lovelace" }, version: 2, published: 1 },
         { data: { firstName: "Alan", lastName: "Turing" }, version: 2, published: 2 },
       ]);
