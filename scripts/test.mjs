@@ -10,6 +10,9 @@ const ci = process.env.CI === "true" || process.env.CI === "1";
 const brokers = process.env.SWITCHYARD_BROKERS ? process.env.SWITCHYARD_BROKERS.split(/[ ,]+/) : [];
 
 if (process.env.SWITCHYARD_SKIP_BROKERS !== "1" && existsSync("scripts/brokers/brokers.sh")) {
+  // CI starts from empty brokers: what earlier runs on the same machine left (thousands of topics and
+  // queues) would only slow the brokers down and eat their memory.
+  if (ci) spawnSync("bash", ["scripts/brokers/brokers.sh", "reset", ...brokers], { stdio: "inherit" });
   const up = spawnSync("bash", ["scripts/brokers/brokers.sh", "up", ...brokers], { stdio: "inherit" });
   if (up.status !== 0) {
     if (ci) {

@@ -517,6 +517,23 @@ cmd_logs() {
   if [ -t 1 ]; then tail -n 200 "$f"; else cat "$f"; fi
 }
 
+# reset [NAME…]: stop our brokers and delete their data (topics, queues, tables), keeping what was
+# installed, so the next `up` starts them empty. `pnpm test` does this first when CI=true: every CI
+# run gets fresh brokers, whatever earlier runs on the same machine left behind.
+cmd_reset() {
+  local names=("$@") n
+  [ ${#names[@]} -eq 0 ] && names=("${ALL[@]}")
+  for n in "${names[@]}"; do is_known "$n" || die "unknown broker '$n' (known: ${ALL[*]})"; done
+  cmd_down "${names[@]}"
+  for n in "${names[@]}"; do
+    case "$n" in
+    postgres) rm -rf "$(pg_dir)/data" ;;
+    *) rm -rf "${DATA:?}/$n" ;;
+    esac
+  done
+  say "reset: ${names[*]} (data removed; installs kept)"
+}
+
 # ctl rabbitmq ARGS…: rabbitmqctl on our node (same node name, cookie and env as `up`), e.g. the fault
 # test's stop_app / start_app. Only while our broker runs: never against a node we did not start.
 cmd_ctl() {
@@ -538,8 +555,9 @@ down) cmd_down "$@" ;;
 status) cmd_status ;;
 logs) cmd_logs "$@" ;;
 ctl) cmd_ctl "$@" ;;
+reset) cmd_reset "$@" ;;
 *)
-  echo "usage: pnpm brokers up [NAME…] | down [NAME…] | status | logs NAME | ctl rabbitmq ARGS…" >&2
+  echo "usage: pnpm brokers up [NAME…] | down [NAME…] | reset [NAME…] | status | logs NAME | ctl rabbitmq ARGS…" >&2
   echo "brokers: ${ALL[*]}" >&2
   exit 2
   ;;
