@@ -33,6 +33,8 @@ export interface SendTarget {
   readonly maxMessageSizeBytes: number;
   /** Stores one message; `seq` is given when it was scheduled earlier. */
   accept(message: Record<string, any>): void;
+  /** Throws if the message cannot be stored (e.g. no session id for a session queue). */
+  validate(message: Record<string, any>): void;
   /** Scheduled messages: sequence number → timer. */
   readonly scheduled: Map<number, NodeJS.Timeout>;
   readonly sequence: { next: number };
@@ -49,13 +51,29 @@ export class Queue implements SendTarget {
     readonly path: string,
     readonly options: ResolvedEntityOptions,
   ) {
-    this.deadLetter = new MessageStore(`${path}/$DeadLetterQueue`, options, { next: 0 }, undefined);
+    this.deadLetter = new MessageStore(
+      `${path}/$DeadLetterQueue`,
+      { ...options, requiresSession: false },
+      { next: 0 },
+      undefined,
+    );
     this.store = new MessageStore(path, options, this.sequence, this.deadLetter);
     this.maxMessageSizeBytes = options.maxMessageSizeBytes;
   }
 
   accept(message: Record<string, any>, seq?: number): void {
+    this.validate(message);
     this.store.enqueue(message, seq);
+  }
+
+  validate(message: Record<string, any>): void {
+    if (this.options.requiresSession && (message.group_id === undefined || message.group_id === null)) {
+      throw new EmulatorError(
+        "amqp:invalid-field",
+        `The SessionId was not set on a message, and it cannot be sent to the entity '${this.path}': it requires sessions.`,
+        400,
+      );
+    }
   }
 
   close(): void {
@@ -75,7 +93,12 @@ export class Subscription {
     readonly options: ResolvedEntityOptions,
   ) {
     const path = `${topic.path}/Subscriptions/${name}`;
-    this.deadLetter = new MessageStore(`${path}/$DeadLetterQueue`, options, { next: 0 }, undefined);
+    this.deadLetter = new MessageStore(
+      `${path}/$DeadLetterQueue`,
+      { ...options, requiresSession: false },
+      { next: 0 },
+      undefined,
+    );
     this.store = new MessageStore(path, options, { next: 0 }, this.deadLetter);
   }
 
@@ -94,6 +117,8 @@ export class Topic implements SendTarget {
     readonly path: string,
     readonly maxMessageSizeBytes: number,
   ) {}
+
+  validate(_message: Record<string, any>): void {}
 
   /** Fan-out: every subscription gets its own copy (no rules: every subscription takes all). */
   accept(message: Record<string, any>): void {

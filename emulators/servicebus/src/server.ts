@@ -8,9 +8,19 @@ import {
 import type { AddressInfo, Server as NetServer } from "node:net";
 import rhea from "rhea";
 import { entityPath, Namespace, type NamespaceConfig, type SendTarget } from "./namespace.js";
-import { type Consumer, EmulatorError, type Entry, type MessageStore, reorderGuid } from "./store.js";
+import {
+  type Consumer,
+  EmulatorError,
+  type Entry,
+  type MessageStore,
+  reorderGuid,
+  type SessionLock,
+} from "./store.js";
 
 const BATCH_FORMAT = 0x80013700;
+const SESSION_FILTER = "com.microsoft:session-filter";
+/** .NET ticks (100 ns since 0001-01-01) at the Unix epoch. */
+const EPOCH_TICKS = 621355968000000000n;
 const { message: amqpMessage, types } = rhea as any;
 
 export interface EmulatorOptions {
@@ -115,6 +125,8 @@ export class ServiceBusEmulator {
       this.#connections.delete(connection);
       for (const consumer of connection.__consumers ?? []) consumer.store.removeConsumer(consumer);
       connection.__consumers = [];
+      for (const link of connection.__waitingLinks ?? []) this.#dropConsumer(link);
+      connection.__waitingLinks = new Set();
     };
     container.on("disconnected", gone);
     container.on("connection_close", gone);
@@ -183,17 +195,20 @@ export class ServiceBusEmulator {
       return;
     }
     const filter = link.remote.attach?.source?.filter;
-    if (filter && Object.keys(filter).some((k) => k.includes("session-filter"))) {
-      throw new EmulatorError(
-        "amqp:not-implemented",
-        `sessions are not supported by the Switchyard Service Bus emulator (session receiver on '${path}')`,
-      );
-    }
+    const sessionful = !!filter && Object.hasOwn(filter, SESSION_FILTER);
     const resolved = this.namespace.resolve(address);
     if (resolved.kind === "topic") {
       throw new EmulatorError("amqp:not-allowed", `cannot receive from topic '${path}'; use a subscription`);
     }
     const store = resolved.store;
+    if (sessionful !== store.options.requiresSession) {
+      throw new EmulatorError(
+        "amqp:not-allowed",
+        sessionful
+          ? `'${path}' does not require sessions: a session receiver cannot be created on it`
+          : `'${path}' requires sessions: receive with a session receiver (acceptSession / acceptNextSession)`,
+      );
+    }
     const peekLock = link.local.attach.snd_settle_mode !== 1;
     const consumer: LinkConsumer = {
       link,
@@ -211,13 +226,81 @@ export class ServiceBusEmulator {
         }
       },
     };
-    link.__consumer = consumer;
-    connection.__consumers ??= [];
-    connection.__consumers.push(consumer);
-    store.addConsumer(consumer);
+    const register = () => {
+      link.__consumer = consumer;
+      connection.__consumers ??= [];
+      connection.__consumers.push(consumer);
+      store.addConsumer(consumer);
+    };
+    if (!sessionful) {
+      register();
+      return;
+    }
+    const requested = unwrap(filter[SESSION_FILTER]);
+    const lost = () =>
+      link.close({
+        condition: "com.microsoft:session-lock-lost",
+        description: `the lock of session '${consumer.sessionId}' on '${path}' expired`,
+      });
+    const attachWith = (session: SessionLock) => {
+      link.set_source({ address, filter: { [SESSION_FILTER]: session.id } });
+      link.local.attach.properties = {
+        ...(link.local.attach.properties ?? {}),
+        "com.microsoft:locked-until-utc": types.wrap_long(ticks(session.until)),
+      };
+    };
+    const session = store.lockSession(
+      requested === undefined || requested === null ? undefined : String(requested),
+      consumer,
+      lost,
+    );
+    if (session) {
+      attachWith(session);
+      register();
+      return;
+    }
+    // No session available now: hold the attach (rhea already queued our answer; take it back) until
+    // one is, or until the client's server-side timeout, then answer with a timeout error.
+    link.state.local_open = false;
+    link.state.open_requests = Math.max(0, link.state.open_requests - 1);
+    const timeoutMs = Number(unwrap(link.remote.attach?.properties?.["com.microsoft:timeout"]) ?? 60_000);
+    const timer = setTimeout(
+      () => {
+        store.cancelWait(consumer);
+        link.__waiting = undefined;
+        link.open();
+        link.close({
+          condition: "com.microsoft:timeout",
+          description: `no unlocked session with messages became available on '${path}' within ${timeoutMs} ms`,
+        });
+      },
+      Number.isFinite(timeoutMs) && timeoutMs > 0 ? timeoutMs : 60_000,
+    );
+    timer.unref();
+    link.__waiting = { store, consumer, timer };
+    connection.__waitingLinks ??= new Set();
+    connection.__waitingLinks.add(link);
+    store.waitForSession(
+      consumer,
+      (granted) => {
+        clearTimeout(timer);
+        link.__waiting = undefined;
+        attachWith(granted);
+        link.open();
+        register();
+      },
+      lost,
+    );
   }
 
   #dropConsumer(link: any): void {
+    const waiting = link.__waiting;
+    if (waiting) {
+      link.__waiting = undefined;
+      link.connection?.__waitingLinks?.delete(link);
+      clearTimeout(waiting.timer);
+      waiting.store.cancelWait(waiting.consumer);
+    }
     const consumer = link.__consumer as LinkConsumer | undefined;
     if (!consumer) return;
     link.__consumer = undefined;
@@ -282,6 +365,7 @@ export class ServiceBusEmulator {
     // Service Bus gives every message an id; the client's lock renewer keys on it.
     if (message.message_id === undefined || message.message_id === null)
       message.message_id = randomBytes(16).toString("hex");
+    target.validate(message);
     const scheduledAt = message.message_annotations?.["x-opt-scheduled-enqueue-time"];
     const at = scheduledAt instanceof Date ? scheduledAt.getTime() : Number(scheduledAt ?? 0);
     if (at > Date.now()) return this.#schedule(target, message, at);
@@ -374,7 +458,8 @@ export class ServiceBusEmulator {
       "x-opt-enqueued-time": new Date(entry.enqueuedAt),
     };
     delete annotations["x-opt-scheduled-enqueue-time"];
-    if (peekLock && entry.lock) annotations["x-opt-locked-until"] = new Date(entry.lock.until);
+    if (peekLock && entry.lock)
+      annotations["x-opt-locked-until"] = new Date(entry.lock.shownUntil ?? entry.lock.until);
     if (entry.state === "deferred") annotations["x-opt-message-state"] = types.wrap_int(1);
     return { ...entry.message, delivery_count: entry.deliveryCount, message_annotations: annotations };
   }
@@ -468,6 +553,7 @@ export class ServiceBusEmulator {
           const at = annotation instanceof Date ? annotation.getTime() : Number(annotation ?? 0);
           if (message.message_id === undefined || message.message_id === null)
             message.message_id = randomBytes(16).toString("hex");
+          target.validate(message);
           const seq = at > Date.now() ? this.#schedule(target, message, at) : this.#accept(target, message);
           seqs.push(seq);
         }
@@ -524,6 +610,34 @@ export class ServiceBusEmulator {
           );
         }
         return [200, { messages: out }];
+      }
+      case "com.microsoft:renew-session-lock": {
+        const until = needStore().renewSessionLock(String(body["session-id"]));
+        return [200, { expiration: new Date(until) }];
+      }
+      case "com.microsoft:get-session-state": {
+        const s = needStore();
+        const id = String(body["session-id"]);
+        s.session(id);
+        return [200, { "session-state": s.sessionStates.get(id) ?? null }];
+      }
+      case "com.microsoft:set-session-state": {
+        const s = needStore();
+        const id = String(body["session-id"]);
+        s.session(id);
+        const state = body["session-state"];
+        if (state === undefined || state === null) s.sessionStates.delete(id);
+        else s.sessionStates.set(id, Buffer.from(state));
+        return [200, undefined];
+      }
+      case "com.microsoft:get-message-sessions": {
+        const skip = toNumber(body.skip);
+        const top = toNumber(body.top) || 100;
+        const ids = needStore()
+          .sessionIds()
+          .slice(skip, skip + top);
+        if (ids.length === 0) return [204, undefined];
+        return [200, { skip: types.wrap_int(skip), "sessions-ids": types.wrap_array(ids, 0xa1) }];
       }
       default:
         throw new EmulatorError(
@@ -639,6 +753,20 @@ function toNumber(value: unknown): number {
   if (Buffer.isBuffer(value)) return Number(value.readBigInt64BE(0));
   if (value && typeof value === "object" && "value" in value) return toNumber((value as any).value);
   return Number(value ?? 0);
+}
+
+/** A described or wrapped AMQP value → its plain value. */
+function unwrap(value: unknown): unknown {
+  if (value && typeof value === "object" && !Buffer.isBuffer(value) && "value" in value)
+    return unwrap((value as { value: unknown }).value);
+  return value;
+}
+
+/** Milliseconds since the Unix epoch → .NET ticks, as the 8 big-endian bytes the client reads. */
+function ticks(ms: number): Buffer {
+  const out = Buffer.alloc(8);
+  out.writeBigInt64BE(BigInt(Math.round(ms)) * 10000n + EPOCH_TICKS);
+  return out;
 }
 
 function plain(value: unknown): Record<string, unknown> | undefined {

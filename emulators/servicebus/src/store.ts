@@ -12,7 +12,10 @@ export interface EntityOptions {
   deadLetteringOnMessageExpiration?: boolean;
   /** Largest encoded message accepted. Default 256 KiB (the Standard tier). */
   maxMessageSizeBytes?: number;
-  /** Sessions are not emulated: declaring an entity with it is refused. */
+  /**
+   * Messages carry a session id (`sessionId`, AMQP `group-id`) and are received only through session
+   * receivers: one receiver holds a session's lock and gets its messages in order. Default false.
+   */
   requiresSession?: boolean;
 }
 
@@ -22,17 +25,12 @@ export interface ResolvedEntityOptions {
   defaultMessageTimeToLiveMs: number | undefined;
   deadLetteringOnMessageExpiration: boolean;
   maxMessageSizeBytes: number;
+  requiresSession: boolean;
 }
 
 export const STANDARD_MAX_MESSAGE_BYTES = 256 * 1024;
 
 export function resolveEntityOptions(options: EntityOptions = {}): ResolvedEntityOptions {
-  if (options.requiresSession) {
-    throw new EmulatorError(
-      "amqp:not-implemented",
-      "sessions (requiresSession) are not supported by the Switchyard Service Bus emulator",
-    );
-  }
   const positive = (name: string, value: number | undefined, fallback: number) => {
     if (value === undefined) return fallback;
     if (!Number.isFinite(value) || value <= 0)
@@ -52,6 +50,7 @@ export function resolveEntityOptions(options: EntityOptions = {}): ResolvedEntit
       options.maxMessageSizeBytes,
       STANDARD_MAX_MESSAGE_BYTES,
     ),
+    requiresSession: options.requiresSession === true,
   };
 }
 
@@ -85,6 +84,8 @@ export interface Lock {
   timer: NodeJS.Timeout;
   /** The receiver that holds it; undefined for a lock taken through `$management`. */
   owner: unknown;
+  /** For a session's message: the session lock's expiry, shown as `x-opt-locked-until`. */
+  shownUntil?: number;
 }
 
 /** .NET GUID byte order ⇄ RFC 4122 order: the client reads the delivery tag this way. */
@@ -107,6 +108,31 @@ export interface Consumer {
   /** Hands over a message; `lockToken` is set in peek-lock mode. */
   take(entry: Entry, tag: Buffer): void;
   readonly peekLock: boolean;
+  /** Set for a session receiver: the session whose lock it holds. */
+  sessionId?: string;
+}
+
+/** A locked session: held by one session receiver until released or its lock lapses. */
+export interface SessionLock {
+  id: string;
+  owner: Consumer;
+  until: number;
+  timer: NodeJS.Timeout;
+  /** Called when the lock lapses (the server detaches the receiver with `session-lock-lost`). */
+  lost: () => void;
+}
+
+interface SessionWaiter {
+  owner: Consumer;
+  /** Called with the session id locked for it. */
+  granted: (lock: SessionLock) => void;
+  lost: () => void;
+}
+
+/** The session id of a stored message (`group_id`); "" when absent. */
+export function sessionOf(entry: Entry): string {
+  const id = entry.message.group_id;
+  return id === undefined || id === null ? "" : String(id);
 }
 
 /**
@@ -118,6 +144,12 @@ export class MessageStore {
   readonly entries = new Map<number, Entry>();
   readonly locks = new Map<string, Entry>();
   readonly consumers: Consumer[] = [];
+  /** Sessions locked by a receiver (session entities only), by session id. */
+  readonly sessions = new Map<string, SessionLock>();
+  /** Session state set through `set-session-state`. */
+  readonly sessionStates = new Map<string, Buffer>();
+  /** Receivers that asked for the next available session and wait for one. */
+  readonly #waiters: SessionWaiter[] = [];
   #nextConsumer = 0;
   #pumping = false;
   #pumpAgain = false;
@@ -170,11 +202,14 @@ export class MessageStore {
   removeConsumer(consumer: Consumer): void {
     const index = this.consumers.indexOf(consumer);
     if (index !== -1) this.consumers.splice(index, 1);
+    this.cancelWait(consumer);
     // After the frames already read (a settlement that came just before the detach) are applied.
     setImmediate(() => {
       for (const entry of [...this.locks.values()]) {
         if (entry.lock?.owner === consumer) this.#unlock(entry);
       }
+      for (const session of [...this.sessions.values()])
+        if (session.owner === consumer) this.#releaseSession(session);
       this.pump();
     });
   }
@@ -197,6 +232,7 @@ export class MessageStore {
   }
 
   #pumpOnce(): void {
+    if (this.options.requiresSession) this.#serveWaiters();
     if (this.consumers.length === 0) return;
     const now = Date.now();
     for (const entry of [...this.entries.values()]) {
@@ -205,8 +241,15 @@ export class MessageStore {
         this.#expire(entry);
         continue;
       }
-      const consumer = this.#pickConsumer();
-      if (!consumer) return;
+      let consumer: Consumer | undefined;
+      if (this.options.requiresSession) {
+        // Only the receiver holding the session's lock gets its messages, in sequence order.
+        consumer = this.sessions.get(sessionOf(entry))?.owner;
+        if (!consumer || consumer.credit() <= 0) continue;
+      } else {
+        consumer = this.#pickConsumer();
+        if (!consumer) return;
+      }
       const tag = randomBytes(16);
       if (consumer.peekLock) this.lock(entry, reorderGuid(tag).toString("hex"), consumer);
       else this.entries.delete(entry.seq);
@@ -226,7 +269,128 @@ export class MessageStore {
     return undefined;
   }
 
+  // ---- sessions ----
+
+  /**
+   * Locks a session for `owner`: the given one (refused with `session-cannot-be-locked` when another
+   * receiver holds it), or with `id` undefined the first session, in sequence order, that has an
+   * available message and no holder (undefined when there is none).
+   */
+  lockSession(id: string | undefined, owner: Consumer, lost: () => void): SessionLock | undefined {
+    if (id === undefined) {
+      id = this.#nextAvailableSession();
+      if (id === undefined) return undefined;
+    } else if (this.sessions.has(id)) {
+      throw new EmulatorError(
+        "com.microsoft:session-cannot-be-locked",
+        `The requested session '${id}' cannot be accepted. It may be locked by another receiver (${this.path}).`,
+        410,
+      );
+    }
+    const sessionId = id;
+    const session: SessionLock = {
+      id: sessionId,
+      owner,
+      until: Date.now() + this.options.lockDurationMs,
+      timer: setTimeout(() => this.#sessionLockExpired(session), this.options.lockDurationMs),
+      lost,
+    };
+    session.timer.unref();
+    owner.sessionId = sessionId;
+    this.sessions.set(sessionId, session);
+    return session;
+  }
+
+  /** Waits for the next available session; `granted` is called once one is locked for `owner`. */
+  waitForSession(owner: Consumer, granted: (lock: SessionLock) => void, lost: () => void): void {
+    this.#waiters.push({ owner, granted, lost });
+    this.pump();
+  }
+
+  cancelWait(owner: Consumer): void {
+    const index = this.#waiters.findIndex((w) => w.owner === owner);
+    if (index !== -1) this.#waiters.splice(index, 1);
+  }
+
+  /** The lock of a session, or `session-lock-lost`. */
+  session(id: string): SessionLock {
+    const session = this.sessions.get(id);
+    if (!session || session.until < Date.now()) {
+      throw new EmulatorError(
+        "com.microsoft:session-lock-lost",
+        `The session lock has expired on the MessageSession '${id}' or it is not locked (${this.path}).`,
+        410,
+      );
+    }
+    return session;
+  }
+
+  renewSessionLock(id: string): number {
+    const session = this.session(id);
+    clearTimeout(session.timer);
+    session.until = Date.now() + this.options.lockDurationMs;
+    session.timer = setTimeout(() => this.#sessionLockExpired(session), this.options.lockDurationMs);
+    session.timer.unref();
+    return session.until;
+  }
+
+  /** Session ids with messages or state, in order of their first message. */
+  sessionIds(): string[] {
+    const ids = new Set<string>();
+    for (const entry of [...this.entries.values()].sort((a, b) => a.seq - b.seq)) ids.add(sessionOf(entry));
+    for (const id of this.sessionStates.keys()) ids.add(id);
+    return [...ids];
+  }
+
+  #nextAvailableSession(): string | undefined {
+    const now = Date.now();
+    let best: Entry | undefined;
+    for (const entry of this.entries.values()) {
+      if (entry.state !== "active" || entry.lock) continue;
+      if (entry.expiresAt !== undefined && entry.expiresAt <= now) continue;
+      if (this.sessions.has(sessionOf(entry))) continue;
+      if (!best || entry.seq < best.seq) best = entry;
+    }
+    return best ? sessionOf(best) : undefined;
+  }
+
+  #serveWaiters(): void {
+    while (this.#waiters.length > 0) {
+      const waiter = this.#waiters[0]!;
+      const session = this.lockSession(undefined, waiter.owner, waiter.lost);
+      if (!session) return;
+      this.#waiters.shift();
+      waiter.granted(session);
+    }
+  }
+
+  #releaseSession(session: SessionLock): void {
+    clearTimeout(session.timer);
+    if (this.sessions.get(session.id) === session) this.sessions.delete(session.id);
+  }
+
+  #sessionLockExpired(session: SessionLock): void {
+    if (this.sessions.get(session.id) !== session) return;
+    this.#releaseSession(session);
+    // Its messages go back (not counted: the client could not settle them) once the receiver is gone.
+    for (const entry of [...this.locks.values()]) {
+      if (entry.lock?.owner === session.owner) this.#unlock(entry);
+    }
+    session.lost();
+    this.pump();
+  }
+
   lock(entry: Entry, token: string, owner: unknown): void {
+    if (this.options.requiresSession && owner !== undefined) {
+      // A session's messages are covered by the session lock, not a lock of their own.
+      const session = this.sessions.get(sessionOf(entry));
+      const until = session?.until ?? Date.now() + this.options.lockDurationMs;
+      const timer = setTimeout(() => {}, 0);
+      timer.unref();
+      entry.lock = { token, until: Number.MAX_SAFE_INTEGER, timer, owner, shownUntil: until };
+      this.locks.set(token, entry);
+      return;
+    }
     const until = Date.now() + this.options.lockDurationMs;
     const timer = setTimeout(() => this.#lockExpired(entry, token), this.options.lockDurationMs);
     timer.unref();
@@ -337,6 +501,9 @@ export class MessageStore {
   close(): void {
     for (const entry of this.locks.values()) if (entry.lock) clearTimeout(entry.lock.timer);
     this.locks.clear();
+    for (const session of this.sessions.values()) clearTimeout(session.timer);
+    this.sessions.clear();
+    this.#waiters.length = 0;
   }
 
   #modify(entry: Entry, properties?: Record<string, unknown>): void {

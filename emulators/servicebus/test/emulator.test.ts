@@ -26,6 +26,11 @@ beforeAll(async () => {
         { name: "defer" },
         { name: "renew", lockDurationMs: 500 },
         { name: "small", maxMessageSizeBytes: 2048 },
+        { name: "sessions", requiresSession: true },
+        { name: "session-pair", requiresSession: true },
+        { name: "session-wait", requiresSession: true },
+        { name: "session-lock", requiresSession: true, lockDurationMs: 400 },
+        { name: "session-state", requiresSession: true },
       ],
       topics: [{ name: "events", subscriptions: [{ name: "a" }, { name: "b" }] }],
     },
@@ -252,5 +257,159 @@ describe("servicebus emulator, driven by @azure/service-bus", () => {
     const info = await (await fetch(`${emulator.adminUrl}/queues/made-by-admin`)).json();
     expect(info).toMatchObject({ activeMessageCount: 1, maxDeliveryCount: 3 });
     expect((await fetch(`${emulator.adminUrl}/topics/nope/subscriptions/x`)).status).toBe(404);
+  });
+
+  it("sessions: acceptSession gets only its session's messages, in order; acceptNextSession the next", async () => {
+    const sender = client.createSender("sessions");
+    const batch = [];
+    for (let i = 0; i < 5; i++) {
+      batch.push({ body: `a-${i}`, sessionId: "a" });
+      batch.push({ body: `b-${i}`, sessionId: "b" });
+    }
+    await sender.sendMessages(batch);
+    const a = await client.acceptSession("sessions", "a");
+    expect(a.sessionId).toBe("a");
+    expect(a.sessionLockedUntilUtc!.getTime()).toBeGreaterThan(Date.now());
+    const got: string[] = [];
+    while (got.length < 5) {
+      for (const m of await a.receiveMessages(5, { maxWaitTimeInMs: 1000 })) {
+        expect(m.sessionId).toBe("a");
+        got.push(String(m.body));
+        await a.completeMessage(m);
+      }
+    }
+    expect(got).toEqual(["a-0", "a-1", "a-2", "a-3", "a-4"]);
+    expect(await a.receiveMessages(1, { maxWaitTimeInMs: 200 })).toEqual([]);
+    // "a" is empty and held: the next available session is "b".
+    const b = await client.acceptNextSession("sessions");
+    expect(b.sessionId).toBe("b");
+    const rest: string[] = [];
+    while (rest.length < 5) {
+      for (const m of await b.receiveMessages(5, { maxWaitTimeInMs: 1000 })) {
+        rest.push(String(m.body));
+        await b.completeMessage(m);
+      }
+    }
+    expect(rest).toEqual(["b-0", "b-1", "b-2", "b-3", "b-4"]);
+    await a.close();
+    await b.close();
+    // Abandon returns a session's message to that session, counted.
+    await sender.sendMessages({ body: "c-0", sessionId: "c" });
+    const c = await client.acceptSession("sessions", "c");
+    const first = await receiveOne(c);
+    await c.abandonMessage(first);
+    const again = await receiveOne(c);
+    expect(String(again.body)).toBe("c-0");
+    expect(again.deliveryCount).toBe(1);
+    await c.completeMessage(again);
+    await c.close();
+    await sender.close();
+  });
+
+  it("sessions: one receiver per session; two receivers on two sessions in parallel", async () => {
+    const sender = client.createSender("session-pair");
+    await sender.sendMessages(
+      ["x", "y"].flatMap((s) => [0, 1, 2].map((i) => ({ body: `${s}-${i}`, sessionId: s }))),
+    );
+    const [r1, r2] = await Promise.all([
+      client.acceptNextSession("session-pair"),
+      client.acceptNextSession("session-pair"),
+    ]);
+    expect([r1.sessionId, r2.sessionId].sort()).toEqual(["x", "y"]);
+    await expect(client.acceptSession("session-pair", r1.sessionId)).rejects.toMatchObject({
+      code: "SessionCannotBeLocked",
+    });
+    const drain = async (r: ServiceBusReceiver) => {
+      const out: string[] = [];
+      while (out.length < 3) {
+        for (const m of await r.receiveMessages(3, { maxWaitTimeInMs: 1000 })) {
+          out.push(String(m.body));
+          await r.completeMessage(m);
+        }
+      }
+      return out;
+    };
+    const [o1, o2] = await Promise.all([drain(r1), drain(r2)]);
+    expect(o1).toEqual([0, 1, 2].map((i) => `${(r1 as any).sessionId}-${i}`));
+    expect(o2).toEqual([0, 1, 2].map((i) => `${(r2 as any).sessionId}-${i}`));
+    await r1.close();
+    // Released on close: it can be accepted again.
+    const again = await client.acceptSession("session-pair", o1[0]!.slice(0, 1));
+    await again.close();
+    await r2.close();
+    await sender.close();
+  });
+
+  it("sessions: acceptNextSession waits for a session with messages; refusals are clear", async () => {
+    const waiting = client.acceptNextSession("session-wait");
+    await new Promise((r) => setTimeout(r, 300));
+    const sender = client.createSender("session-wait");
+    await sender.sendMessages({ body: "late", sessionId: "late" });
+    const receiver = await waiting;
+    expect(receiver.sessionId).toBe("late");
+    const message = await receiveOne(receiver);
+    expect(String(message.body)).toBe("late");
+    await receiver.completeMessage(message);
+    await receiver.close();
+    // A message without a session id, and a plain receiver, are refused on a session queue.
+    await expect(sender.sendMessages({ body: "no session" })).rejects.toThrow(/SessionId/);
+    const plainReceiver = client.createReceiver("session-wait");
+    await expect(plainReceiver.receiveMessages(1, { maxWaitTimeInMs: 1000 })).rejects.toThrow(
+      /requires sessions/,
+    );
+    await plainReceiver.close();
+    // With nothing to take, acceptNextSession ends with a timeout error, not a hang.
+    const quick = new ServiceBusClient(emulator.connectionString, {
+      retryOptions: { maxRetries: 0, timeoutInMs: 500 },
+    });
+    const started = Date.now();
+    await expect(quick.acceptNextSession("session-wait")).rejects.toBeTruthy();
+    expect(Date.now() - started).toBeLessThan(3000);
+    await quick.close();
+    await sender.close();
+  });
+
+  it("sessions: the session lock lapses without renewal and is renewed by renewSessionLock", async () => {
+    const sender = client.createSender("session-lock");
+    await sender.sendMessages([
+      { body: "1", sessionId: "s" },
+      { body: "2", sessionId: "s" },
+    ]);
+    const receiver = await client.acceptSession("session-lock", "s", {
+      maxAutoLockRenewalDurationInMs: 0,
+    });
+    const before = receiver.sessionLockedUntilUtc!.getTime();
+    await new Promise((r) => setTimeout(r, 200));
+    await receiver.renewSessionLock();
+    expect(receiver.sessionLockedUntilUtc!.getTime()).toBeGreaterThan(before);
+    const first = await receiveOne(receiver);
+    expect(String(first.body)).toBe("1");
+    // Not renewed any more: the lock lapses, the unsettled message goes back, another receiver takes it.
+    await new Promise((r) => setTimeout(r, 700));
+    const other = await client.acceptSession("session-lock", "s");
+    const redelivered = await receiveOne(other);
+    expect(String(redelivered.body)).toBe("1");
+    await other.completeMessage(redelivered);
+    expect(String((await receiveOne(other)).body)).toBe("2");
+    await other.close();
+    await receiver.close().catch(() => {});
+    await sender.close();
+  });
+
+  it("sessions: session state get/set and listing sessions", async () => {
+    const sender = client.createSender("session-state");
+    await sender.sendMessages([
+      { body: "1", sessionId: "p" },
+      { body: "2", sessionId: "q" },
+    ]);
+    const receiver = await client.acceptSession("session-state", "p");
+    expect(await receiver.getSessionState()).toBeFalsy();
+    await receiver.setSessionState(Buffer.from("checkpoint-1"));
+    expect(Buffer.from(await receiver.getSessionState()).toString()).toBe("checkpoint-1");
+    await receiver.close();
+    const again = await client.acceptSession("session-state", "p");
+    expect(Buffer.from(await again.getSessionState()).toString()).toBe("checkpoint-1");
+    await again.close();
+    await sender.close();
   });
 });
