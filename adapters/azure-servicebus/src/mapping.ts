@@ -15,7 +15,29 @@ export const KEY_HEADER = `${RESERVED_PREFIX}xkey`;
  * the native fields are filled too, for tools and filters: messageId = id, correlationId,
  * subject = the CloudEvents type, contentType = datacontenttype. The body is binary (a data section).
  */
-export function toServiceBus(message: WireMessage, extra: Record<string, string> = {}): ServiceBusMessage {
+/** Sessions a keyless message is spread over in sessions mode (no order is owed to them). */
+export const KEYLESS_SESSIONS = 8;
+
+/**
+ * The session of a message in sessions mode: its key (hashed when longer than Service Bus' 128
+ * characters), or for a keyless message one of {@link KEYLESS_SESSIONS} `~keyless-N` sessions chosen
+ * from its id.
+ */
+export function sessionIdOf(message: WireMessage): string {
+  const key = message.key;
+  if (key === undefined || key === "") {
+    const n = createHash("sha256").update(message.id).digest().readUInt32BE(0) % KEYLESS_SESSIONS;
+    return `~keyless-${n}`;
+  }
+  if (key.length <= 128) return key;
+  return `~key-${createHash("sha256").update(key).digest("hex")}`;
+}
+
+export function toServiceBus(
+  message: WireMessage,
+  extra: Record<string, string> = {},
+  sessions = false,
+): ServiceBusMessage {
   const headers: Record<string, string> = { ...message.headers, ...extra };
   if (message.key !== undefined && headers[`${RESERVED_PREFIX}partitionkey`] !== message.key) {
     headers[KEY_HEADER] = message.key;
@@ -25,6 +47,7 @@ export function toServiceBus(message: WireMessage, extra: Record<string, string>
     messageId: message.id,
     applicationProperties: renamePrefix(headers, RESERVED_PREFIX, AMQP_PREFIX),
   };
+  if (sessions) out.sessionId = sessionIdOf(message);
   const type = message.headers[`${RESERVED_PREFIX}type`];
   if (type) out.subject = type;
   const contentType = message.headers[`${RESERVED_PREFIX}datacontenttype`];

@@ -25,6 +25,13 @@ export interface ServiceBusOptions {
   maxLockRenewalMs?: number;
   /** Largest message accepted (encoded). Default 256 KiB, the Standard tier's limit. */
   maxMessageBytes?: number;
+  /**
+   * Per-key order through Service Bus sessions: entities are created with requiresSession, a message's
+   * sessionId is its key, and consumers accept sessions (`ordering: "group"`). Default false.
+   */
+  sessions?: boolean;
+  /** Sessions mode: a held session with no message for this long is released. Default 1000 ms. */
+  sessionIdleMs?: number;
 }
 
 export interface ResolvedOptions {
@@ -37,6 +44,8 @@ export interface ResolvedOptions {
   lockDurationMs: number;
   maxLockRenewalMs: number;
   maxMessageBytes: number;
+  sessions: boolean;
+  sessionIdleMs: number;
   /** The endpoint without secrets, for messages. */
   display: string;
 }
@@ -49,6 +58,8 @@ const PARAMS = new Set([
   "lockDurationMs",
   "maxLockRenewalMs",
   "maxMessageBytes",
+  "sessions",
+  "sessionIdleMs",
 ]);
 
 /**
@@ -110,6 +121,11 @@ export function resolveOptions(url: URL, options: ServiceBusOptions = {}): Resol
     throw invalid(`provisioning must be emulator, azure or none, got "${provisioning}"`);
   }
   if (provisioning === "emulator" && !adminUrl) throw invalid("provisioning=emulator needs adminUrl");
+  const sessionsRaw = options.sessions ?? params.sessions ?? false;
+  if (![true, false, "true", "false", "1", "0"].includes(sessionsRaw as never)) {
+    throw invalid(`sessions must be true or false, got "${String(sessionsRaw)}"`);
+  }
+  const sessions = sessionsRaw === true || sessionsRaw === "true" || sessionsRaw === "1";
   return {
     connectionString,
     namespace,
@@ -120,6 +136,8 @@ export function resolveOptions(url: URL, options: ServiceBusOptions = {}): Resol
     lockDurationMs: number("lockDurationMs", 60_000, 1000),
     maxLockRenewalMs: number("maxLockRenewalMs", 5 * 60_000, 0),
     maxMessageBytes: number("maxMessageBytes", 256 * 1024, 1024),
+    sessions,
+    sessionIdleMs: number("sessionIdleMs", 1000, 10),
     display: shown,
   };
 }

@@ -46,8 +46,9 @@ export class ServiceBusTransport implements Transport {
       nativeDeadLetter: false,
       // nack({ delayMs }) schedules a copy (scheduled messages) and completes the original.
       nativeDelay: true,
-      // No sessions yet: competing receivers of one entity do not keep per-key order.
-      ordering: "none",
+      // Sessions mode: a key is a session, received by one session receiver at a time, one message
+      // at a time, in order. Otherwise competing receivers of one entity do not keep per-key order.
+      ordering: options.sessions ? "group" : "none",
       consumerGroups: true,
       replayFromStart: false,
       persistent: true,
@@ -84,6 +85,10 @@ export class ServiceBusTransport implements Transport {
       lockDurationMs: this.options.lockDurationMs,
     };
     for (const entity of entities) {
+      const sessionful =
+        entity.kind === "queue"
+          ? this.#sessionful(entity.name)
+          : entity.kind === "subscription" && this.options.sessions;
       try {
         if (this.options.provisioning === "emulator") {
           const path =
@@ -94,11 +99,15 @@ export class ServiceBusTransport implements Transport {
                 : `/topics/${encodeURIComponent(entity.topic)}/subscriptions/${encodeURIComponent(entity.name)}`;
           const response = await fetch(new URL(path, this.options.adminUrl), {
             method: "PUT",
-            body: JSON.stringify(entity.kind === "topic" ? {} : settings),
+            body: JSON.stringify(
+              entity.kind === "topic"
+                ? {}
+                : { ...settings, ...(sessionful ? { requiresSession: true } : {}) },
+            ),
           });
           if (!response.ok) throw new Error(`${response.status} ${await response.text()}`);
         } else {
-          await this.#azureProvision(entity);
+          await this.#azureProvision(entity, sessionful);
         }
       } catch (cause) {
         const name =
@@ -112,7 +121,15 @@ export class ServiceBusTransport implements Transport {
     }
   }
 
-  async #azureProvision(entity: TopologyEntity): Promise<void> {
+  /**
+   * Sessions mode covers every entity but the core's dead-letter queues (`….dlq`): dead letters owe
+   * no order, and the DLQ browser must hold many letters at once.
+   */
+  #sessionful(queueName: string): boolean {
+    return this.options.sessions && !queueName.endsWith(".dlq");
+  }
+
+  async #azureProvision(entity: TopologyEntity, sessionful: boolean): Promise<void> {
     if (!this.options.connectionString && !this.options.credential) return;
     this.#admin ??= this.options.connectionString
       ? new ServiceBusAdministrationClient(this.options.connectionString)
@@ -126,7 +143,11 @@ export class ServiceBusTransport implements Transport {
     if (entity.kind === "queue") {
       if (!(await admin.queueExists(entity.name)))
         await admin
-          .createQueue(entity.name, { maxDeliveryCount: this.options.maxDeliveryCount, lockDuration })
+          .createQueue(entity.name, {
+            maxDeliveryCount: this.options.maxDeliveryCount,
+            lockDuration,
+            requiresSession: sessionful,
+          })
           .catch(ignoreExists);
     } else if (entity.kind === "topic") {
       if (!(await admin.topicExists(entity.name))) await admin.createTopic(entity.name).catch(ignoreExists);
@@ -135,6 +156,7 @@ export class ServiceBusTransport implements Transport {
         .createSubscription(entity.topic, entity.name, {
           maxDeliveryCount: this.options.maxDeliveryCount,
           lockDuration,
+          requiresSession: sessionful,
         })
         .catch(ignoreExists);
     }
@@ -154,7 +176,7 @@ export class ServiceBusTransport implements Transport {
   async publish(destination: Destination, messages: WireMessage[]): Promise<void> {
     await this.#send(
       destination.name,
-      messages.map((m) => toServiceBus(m)),
+      messages.map((m) => toServiceBus(m, {}, this.#sessionful(destination.name))),
     );
   }
 
@@ -182,6 +204,8 @@ export class ServiceBusTransport implements Transport {
     options: { prefetch: number },
     deliver: (delivery: Delivery) => void,
   ): Promise<TransportSubscription> {
+    if (source.kind === "queue" ? this.#sessionful(source.name) : this.options.sessions)
+      return this.#subscribeSessions(source, options, deliver);
     const entity = entityOf(source);
     const receiver = this.#clientOrThrow().createReceiver(entity, {
       receiveMode: "peekLock",
@@ -242,6 +266,140 @@ export class ServiceBusTransport implements Transport {
     };
   }
 
+  /**
+   * Sessions mode: a pool of up to `prefetch` workers, each accepting the next available session,
+   * streaming its messages one at a time (so in order, and at most one unsettled per session), and
+   * releasing it after `sessionIdleMs` without a message.
+   */
+  async #subscribeSessions(
+    source: Source,
+    options: { prefetch: number },
+    deliver: (delivery: Delivery) => void,
+  ): Promise<TransportSubscription> {
+    const entity = entityOf(source);
+    const client = this.#clientOrThrow();
+    // The entity must exist: peeking needs no session and fails with not-found otherwise.
+    const probe = client.createReceiver(entity, { receiveMode: "peekLock" });
+    try {
+      await probe.peekMessages(1);
+    } catch (error) {
+      throw this.#translate(error, entity, "receive from");
+    } finally {
+      await probe.close().catch(() => {});
+    }
+    const abort = new AbortController();
+    let stopped = false;
+    const wake = new Promise<void>((resolve) => abort.signal.addEventListener("abort", () => resolve()));
+    const sleep = (ms: number) =>
+      Promise.race([wake, new Promise<void>((resolve) => setTimeout(resolve, ms).unref())]);
+    const held = new Set<ServiceBusReceiver>();
+    const settling = new Map<ServiceBusReceiver, Set<Promise<unknown>>>();
+    /** Workers while they hold a session (close waits for these, not for pending accepts). */
+    const holding = new Set<Promise<void>>();
+    const worker = async () => {
+      while (!stopped) {
+        let receiver: ServiceBusReceiver;
+        try {
+          receiver = await client.acceptNextSession(entity, {
+            receiveMode: "peekLock",
+            skipParsingBodyAsJson: true,
+            maxAutoLockRenewalDurationInMs: this.options.maxLockRenewalMs,
+            abortSignal: abort.signal,
+          });
+        } catch {
+          // No session available before the timeout, or aborted, or a transient failure: again.
+          if (!stopped) await sleep(100);
+          continue;
+        }
+        if (stopped) {
+          await receiver.close().catch(() => {});
+          break;
+        }
+        held.add(receiver);
+        this.#receivers.add(receiver);
+        const mine = new Set<Promise<unknown>>();
+        this.#settling.set(receiver, mine);
+        settling.set(receiver, mine);
+        let release!: () => void;
+        const holdingDone = new Promise<void>((resolve) => {
+          release = resolve;
+        });
+        holding.add(holdingDone);
+        try {
+          await this.#holdSession(source, receiver, deliver, mine, () => stopped, sleep);
+        } finally {
+          holding.delete(holdingDone);
+          release();
+        }
+        if (stopped) break; // close() settles what is held, then closes the receiver
+        held.delete(receiver);
+        settling.delete(receiver);
+        this.#receivers.delete(receiver);
+      }
+    };
+    const workers = Array.from({ length: Math.max(1, options.prefetch) }, () => worker());
+    const stop = async () => {
+      if (stopped) return;
+      stopped = true;
+      abort.abort();
+    };
+    return {
+      stop,
+      close: async () => {
+        await stop();
+        // A worker still waiting in acceptNextSession closes what it gets once it returns.
+        void Promise.allSettled(workers);
+        await Promise.allSettled([...holding]);
+        await Promise.allSettled([...settling.values()].flatMap((set) => [...set]));
+        await Promise.allSettled([...held].map((r) => r.close()));
+        for (const receiver of held) this.#receivers.delete(receiver);
+        held.clear();
+      },
+    };
+  }
+
+  /** Streams one session's messages one at a time until it is idle, lost, or the consumer stops. */
+  async #holdSession(
+    source: Source,
+    receiver: ServiceBusReceiver,
+    deliver: (delivery: Delivery) => void,
+    settling: Set<Promise<unknown>>,
+    stopped: () => boolean,
+    sleep: (ms: number) => Promise<void>,
+  ): Promise<void> {
+    let active = 0;
+    let last = Date.now();
+    let lost = false;
+    const handle = receiver.subscribe(
+      {
+        processMessage: (received) => {
+          active++;
+          return new Promise<void>((settled) =>
+            deliver(
+              this.#delivery(source, receiver, received, () => {
+                active--;
+                last = Date.now();
+                settled();
+              }),
+            ),
+          );
+        },
+        processError: async () => {
+          lost = true;
+        },
+      },
+      { autoCompleteMessages: false, maxConcurrentCalls: 1 },
+    );
+    const idleMs = this.options.sessionIdleMs;
+    while (!stopped() && !lost && (active > 0 || Date.now() - last < idleMs)) {
+      await sleep(Math.min(100, idleMs));
+    }
+    await handle.close().catch(() => {});
+    if (stopped()) return;
+    await Promise.allSettled([...settling]);
+    await receiver.close().catch(() => {});
+  }
+
   #delivery(
     source: Source,
     receiver: ServiceBusReceiver,
@@ -286,7 +444,8 @@ export class ServiceBusTransport implements Transport {
           // duplicate (at-least-once), never a loss.
           const extra: Record<string, string> = { [ATTEMPT_HEADER]: String(attempt) };
           if (source.kind === "topic") extra[REDRIVE_TO] = source.subscription;
-          const copy = toServiceBus(message, extra);
+          // In sessions mode the copy keeps the message's session (its key).
+          const copy = toServiceBus(message, extra, this.#sessionful(source.name));
           try {
             await this.#sender(source.name).scheduleMessages(copy, new Date(Date.now() + delayMs));
           } catch (error) {

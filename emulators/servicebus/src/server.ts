@@ -300,6 +300,13 @@ export class ServiceBusEmulator {
       link.connection?.__waitingLinks?.delete(link);
       clearTimeout(waiting.timer);
       waiting.store.cancelWait(waiting.consumer);
+      // The client gave up waiting (e.g. aborted): answer its detach, attaching first as AMQP needs.
+      try {
+        if (link.connection?.is_open?.()) {
+          link.open();
+          link.close();
+        }
+      } catch {}
     }
     const consumer = link.__consumer as LinkConsumer | undefined;
     if (!consumer) return;
