@@ -306,9 +306,12 @@ export class ServiceBusTransport implements Transport {
             maxAutoLockRenewalDurationInMs: this.options.maxLockRenewalMs,
             abortSignal: abort.signal,
           });
-        } catch {
-          // No session available before the timeout, or aborted, or a transient failure: again.
-          if (!stopped) await sleep(100);
+        } catch (error) {
+          // No session available before the timeout, or aborted: again at once. Anything else
+          // (connection trouble, a deleted entity): again after a pause, without spinning.
+          const code = isServiceBusError(error) ? error.code : undefined;
+          const expected = code === "ServiceTimeout" || code === "SessionCannotBeLocked";
+          if (!stopped) await sleep(expected ? 10 : 1000);
           continue;
         }
         if (stopped) {

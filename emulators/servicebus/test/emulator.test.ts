@@ -396,7 +396,7 @@ describe("servicebus emulator, driven by @azure/service-bus", () => {
     await sender.close();
   });
 
-  it("sessions: session state get/set and listing sessions", async () => {
+  it("sessions: session state get/set, kept across receivers", async () => {
     const sender = client.createSender("session-state");
     await sender.sendMessages([
       { body: "1", sessionId: "p" },
