@@ -1,4 +1,5 @@
 import { SwitchyardError, type Transport } from "@switchyard/core";
+import { sqlitePath } from "./sqlite.js";
 import { type HttpFeedOptions, HttpFeedTransport } from "./transport.js";
 
 export { BATCH_CONTENT_TYPE, type CloudEvent, fromCloudEvent, toCloudEvent } from "./cloudevents.js";
@@ -10,13 +11,14 @@ export {
   type FeedServer,
   startFeedServer,
 } from "./server.js";
+export { SqliteStore, type SqliteStoreOptions, sqlitePath } from "./sqlite.js";
 export type { AppendInput, FeedRead, FeedRecord, FeedStore, PendingRecord, SubKey } from "./store.js";
 export { FeedPoller, type HttpFeedOptions, HttpFeedTransport, httpFeedCapabilities } from "./transport.js";
 
 const TRUE = new Set(["1", "true", "yes", "on"]);
 
 /**
- * Options from a URL: `http-feed://[:TOKEN@]HOST:PORT/BASE?store=postgres://…[&serve=true][&tls=true]
+ * Options from a URL: `http-feed://[:TOKEN@]HOST:PORT/BASE?store=postgres://…|sqlite:///path.db[&serve=true][&tls=true]
  * [&compact=topic-a,topic-b|*]`. HOST:PORT/BASE is the producer's feed base (polled over http, or
  * https with `tls`); with `serve` this transport also serves its store's feeds there. Options passed
  * to `createBus` win over the URL.
@@ -26,8 +28,10 @@ export function parseHttpFeedUrl(url: URL): HttpFeedOptions {
   const store = params.get("store") ?? undefined;
   const options: Partial<HttpFeedOptions> = {};
   if (store !== undefined) {
-    if (!/^postgres(ql)?:\/\//.test(store)) {
-      throw new SwitchyardError("CONFIG_INVALID", "http-feed: store must be a postgres:// URL");
+    if (store.startsWith("sqlite:"))
+      sqlitePath(store); // throws on a missing path
+    else if (!/^postgres(ql)?:\/\//.test(store)) {
+      throw new SwitchyardError("CONFIG_INVALID", "http-feed: store must be a postgres:// or sqlite: URL");
     }
     options.store = store;
   }

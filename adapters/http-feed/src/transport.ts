@@ -21,6 +21,7 @@ import {
 } from "./cloudevents.js";
 import { PostgresStore } from "./postgres.js";
 import { type FeedServer, startFeedServer } from "./server.js";
+import { SqliteStore, sqlitePath } from "./sqlite.js";
 import type { FeedStore, PendingRecord, SubKey } from "./store.js";
 import { subKeyString } from "./store.js";
 
@@ -39,9 +40,9 @@ export const httpFeedCapabilities: Partial<Capabilities> = {
 };
 
 export interface HttpFeedOptions {
-  /** The store: a `postgres://` URL or a `FeedStore`. Required. */
+  /** The store: a `postgres://` or `sqlite:` URL, or a `FeedStore`. Required. */
   store: FeedStore | string;
-  /** Table name prefix in a `postgres://` store (two services sharing one database). Default `switchyard_feed`. */
+  /** Table name prefix in a `postgres://` or `sqlite:` store (two services sharing one database). Default `switchyard_feed`. */
   tablePrefix?: string;
   /** Base URL of the producer's feeds that subscriptions poll: `<feedUrl>/<topic>`. */
   feedUrl?: string;
@@ -62,18 +63,23 @@ export interface HttpFeedOptions {
 }
 
 interface SharedStore {
-  store: PostgresStore;
+  store: FeedStore;
   refs: number;
 }
 const sharedStores = new Map<string, SharedStore>();
 
-/** One pool (and one LISTEN connection) per store URL per process, however many buses use it. */
+/**
+ * One store per store URL per process, however many buses use it: one `pg` pool and LISTEN
+ * connection, or one SQLite connection (so `sqlite::memory:` is one database for all of them).
+ */
 function acquireStore(url: string, tablePrefix?: string): { store: FeedStore; release: () => Promise<void> } {
   const id = `${tablePrefix ?? ""} ${url}`;
   let shared = sharedStores.get(id);
   if (!shared) {
     shared = {
-      store: new PostgresStore({ url, ...(tablePrefix !== undefined ? { tablePrefix } : {}) }),
+      store: url.startsWith("sqlite:")
+        ? new SqliteStore({ path: sqlitePath(url), ...(tablePrefix !== undefined ? { tablePrefix } : {}) })
+        : new PostgresStore({ url, ...(tablePrefix !== undefined ? { tablePrefix } : {}) }),
       refs: 0,
     };
     sharedStores.set(id, shared);
