@@ -14,6 +14,8 @@ import {
   HttpFeedTransport,
   PostgresStore,
   parseHttpFeedUrl,
+  SqliteStore,
+  sqlitePath,
   startFeedServer,
   toCloudEvent,
 } from "../src/index.js";
@@ -56,6 +58,8 @@ describe("URL and options", () => {
       "http-feed://h:1/f?store=postgres://x/y&pageSize=-3",
       "http-feed://h:1/f?store=postgres://x/y&leaseMs=0",
       "http-feed://h:1/f?store=postgres://x/y&tablePrefix=Robert;drop",
+      "http-feed://h:1/f?store=sqlite:",
+      "http-feed://h:1/f?store=sqlite:///x.db&tablePrefix=Robert;drop",
     ].map((raw) => {
       try {
         createTransport(new URL(raw));
@@ -64,7 +68,42 @@ describe("URL and options", () => {
         return isSwitchyardError(error, "CONFIG_INVALID") ? "CONFIG_INVALID" : String(error);
       }
     });
-    expect(codes).toEqual(Array(5).fill("CONFIG_INVALID"));
+    expect(codes).toEqual(Array(7).fill("CONFIG_INVALID"));
+  });
+
+  it("takes sqlite stores: a file path or :memory:", async () => {
+    expect(parseHttpFeedUrl(new URL("http-feed://h:1/f?store=sqlite:///var/lib/app/feed.db")).store).toBe(
+      "sqlite:///var/lib/app/feed.db",
+    );
+    expect(sqlitePath("sqlite:///var/lib/app/feed.db")).toBe("/var/lib/app/feed.db");
+    expect(sqlitePath("sqlite:data/feed.db")).toBe("data/feed.db");
+    expect(sqlitePath("sqlite::memory:")).toBe(":memory:");
+    const transport = createTransport(
+      new URL("http-feed://h:1/f?store=sqlite::memory:"),
+    ) as HttpFeedTransport;
+    expect(transport.store).toBeInstanceOf(SqliteStore);
+    await transport.close();
+  });
+
+  it("buses of one process with the same sqlite::memory: store share one database", async () => {
+    const store = "sqlite::memory:";
+    const queue = uniq("mem");
+    const producer = await createBus({ transport: new HttpFeedTransport({ store }), source: "svc/a" });
+    const consumer = await createBus({ transport: new HttpFeedTransport({ store }), source: "svc/b" });
+    try {
+      const got: number[] = [];
+      await consumer
+        .consume(queue)
+        .on(Ping, async (msg) => {
+          got.push(msg.data.n);
+        })
+        .start();
+      for (let n = 0; n < 3; n++) await producer.send(queue, Ping, { n });
+      await expect.poll(() => got).toEqual([0, 1, 2]);
+    } finally {
+      await producer.close();
+      await consumer.close();
+    }
   });
 });
 
