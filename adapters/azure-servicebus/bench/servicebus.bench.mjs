@@ -12,6 +12,7 @@
 import { randomUUID } from "node:crypto";
 import { ServiceBusClient } from "@azure/service-bus";
 import { createBus, defineMessage } from "@switchyard/core";
+import { completion, paced, percentile, pool } from "../../../scripts/bench-kit.mjs";
 import { createTransport } from "../dist/index.js";
 
 const quick = process.argv.includes("--quick");
@@ -41,36 +42,6 @@ const schema = {
 };
 const Bench = defineMessage({ type: "bench.sb", versions: { 1: schema } });
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const percentile = (values, p) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
-};
-async function pool(total, inFlight, task) {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: inFlight }, async () => {
-      while (next < total) await task(next++);
-    }),
-  );
-}
-async function paced(total, send) {
-  const start = performance.now();
-  for (let i = 0; i < total; i++) {
-    const wait = start + (i * 1000) / RATE - performance.now();
-    if (wait > 1) await sleep(wait);
-    void send(i);
-  }
-}
-function completion(what, progress, ms = 90_000) {
-  let done;
-  let timer;
-  const promise = new Promise((resolve, reject) => {
-    done = resolve;
-    timer = setTimeout(() => reject(new Error(`${what}: timed out after ${ms} ms at ${progress()}`)), ms);
-  }).finally(() => clearTimeout(timer));
-  return { promise, done };
-}
 async function admin(method, path, body) {
   const res = await fetch(`${adminUrl}${path}`, {
     method,
@@ -120,7 +91,7 @@ async function raw() {
     await receiver.completeMessage(m);
     if (latencies.length === LATENCY_N) latency.done();
   };
-  await paced(LATENCY_N, (i) => sender.sendMessages({ body: payload(i), messageId: randomUUID() }));
+  await paced(LATENCY_N, RATE, (i) => sender.sendMessages({ body: payload(i), messageId: randomUUID() }));
   await latency.promise;
   await sub.close();
   await client.close();
@@ -172,7 +143,7 @@ async function switchyard() {
       if (latencies.length === LATENCY_N) latency.done();
     })
     .start({ concurrency: 100, prefetch: 100 });
-  await paced(LATENCY_N, (i) => bus.send(queue, Bench, payload(i)));
+  await paced(LATENCY_N, RATE, (i) => bus.send(queue, Bench, payload(i)));
   await latency.promise;
   await latencyConsumer.stop();
   await bus.close();

@@ -14,6 +14,7 @@
 import { randomUUID } from "node:crypto";
 import { PubSub } from "@google-cloud/pubsub";
 import { BYTES_CONTENT_TYPE, createBus } from "@switchyard/core";
+import { completion, paced, percentile, pool, sleep } from "../../../scripts/bench-kit.mjs";
 import { createTransport } from "../dist/index.js";
 
 const quick = process.argv.includes("--quick");
@@ -28,39 +29,6 @@ const RATE = 200;
 const LATENCY_N = quick ? 400 : 1_500;
 const body = Buffer.alloc(1024, 7);
 const run = randomUUID().slice(0, 8);
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const percentile = (values, p) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
-};
-async function pool(total, inFlight, send) {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: inFlight }, async () => {
-      while (next < total) await send(next++);
-    }),
-  );
-}
-/** Paced sends: message i leaves at start + i/RATE. */
-async function paced(total, send) {
-  const start = performance.now();
-  for (let i = 0; i < total; i++) {
-    const wait = start + (i * 1000) / RATE - performance.now();
-    if (wait > 1) await sleep(wait);
-    void send(i);
-  }
-}
-/** A promise that resolves when `done()` is called, with a bound so a lost message cannot hang the run. */
-function completion(what, progress, ms = 90_000) {
-  let done;
-  let timer;
-  const promise = new Promise((resolve, reject) => {
-    done = resolve;
-    timer = setTimeout(() => reject(new Error(`${what}: timed out after ${ms} ms at ${progress()}`)), ms);
-  }).finally(() => clearTimeout(timer));
-  return { promise, done };
-}
 
 async function raw() {
   const client = new PubSub({ projectId: project, apiEndpoint: emulator });
@@ -119,7 +87,7 @@ async function raw() {
     if (latencies.length === LATENCY_N) latency.done();
   });
   await sleep(500); // the streaming pull opens
-  await paced(LATENCY_N, () =>
+  await paced(LATENCY_N, RATE, () =>
     latTopic.publishMessage({ data: body, attributes: { sent: String(performance.now()) } }),
   );
   await latency.promise;
@@ -178,7 +146,7 @@ async function switchyard() {
       if (latencies.length === LATENCY_N) latency.done();
     })
     .start({ concurrency: 50, prefetch: 100 });
-  await paced(LATENCY_N, () =>
+  await paced(LATENCY_N, RATE, () =>
     bus.publishRaw({ kind: "queue", name: latQueue }, message({ sent: String(performance.now()) })),
   );
   await latency.promise;

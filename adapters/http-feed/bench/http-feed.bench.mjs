@@ -14,6 +14,7 @@
 import { randomUUID } from "node:crypto";
 import { createBus, defineMessage } from "@switchyard/core";
 import pg from "pg";
+import { completion, percentile, pool, sleep } from "../../../scripts/bench-kit.mjs";
 import { HttpFeedTransport, PostgresStore, startFeedServer } from "../dist/index.js";
 
 const quick = process.argv.includes("--quick");
@@ -39,29 +40,6 @@ const schema = {
   },
 };
 const Event = defineMessage({ type: "bench.feed", versions: { 1: schema } });
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const percentile = (values, p) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
-};
-async function pool(total, inFlight, task) {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: inFlight }, async () => {
-      while (next < total) await task(next++);
-    }),
-  );
-}
-function completion(what, progress, ms = 180_000) {
-  let done;
-  let timer;
-  const promise = new Promise((resolve, reject) => {
-    done = resolve;
-    timer = setTimeout(() => reject(new Error(`${what}: timed out after ${ms} ms at ${progress()}`)), ms);
-  }).finally(() => clearTimeout(timer));
-  return { promise, done };
-}
 
 const serverStore = new PostgresStore({ url: store, tablePrefix });
 const server = await startFeedServer({ store: serverStore, basePath: "/feeds" });
@@ -99,7 +77,7 @@ await pool(N / 5 / BATCH, IN_FLIGHT, (b) =>
 async function drain(topic, count, label, limit) {
   const buses = Array.from({ length: count }, () => newBus());
   const got = new Array(count).fill(0);
-  const all = completion(`${label} drain`, () => got.join("/"));
+  const all = completion(`${label} drain`, () => got.join("/"), 180_000);
   let finished = 0;
   t = performance.now();
   const consumers = await Promise.all(
@@ -123,7 +101,7 @@ const fanoutPerSec = await drain(fanoutTopic, 4, "four", N / 5);
 
 // latency, on its own topic
 const latencies = [];
-const latency = completion("latency", () => latencies.length);
+const latency = completion("latency", () => latencies.length, 180_000);
 const latencyTopic = "latency";
 await producer.ensure([{ kind: "topic", name: latencyTopic }]);
 const consumerBus = newBus();

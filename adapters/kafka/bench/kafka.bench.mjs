@@ -17,6 +17,7 @@ import { randomUUID } from "node:crypto";
 import { Consumer as PltConsumer, Producer as PltProducer, ProduceAcks } from "@platformatic/kafka";
 import { createBus, defineMessage } from "@switchyard/core";
 import { Kafka, logLevel } from "kafkajs";
+import { paced, percentile, pool, sleep } from "../../../scripts/bench-kit.mjs";
 import { createTransport } from "../dist/index.js";
 
 const quick = process.argv.includes("--quick");
@@ -41,36 +42,8 @@ const schema = {
   },
 };
 const Bench = defineMessage({ type: "bench.kafka", versions: { 1: schema } });
-const fast = { heartbeatIntervalMs: 250, sessionTimeoutMs: 6000, rebalanceTimeoutMs: 10000, maxWaitMs: 100 };
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const percentile = (values, p) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
-};
 const name = (what) => `bench-${what}-${randomUUID().slice(0, 8)}`;
-
-async function pool(total, inFlight, send) {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: inFlight }, async () => {
-      while (next < total) await send(next++);
-    }),
-  );
-}
-
-/** Paced sends: message i leaves at start + i/RATE; returns when all were sent. */
-async function paced(total, send) {
-  const start = performance.now();
-  const pending = [];
-  for (let i = 0; i < total; i++) {
-    const due = start + (i * 1000) / RATE;
-    const wait = due - performance.now();
-    if (wait > 1) await sleep(wait);
-    pending.push(send(i));
-  }
-  await Promise.all(pending);
-}
+const fast = { heartbeatIntervalMs: 250, sessionTimeoutMs: 6000, rebalanceTimeoutMs: 10000, maxWaitMs: 100 };
 
 // ---- raw clients, one per driver, each doing what the driver does with the same library ----
 
@@ -213,7 +186,7 @@ async function measureRaw(client, admin) {
     () => latProducer.send(latTopic, [{ value: body, headers: { sent: "probe" } }]),
     () => probes > 0,
   );
-  await paced(LATENCY_N, () =>
+  await paced(LATENCY_N, RATE, () =>
     latProducer.send(latTopic, [{ value: body, headers: { sent: String(performance.now()) } }]),
   );
   await until(() => latencies.length >= LATENCY_N, "raw latency");
@@ -274,7 +247,7 @@ async function measureSwitchyard(driver) {
     () => bus.publishRaw({ kind: "queue", name: latQueue }, { ...raw, headers: { sent: "probe" } }),
     () => probes > 0,
   );
-  await paced(LATENCY_N, () =>
+  await paced(LATENCY_N, RATE, () =>
     bus.publishRaw(
       { kind: "queue", name: latQueue },
       { ...raw, headers: { sent: String(performance.now()) } },

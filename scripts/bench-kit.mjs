@@ -1,0 +1,43 @@
+// Small helpers every `pnpm bench NAME` script uses: in-flight pools, paced sends, percentiles and
+// bounded waits. Benchmarks only — nothing here is product code.
+
+export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** The p-th percentile (0–100) of `values`. */
+export function percentile(values, p) {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+}
+
+/** Runs `task(0 … total-1)` with at most `inFlight` at once. */
+export async function pool(total, inFlight, task) {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: inFlight }, async () => {
+      while (next < total) await task(next++);
+    }),
+  );
+}
+
+/** Paced sends: message i leaves at start + i/rate; resolves once every send has settled. */
+export async function paced(total, rate, send) {
+  const start = performance.now();
+  const pending = [];
+  for (let i = 0; i < total; i++) {
+    const wait = start + (i * 1000) / rate - performance.now();
+    if (wait > 1) await sleep(wait);
+    pending.push(send(i));
+  }
+  await Promise.all(pending);
+}
+
+/** A promise that resolves when `done()` is called, bounded so a lost message cannot hang the run. */
+export function completion(what, progress, ms = 90_000) {
+  let done;
+  let timer;
+  const promise = new Promise((resolve, reject) => {
+    done = resolve;
+    timer = setTimeout(() => reject(new Error(`${what}: timed out after ${ms} ms at ${progress()}`)), ms);
+  }).finally(() => clearTimeout(timer));
+  return { promise, done };
+}
