@@ -169,9 +169,13 @@ describe("sessions mode", () => {
       { kind: "queue", name: "sess-native" },
       { kind: "queue", name: "sess-native.dlq" },
     ]);
-    const info = await (await fetch(`${emulator.adminUrl}/queues/sess-native`)).json();
+    const info = (await (await fetch(`${emulator.adminUrl}/queues/sess-native`)).json()) as {
+      requiresSession: boolean;
+    };
     expect(info.requiresSession).toBe(true);
-    const dlq = await (await fetch(`${emulator.adminUrl}/queues/sess-native.dlq`)).json();
+    const dlq = (await (await fetch(`${emulator.adminUrl}/queues/sess-native.dlq`)).json()) as {
+      requiresSession: boolean;
+    };
     expect(dlq.requiresSession).toBe(false);
     await transport.publish({ kind: "queue", name: "sess-native" }, [
       { id: "k1", key: "order-7", headers: {}, body: new Uint8Array([1]) },
