@@ -4,7 +4,7 @@
 // Runs only in the fault phase (vitest.fault.config.ts), alone: it stops the broker's application.
 import { randomUUID } from "node:crypto";
 import { brokerEndpoint, describeWithBroker } from "@switchyard/broker-stack/available";
-import { brokers, Handled, sleep } from "@switchyard/broker-stack/fault";
+import { brokers, closeWithin, Handled, sleep } from "@switchyard/broker-stack/fault";
 import { messages } from "@switchyard/conformance";
 import { createBus } from "@switchyard/core";
 import { afterAll, expect, it } from "vitest";
@@ -110,11 +110,13 @@ describeWithBroker("rabbitmq", "rabbitmq fault: stop_app / start_app mid-stream"
       console.log(`FAULT ${JSON.stringify(figures)}`);
       expect(outage?.to).toBeDefined();
       expect(handled.ids.size).toBe(TOTAL);
+      // …and both buses close in bounded time after the outage.
+      await closeWithin(60_000, [producer, consumer]);
       // Both sides saw the outage and came back over a new connection of their own.
       expect(producerTransport.reconnects).toBeGreaterThanOrEqual(1);
       expect(consumerTransport.reconnects).toBeGreaterThanOrEqual(1);
     } finally {
-      await Promise.allSettled([producer.close(), consumer.close()]);
+      await closeWithin(60_000, [producer, consumer]).catch(() => {});
     }
   });
 });

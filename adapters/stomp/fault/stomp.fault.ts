@@ -4,7 +4,7 @@
 // Runs only in the fault phase (vitest.fault.config.ts), alone: it restarts the shared broker.
 import { randomUUID } from "node:crypto";
 import { brokerEndpoint, describeWithBroker } from "@switchyard/broker-stack/available";
-import { brokerPid, brokers, Handled, sleep } from "@switchyard/broker-stack/fault";
+import { brokerPid, brokers, closeWithin, Handled, sleep } from "@switchyard/broker-stack/fault";
 import { messages } from "@switchyard/conformance";
 import { createBus } from "@switchyard/core";
 import { afterAll, expect, it } from "vitest";
@@ -110,8 +110,10 @@ describeWithBroker("activemq", "stomp fault: ActiveMQ restarted mid-stream", () 
       expect(firstAfter).toBeLessThan(TOTAL);
       // …and every message was handled, those sent after the restart through the consumer's new connection.
       expect(handled.ids.size).toBe(TOTAL);
+      // …and both buses close in bounded time after the outage.
+      await closeWithin(60_000, [producer, consumer]);
     } finally {
-      await Promise.allSettled([producer.close(), consumer.close()]);
+      await closeWithin(60_000, [producer, consumer]).catch(() => {});
     }
   });
 });

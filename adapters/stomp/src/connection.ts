@@ -219,10 +219,22 @@ export class StompConnection {
         ),
       );
     }
+    // The ack's write callback never fires when the socket dies under it, so the connection's
+    // error settles it too: a settlement that never settles would hang the consumer's close.
     return new Promise((resolve, reject) => {
-      client.ack(message, undefined, undefined, (error) =>
-        error ? reject(this.#wrap(error, "ack")) : resolve(),
-      );
+      let done = false;
+      const finish = (error?: Error | null) => {
+        if (done) return;
+        done = true;
+        client.removeListener("error", finish);
+        client.removeListener("end", ended);
+        if (error) reject(this.#wrap(error, "ack"));
+        else resolve();
+      };
+      const ended = () => finish(new Error("connection ended before the ack was written"));
+      client.once("error", finish);
+      client.once("end", ended);
+      client.ack(message, undefined, undefined, finish);
     });
   }
 

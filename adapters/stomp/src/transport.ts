@@ -13,6 +13,9 @@ import { type Frame, StompConnection } from "./connection.js";
 import { checkName, type Dialect } from "./dialect.js";
 import { type ResolvedOptions, resolveOptions, type StompOptions } from "./options.js";
 
+/** A wait that does not keep the process alive on its own. */
+const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms).unref());
+
 /** Our own header: the delivery attempt of a retry copy (`ce_x…`, which fromWire ignores). */
 export const ATTEMPT_HEADER = "ce_xattempt";
 const ID_HEADER = "ce_id";
@@ -164,7 +167,12 @@ export class StompTransport implements Transport {
     return {
       close: async () => {
         closing = true;
-        while (pending.size > 0) await Promise.allSettled([...pending]);
+        // Bounded: a settlement stuck on a dead socket must not hang close; what stays unacked
+        // is redelivered by the broker.
+        const deadline = Date.now() + this.options.publishTimeoutMs;
+        while (pending.size > 0 && Date.now() < deadline) {
+          await Promise.race([Promise.allSettled([...pending]), pause(deadline - Date.now())]);
+        }
         await handle.unsubscribe();
         await connection.close();
         this.#subscriptions.delete(connection);

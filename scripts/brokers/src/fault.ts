@@ -67,3 +67,26 @@ export class Handled {
     });
   }
 }
+
+/**
+ * Closes every bus, and fails with a clear error when that has not finished within `timeoutMs`: a
+ * close that hangs after an outage (a settlement stuck on a dead socket) is a bug the test must
+ * name, not a test timeout.
+ */
+export async function closeWithin(
+  timeoutMs: number,
+  buses: ReadonlyArray<{ close(): Promise<void> }>,
+): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const hung = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`closing the buses did not finish within ${timeoutMs} ms after the fault`)),
+      timeoutMs,
+    );
+  });
+  try {
+    await Promise.race([Promise.all(buses.map((bus) => bus.close())), hung]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
