@@ -14,7 +14,9 @@ export interface BrowseOptions {
 /**
  * The dead letters of one subscription or queue. Works on every transport through its plain
  * subscribe/publish: browsing reads letters and returns them unsettled (nack), redriving
- * republishes them to where they failed and acks them.
+ * republishes them to where they failed and acks them. Letters are read from the queue
+ * `deadLetterQueueName(source)`, or where `transport.deadLetterSource(source)` says the broker
+ * keeps them.
  */
 export class DeadLetterQueue {
   readonly name: string;
@@ -78,7 +80,9 @@ export class DeadLetterQueue {
     if (!Number.isInteger(limit) || limit < 1)
       throw new SwitchyardError("CONFIG_INVALID", "limit must be ≥ 1");
     const transport = await this.bus.transport();
-    await this.bus.ensure([{ kind: "queue", name: this.name }]);
+    // A broker's own dead-letter sub-queue exists with its entity; the core's DLQ queue is created.
+    const native = transport.deadLetterSource?.(this.source);
+    if (!native) await this.bus.ensure([{ kind: "queue", name: this.name }]);
 
     const held: Delivery[] = [];
     const seen = new Set<string>();
@@ -94,7 +98,7 @@ export class DeadLetterQueue {
     };
 
     const subscription = await transport.subscribe(
-      { kind: "queue", name: this.name, subscription: this.name },
+      native ?? { kind: "queue", name: this.name, subscription: this.name },
       { prefetch: limit },
       (delivery) => {
         // A letter seen twice means the broker handed back one we released: we have them all.

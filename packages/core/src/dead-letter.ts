@@ -11,7 +11,8 @@ export type DeadLetterReason =
   | "validation" // the data failed its version's schema
   | "unknown-version" // no handler for this schema version and the policy said dead-letter
   | "unknown-type" // no handler for this message type and the policy said dead-letter
-  | "explicit"; // the handler called ctx.deadLetter(reason)
+  | "explicit" // the handler called ctx.deadLetter(reason)
+  | "expired"; // the broker dead-lettered it when its time-to-live ran out before it was consumed
 
 /** A dead letter as read back from a DLQ: the message and the record of why it failed. */
 export interface DeadLetter {
@@ -119,6 +120,7 @@ const REASONS = new Set<DeadLetterReason>([
   "unknown-version",
   "unknown-type",
   "explicit",
+  "expired",
 ]);
 
 /**

@@ -114,6 +114,12 @@ export interface Transport {
   provision?(entities: TopologyEntity[]): Promise<void>;
   /** Publish a batch to one destination; resolves once the broker accepted all of it. */
   publish(destination: Destination, messages: WireMessage[]): Promise<void>;
+  /**
+   * Optional: where the dead letters of `source` are read when the broker keeps them itself (e.g. a
+   * Service Bus `$DeadLetterQueue` sub-queue), as a source to pass to `subscribe()`. Absent or
+   * `undefined`: the queue named `deadLetterQueueName(source)`, which the core provisions.
+   */
+  deadLetterSource?(source: Source): Source | undefined;
   subscribe(
     source: Source,
     options: SubscribeOptions,
