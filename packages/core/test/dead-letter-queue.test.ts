@@ -1,13 +1,15 @@
 import { describe, expect, it } from "vitest";
 import { z } from "zod";
-import { createBus, defineMessage, type Source, type TopologyEntity } from "../src/index.js";
+import { createBus, defineMessage, type Source, type TopologyEntity, type Transport } from "../src/index.js";
 import { MemoryBroker, MemoryTransport } from "../src/memory/index.js";
 
 const Job = defineMessage({ type: "job", versions: { 1: z.object({ n: z.number() }) } });
 
 describe("dead-letter queue on a transport that keeps dead letters itself", () => {
   it("lists and redrives from transport.deadLetterSource(source), without creating the core's DLQ queue", async () => {
-    const transport = new MemoryTransport({ broker: new MemoryBroker() });
+    const transport: Transport & Pick<MemoryTransport, "provision"> = new MemoryTransport({
+      broker: new MemoryBroker(),
+    });
     const provisioned: string[] = [];
     const provision = transport.provision.bind(transport);
     transport.provision = async (entities: TopologyEntity[]) => {
