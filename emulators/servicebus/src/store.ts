@@ -185,7 +185,9 @@ export class MessageStore {
       enqueuedAt: now,
       deliveryCount: 0,
       state: "active",
-      expiresAt: ttl === undefined ? undefined : now + ttl,
+      // A dead-letter sub-queue (the only store without one of its own) never expires its letters:
+      // Service Bus keeps them until they are received, whatever their time to live.
+      expiresAt: ttl === undefined || !this.deadLetterQueue ? undefined : now + ttl,
       lock: undefined,
     };
     this.entries.set(seq, entry);

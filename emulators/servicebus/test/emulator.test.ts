@@ -18,6 +18,7 @@ beforeAll(async () => {
         { name: "basic" },
         { name: "abandon" },
         { name: "dead" },
+        { name: "expiring", deadLetteringOnMessageExpiration: true },
         { name: "scheduled" },
         { name: "short-lock", lockDurationMs: 300, maxDeliveryCount: 2 },
         { name: "peek" },
@@ -114,6 +115,25 @@ describe("servicebus emulator, driven by @azure/service-bus", () => {
     expect(await receiver.receiveMessages(1, { maxWaitTimeInMs: 200 })).toEqual([]);
     await dlq.close();
     await receiver.close();
+  });
+
+  it("an expired message moves to $DeadLetterQueue (TTLExpiredException), where it does not expire", async () => {
+    await client.createSender("expiring").sendMessages({ messageId: "ttl", body: "x", timeToLive: 100 });
+    // A time to live is time: outlive it. Expiry is applied when the queue is next looked at (a peek;
+    // the client peeks on from the last sequence number it saw, so this is the first peek).
+    await new Promise((r) => setTimeout(r, 150));
+    const peeker = client.createReceiver("expiring");
+    expect(await peeker.peekMessages(1)).toEqual([]);
+    await peeker.close();
+    // Outlive it again: a dead letter stays until it is received.
+    await new Promise((r) => setTimeout(r, 250));
+    const dlq = client.createReceiver("expiring", { subQueueType: "deadLetter" });
+    const dead = await receiveOne(dlq);
+    expect(dead.messageId).toBe("ttl");
+    expect(dead.deadLetterReason).toBe("TTLExpiredException");
+    expect(dead.deadLetterSource).toBe("expiring");
+    await dlq.completeMessage(dead);
+    await dlq.close();
   });
 
   it("scheduled messages appear at their time and can be cancelled", async () => {
