@@ -1,6 +1,13 @@
 import { createHash } from "node:crypto";
 import type { ServiceBusMessage, ServiceBusReceivedMessage } from "@azure/service-bus";
-import { RESERVED_PREFIX, renamePrefix, type WireMessage } from "@switchyard/core";
+import {
+  FAULT,
+  type FaultHeaders,
+  RESERVED_PREFIX,
+  renamePrefix,
+  type Source,
+  type WireMessage,
+} from "@switchyard/core";
 
 /** CloudEvents AMQP binding: attributes travel as application properties named `cloudEvents:<attr>`. */
 export const AMQP_PREFIX = "cloudEvents:";
@@ -89,4 +96,82 @@ function bodyBytes(body: unknown): Uint8Array {
   if (body instanceof Uint8Array) return body;
   if (typeof body === "string") return Buffer.from(body, "utf8");
   return Buffer.from(JSON.stringify(body), "utf8");
+}
+
+/** Service Bus' own dead-letter properties (application properties of a dead-lettered message). */
+export const SB_DEAD_LETTER_REASON = "DeadLetterReason";
+export const SB_DEAD_LETTER_DESCRIPTION = "DeadLetterErrorDescription";
+const DEAD_LETTER_SUFFIX = "/$DeadLetterQueue";
+
+/** The `$DeadLetterQueue` sub-queue of a source: `<queue>/$DeadLetterQueue` or `<topic>/Subscriptions/<sub>/$DeadLetterQueue`. */
+export function deadLetterPath(source: Source): string {
+  const entity =
+    source.kind === "queue" ? source.name : `${source.name}/Subscriptions/${source.subscription}`;
+  return `${entity}${DEAD_LETTER_SUFFIX}`;
+}
+
+/** The source whose dead-letter sub-queue `path` is, or undefined when `path` is no such sub-queue. */
+export function deadLetterOrigin(path: string): Source | undefined {
+  if (!path.toLowerCase().endsWith(DEAD_LETTER_SUFFIX.toLowerCase())) return undefined;
+  const entity = path.slice(0, -DEAD_LETTER_SUFFIX.length);
+  const parts = entity.split("/");
+  if (parts.length === 3 && parts[1]!.toLowerCase() === "subscriptions")
+    return { kind: "topic", name: parts[0]!, subscription: parts[2]! };
+  return { kind: "queue", name: entity, subscription: entity };
+}
+
+/**
+ * The options of `receiver.deadLetterMessage` for the core's fault headers: Service Bus'
+ * DeadLetterReason is the core's reason (`handler-error`, `max-attempts`, …), the description the
+ * error (`Type: message`) or the reason text, and every fault header (consumer, handler, attempts,
+ * times, stack) goes along as an application property under its AMQP name (`cloudEvents:dl…`).
+ */
+export function deadLetterOptions(
+  fault: FaultHeaders,
+): Record<string, string> & { deadLetterReason: string; deadLetterErrorDescription: string } {
+  const reason = fault[FAULT.reason] ?? "explicit";
+  const errorType = fault[FAULT.errorType];
+  const description =
+    errorType !== undefined
+      ? `${errorType}: ${fault[FAULT.errorMessage] ?? ""}`
+      : (fault[FAULT.reasonText] ?? reason);
+  return {
+    ...renamePrefix(fault, RESERVED_PREFIX, AMQP_PREFIX),
+    deadLetterReason: reason,
+    deadLetterErrorDescription: description.slice(0, 1024),
+  };
+}
+
+/**
+ * The wire message of a message read from a `$DeadLetterQueue` sub-queue. Service Bus' own
+ * DeadLetterReason/Description are taken off the headers (a redriven message must not carry them).
+ * A message the broker dead-lettered itself, or a foreign receiver did, has no core fault headers:
+ * they are filled from what Service Bus knows — MaxDeliveryCountExceeded is `max-attempts`,
+ * TTLExpiredException `expired`, any other reason `explicit`; the text is `Reason: description`;
+ * attempts are the delivery count; destination and subscription are the sub-queue's entity.
+ */
+export function fromDeadLetter(
+  received: ServiceBusReceivedMessage,
+  origin: Source,
+): { message: WireMessage; before: number } {
+  const { message, before } = fromServiceBus(received);
+  const h = message.headers;
+  const sbReason = h[SB_DEAD_LETTER_REASON] ?? received.deadLetterReason;
+  const sbDescription = h[SB_DEAD_LETTER_DESCRIPTION] ?? received.deadLetterErrorDescription;
+  delete h[SB_DEAD_LETTER_REASON];
+  delete h[SB_DEAD_LETTER_DESCRIPTION];
+  if (h[FAULT.reason] === undefined) {
+    h[FAULT.reason] =
+      sbReason === "MaxDeliveryCountExceeded" || sbReason === undefined
+        ? "max-attempts"
+        : sbReason === "TTLExpiredException"
+          ? "expired"
+          : "explicit";
+    const text = [sbReason, sbDescription].filter((part) => part !== undefined && part !== "").join(": ");
+    if (text) h[FAULT.reasonText] = text;
+    h[FAULT.attempts] = String(before + (received.deliveryCount ?? 0));
+    h[FAULT.destination] = `${origin.kind}:${origin.name}`;
+    h[FAULT.subscription] = origin.subscription;
+  }
+  return { message, before };
 }

@@ -18,7 +18,15 @@ import {
   type TransportSubscription,
   type WireMessage,
 } from "@switchyard/core";
-import { ATTEMPT_HEADER, fromServiceBus, toServiceBus } from "./mapping.js";
+import {
+  ATTEMPT_HEADER,
+  deadLetterOptions,
+  deadLetterOrigin,
+  deadLetterPath,
+  fromDeadLetter,
+  fromServiceBus,
+  toServiceBus,
+} from "./mapping.js";
 import { type ResolvedOptions, resolveOptions, type ServiceBusOptions } from "./options.js";
 
 /** The entity path a source reads: the queue, or `<topic>/Subscriptions/<subscription>`. */
@@ -40,10 +48,10 @@ export class ServiceBusTransport implements Transport {
   constructor(options: ResolvedOptions) {
     this.options = options;
     this.capabilities = {
-      // Dead letters go through the core (published to `<source>.dlq` with fault headers, then
-      // completed), so the DLQ browser and redrive work on the same queue API everywhere. The native
-      // `$DeadLetterQueue` still catches what Service Bus itself dead-letters (max delivery count, TTL).
-      nativeDeadLetter: false,
+      // deadLetter() is Service Bus' own dead-lettering into the entity's `$DeadLetterQueue`, with
+      // the core's reason and description and its fault headers as properties; the DLQ browser reads
+      // that sub-queue (deadLetterSource), so it also lists what Service Bus dead-lettered itself.
+      nativeDeadLetter: true,
       // nack({ delayMs }) schedules a copy (scheduled messages) and completes the original.
       nativeDelay: true,
       // Sessions mode: a key is a session, received by one session receiver at a time, one message
@@ -126,7 +134,13 @@ export class ServiceBusTransport implements Transport {
    * no order, and the DLQ browser must hold many letters at once.
    */
   #sessionful(queueName: string): boolean {
-    return this.options.sessions && !queueName.endsWith(".dlq");
+    return this.options.sessions && !queueName.endsWith(".dlq") && !deadLetterOrigin(queueName);
+  }
+
+  /** The dead letters of a source are in its entity's `$DeadLetterQueue` sub-queue, read as a queue. */
+  deadLetterSource(source: Source): Source {
+    const path = deadLetterPath(source);
+    return { kind: "queue", name: path, subscription: path };
   }
 
   async #azureProvision(entity: TopologyEntity, sessionful: boolean): Promise<void> {
@@ -409,9 +423,10 @@ export class ServiceBusTransport implements Transport {
     received: ServiceBusReceivedMessage,
     settled: () => void,
   ): Delivery {
-    const { message, before } = fromServiceBus(received);
-    const attempt = before + received.deliveryCount! + 1;
     const entity = entityOf(source);
+    const origin = source.kind === "queue" ? deadLetterOrigin(source.name) : undefined;
+    const { message, before } = origin ? fromDeadLetter(received, origin) : fromServiceBus(received);
+    const attempt = before + received.deliveryCount! + 1;
     let done = false;
     const settle = async (what: string, action: () => Promise<void>) => {
       if (done) {
@@ -437,6 +452,8 @@ export class ServiceBusTransport implements Transport {
       message,
       attempt,
       ack: () => settle("ack", () => receiver.completeMessage(received)),
+      deadLetter: (fault) =>
+        settle("deadLetter", () => receiver.deadLetterMessage(received, deadLetterOptions(fault))),
       nack: (nackOptions) =>
         settle("nack", async () => {
           const delayMs = nackOptions?.delayMs ?? 0;
