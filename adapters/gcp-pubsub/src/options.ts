@@ -24,6 +24,8 @@ export interface PubsubOptions {
   maxStreams: number;
   /** How long connect() waits for the service before failing. Default 10 s. */
   connectTimeoutMs: number;
+  /** With exactly-once: how long an ack/nack/modAck waits for the service's confirmation. Default 15 s. */
+  settleTimeoutMs: number;
   /** Passed to the PubSub client as is (credentials, keyFilename, apiEndpoint…). */
   clientConfig: Record<string, unknown>;
 }
@@ -43,7 +45,7 @@ function int(name: string, raw: unknown, min: number, max: number): number {
 /**
  * `pubsub://PROJECT_ID?emulator=host:port&prefix=sy&ackDeadlineSeconds=30&exactlyOnce=true
  * &queueMaxDeliveryAttempts=100&minBackoff=1&maxBackoff=60&maxStreams=1&batchMaxMessages=100
- * &batchMaxMilliseconds=10`; `options` override the URL.
+ * &batchMaxMilliseconds=10&settleTimeoutMs=15000`; `options` override the URL.
  */
 export function parseOptions(url: URL, options: Record<string, unknown> = {}): PubsubOptions {
   const q = url.searchParams;
@@ -60,6 +62,7 @@ export function parseOptions(url: URL, options: Record<string, unknown> = {}): P
     "batchMaxMessages",
     "batchMaxMilliseconds",
     "connectTimeoutMs",
+    "settleTimeoutMs",
   ]);
   for (const key of q.keys()) {
     if (!known.has(key)) {
@@ -114,6 +117,7 @@ export function parseOptions(url: URL, options: Record<string, unknown> = {}): P
     batching,
     maxStreams: int("maxStreams", pick("maxStreams") ?? 1, 1, 32),
     connectTimeoutMs: int("connectTimeoutMs", pick("connectTimeoutMs") ?? 10_000, 100, 600_000),
+    settleTimeoutMs: int("settleTimeoutMs", pick("settleTimeoutMs") ?? 15_000, 100, 600_000),
     clientConfig: (options.clientConfig as Record<string, unknown> | undefined) ?? {},
   };
   if (emulator !== undefined) parsed.emulator = emulator;

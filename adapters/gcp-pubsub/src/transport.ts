@@ -288,6 +288,7 @@ export class PubsubTransport implements Transport {
       throw error;
     }
     return {
+      stop: () => subscription.stop(),
       close: async () => {
         this.#subscriptions.delete(subscription);
         await subscription.close();
@@ -318,15 +319,34 @@ export class PubsubTransport implements Transport {
 
 /** Internals of @google-cloud/pubsub 6.2 used for nack with a delay (see README). */
 interface SubscriberInternals {
-  _inventory?: { remove(message: Message): void };
+  isOpen: boolean;
+  _inventory?: { add(message: Message): void; remove(message: Message): void; clear?(): Message[] };
   _modAcks?: { numInFlightRequests: number; onDrain(): Promise<void> };
   modAck(message: Message, seconds: number): Promise<void>;
   modAckWithResponse(message: Message, seconds: number): Promise<unknown>;
-  _stream?: { _streams?: Array<{ stream?: unknown }> };
+  _stream?: {
+    _streams?: Array<{ stream?: unknown }>;
+    setStreamAckDeadline?(deadline: Duration): void;
+    resume?(): void;
+  };
+  getClient(): Promise<{
+    modifyAckDeadline(
+      request: { subscription: string; ackIds: string[]; ackDeadlineSeconds: number },
+      options: { timeout: number },
+    ): Promise<unknown>;
+  }>;
+}
+
+interface Ticket {
+  key: string;
+  send?: () => void;
 }
 
 class PubsubSubscription {
   readonly #subscription: Subscription;
+  /** Exactly-once on an ordered subscription: settlements wait for their turn per ordering key. */
+  readonly #ordered: boolean;
+  readonly #order = new Map<string, Ticket[]>();
   /** Attempts counted here where the service reports none (no dead-letter policy). */
   readonly #counts = new Map<string, number>();
   #error: unknown;
@@ -340,6 +360,7 @@ class PubsubSubscription {
     prefetch: number,
     readonly deliver: (delivery: Delivery) => void,
   ) {
+    this.#ordered = transport.options.exactlyOnce && transport.options.ordering;
     this.#subscription = transport.client.subscription(id, {
       flowControl: { maxMessages: prefetch, allowExcessMessages: false },
       streamingOptions: { maxStreams: transport.options.maxStreams },
@@ -398,53 +419,186 @@ class PubsubSubscription {
       orderingKey: message.orderingKey,
     });
     const exactlyOnce = this.transport.options.exactlyOnce;
+    const ticket = this.#ordered ? this.#ticket(message.orderingKey ?? "") : undefined;
+    const confirm = (what: string, call: () => Promise<unknown>) =>
+      this.#confirm(ticket, what, message.id, call);
     const forget = () => this.#counts.delete(message.id);
     const delivery: Delivery = {
       message: wire,
       attempt,
       ack: async () => {
         forget();
-        if (exactlyOnce) await message.ackWithResponse();
+        if (exactlyOnce) await confirm("ack", () => message.ackWithResponse());
         else message.ack();
       },
       nack: async (options) => {
         const delayMs = options?.delayMs ?? 0;
         if (delayMs <= 0) {
-          if (exactlyOnce) await message.nackWithResponse();
+          if (exactlyOnce) await confirm("nack", () => message.nackWithResponse());
           else message.nack();
           return;
         }
-        // Pub/Sub has no per-message delay: stop leasing the message and set its ack deadline to
-        // the delay, so the service redelivers it once the deadline lapses. The client's own
-        // modAcks for it (the initial lease) must land first, or they would override ours.
-        const seconds = Math.min(600, Math.ceil(delayMs / 1000));
-        const internals = this.#internals;
-        const handled = message as unknown as { _handled: boolean; _handledPromise?: { resolve(): void } };
-        handled._handled = true;
-        handled._handledPromise?.resolve();
-        internals._inventory?.remove(message);
-        const queue = internals._modAcks;
-        if (queue && queue.numInFlightRequests > 0) {
-          await Promise.race([queue.onDrain(), new Promise((resolve) => setTimeout(resolve, 2000).unref())]);
-        }
-        if (exactlyOnce) await internals.modAckWithResponse(message, seconds);
-        else await internals.modAck(message, seconds);
+        if (exactlyOnce) await confirm("delayed nack", () => this.#delay(message, delayMs));
+        else await this.#delay(message, delayMs);
       },
       deadLetter: async (fault) => {
         await this.transport.publishDeadLetter(this.source, wire, fault);
         forget();
-        if (exactlyOnce) await message.ackWithResponse();
+        if (exactlyOnce) await confirm("ack", () => message.ackWithResponse());
         else message.ack();
       },
     };
     this.deliver(delivery);
   }
 
+  /**
+   * Pub/Sub has no per-message delay: stop leasing the message and set its ack deadline to the
+   * delay, so the service redelivers it once the deadline lapses. The client's own modAcks for it
+   * (the initial lease) must land first, or they would override ours.
+   */
+  async #delay(message: Message, delayMs: number): Promise<void> {
+    const seconds = Math.min(600, Math.ceil(delayMs / 1000));
+    const internals = this.#internals;
+    const handled = message as unknown as { _handled: boolean; _handledPromise?: { resolve(): void } };
+    handled._handled = true;
+    handled._handledPromise?.resolve();
+    internals._inventory?.remove(message);
+    const queue = internals._modAcks;
+    if (queue && queue.numInFlightRequests > 0) {
+      await Promise.race([queue.onDrain(), new Promise((resolve) => setTimeout(resolve, 2000).unref())]);
+    }
+    if (this.transport.options.exactlyOnce) await internals.modAckWithResponse(message, seconds);
+    else await internals.modAck(message, seconds);
+  }
+
+  /** A place in the receipt order of `key`'s messages, for settling them in that order. */
+  #ticket(key: string): Ticket {
+    const ticket: Ticket = { key };
+    const queue = this.#order.get(key);
+    if (queue) queue.push(ticket);
+    else this.#order.set(key, [ticket]);
+    return ticket;
+  }
+
+  /**
+   * Exactly-once: sends a settlement and waits at most `settleTimeoutMs` for the service's
+   * confirmation; a refusal or no answer rejects with a typed error (the core reports it through
+   * onError, the service redelivers). On an ordered subscription the settlement is sent only once
+   * every message received before it on its ordering key was settled: the service answers an
+   * out-of-order one with TRANSIENT_FAILURE_UNORDERED_ACK_ID, which the client retries with a
+   * backoff doubling to 64 s for up to 10 minutes (README).
+   */
+  #confirm(
+    ticket: Ticket | undefined,
+    what: string,
+    id: string,
+    call: () => Promise<unknown>,
+  ): Promise<void> {
+    const timeoutMs = this.transport.options.settleTimeoutMs;
+    return new Promise<void>((resolve, reject) => {
+      const send = () => {
+        const timer = setTimeout(() => {
+          reject(
+            new SwitchyardError(
+              "TIMEOUT",
+              `pubsub: ${what} of message ${id} on ${this.id} was not confirmed within ${timeoutMs} ms (exactly-once delivery)`,
+              { details: { subscription: this.id, messageId: id, settlement: what } },
+            ),
+          );
+        }, timeoutMs);
+        call().then(
+          () => {
+            clearTimeout(timer);
+            resolve();
+          },
+          (error: unknown) => {
+            clearTimeout(timer);
+            reject(transportError(`${what} of message ${id} on ${this.id} was refused`, error));
+          },
+        );
+      };
+      if (!ticket || this.#closing) return send();
+      ticket.send = send;
+      this.#drain(ticket.key);
+    });
+  }
+
+  #drain(key: string): void {
+    const queue = this.#order.get(key);
+    if (!queue) return;
+    while (queue.length > 0 && queue[0]!.send) queue.shift()!.send!();
+    if (queue.length === 0) this.#order.delete(key);
+  }
+
+  /**
+   * Before the stream closes. With exactly-once the client asks for a 60 s stream ack deadline, so
+   * whatever the service has written onto the stream and the closing client never reads (flow
+   * control pauses the stream while the consumer is full) comes back only 60 s later. Lower it to
+   * the service's minimum, 10 s (as without exactly-once), and read what is buffered: those
+   * messages are leased, held back by flow control and nacked by the client's close. Held
+   * deliveries stay settleable; the core nacks any new arrival.
+   */
+  async stop(): Promise<void> {
+    if (!this.transport.options.exactlyOnce) return;
+    const stream = this.#internals._stream;
+    stream?.setStreamAckDeadline?.(Duration.from({ seconds: 10 }));
+    stream?.resume?.();
+  }
+
+  /**
+   * With exactly-once the client leases a message only once its receipt modAck is confirmed. The
+   * client's close flushes those modAcks, and each confirmed one puts its message back into the
+   * inventory the close has just cleared and nacked: nobody nacks it, and it sits out the 60 s
+   * lease. Catch those adds while closing and nack them directly.
+   */
+  #catchStragglers(): () => Promise<void> {
+    const inventory = this.#internals._inventory;
+    if (!this.transport.options.exactlyOnce || !inventory) return async () => {};
+    const late: Message[] = [];
+    let released = false;
+    const add = inventory.add.bind(inventory);
+    inventory.add = (message: Message) => {
+      if (this.#internals.isOpen) return add(message);
+      if (released) void this.#nackDirectly([message]);
+      else late.push(message);
+    };
+    return async () => {
+      await new Promise((resolve) => setImmediate(resolve));
+      released = true;
+      const left = (inventory.clear?.() ?? []).filter(
+        (m) => !(m as unknown as { _handled: boolean })._handled,
+      );
+      await this.#nackDirectly([...late, ...left]);
+    };
+  }
+
+  async #nackDirectly(messages: Message[]): Promise<void> {
+    if (messages.length === 0) return;
+    try {
+      const client = await this.#internals.getClient();
+      await client.modifyAckDeadline(
+        {
+          subscription: this.#subscription.name,
+          ackIds: messages.map((m) => m.ackId),
+          ackDeadlineSeconds: 0,
+        },
+        { timeout: this.transport.options.settleTimeoutMs },
+      );
+    } catch {
+      // Best effort: the service redelivers them when their lease lapses anyway.
+    }
+  }
+
   close(): Promise<void> {
     this.#closing ??= (async () => {
+      // Settlements still waiting for their turn go out now (before the client's queues close).
+      for (const queue of this.#order.values()) for (const ticket of queue) ticket.send?.();
+      this.#order.clear();
       this.#subscription.removeAllListeners("message");
+      const release = this.#catchStragglers();
       await this.#subscription.close();
       this.#subscription.removeAllListeners("error");
+      await release();
     })();
     return this.#closing;
   }

@@ -13,7 +13,7 @@ describe("options", () => {
   it("reads the project, emulator and parameters from the URL", () => {
     const o = parseOptions(
       new URL(
-        "pubsub://my-project?emulator=127.0.0.1:8085&prefix=app&ackDeadlineSeconds=60&exactlyOnce=true&minBackoff=1&maxBackoff=20",
+        "pubsub://my-project?emulator=127.0.0.1:8085&prefix=app&ackDeadlineSeconds=60&exactlyOnce=true&minBackoff=1&maxBackoff=20&settleTimeoutMs=2500",
       ),
     );
     expect(o).toMatchObject({
@@ -22,8 +22,10 @@ describe("options", () => {
       prefix: "app",
       ackDeadlineSeconds: 60,
       exactlyOnce: true,
+      settleTimeoutMs: 2500,
       retryPolicy: { minimumBackoffSeconds: 1, maximumBackoffSeconds: 20 },
     });
+    expect(parseOptions(new URL("pubsub://my-project")).settleTimeoutMs).toBe(15_000);
   });
 
   it("falls back to PUBSUB_EMULATOR_HOST, and options override the URL", () => {
@@ -44,6 +46,7 @@ describe("options", () => {
       "pubsub://p-1?prefix=1abc",
       "pubsub://p-1?prefix=google",
       "pubsub://p-1?ackDeadlineSeconds=5",
+      "pubsub://p-1?settleTimeoutMs=0",
       "pubsub://p-1?emulator=not-a-host-port",
       "pubsub://user:s3cret@p-1?bogus=1",
     ];
