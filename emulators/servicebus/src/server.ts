@@ -210,12 +210,20 @@ export class ServiceBusEmulator {
       );
     }
     const peekLock = link.local.attach.snd_settle_mode !== 1;
+    // rhea takes a delivery off `link.credit` only when it writes the transfer, later in its I/O
+    // cycle, so `link.credit` alone lets one pump send (and lock) far more than the client granted:
+    // those wait unsent in rhea's buffer, locked to this link, until the client's next credit.
+    // The credit limit is `link.credit + link.delivery_count` (constant between flows; transfers and
+    // drains move one into the other), so what is left is that minus every delivery handed to rhea.
+    let handed = 0;
     const consumer: LinkConsumer = {
       link,
       store,
       peekLock,
-      credit: () => (link.is_open() && link.sendable() ? link.credit : 0),
+      credit: () =>
+        link.is_open() && link.sendable() ? Math.max(0, link.credit + link.delivery_count - handed) : 0,
       take: (entry, tag) => {
+        handed++;
         const delivery = link.send(this.#outgoing(entry, peekLock), tag);
         if (peekLock) {
           delivery.__entry = entry;

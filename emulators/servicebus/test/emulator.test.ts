@@ -19,6 +19,7 @@ beforeAll(async () => {
         { name: "abandon" },
         { name: "dead" },
         { name: "expiring", deadLetteringOnMessageExpiration: true },
+        { name: "credit" },
         { name: "scheduled" },
         { name: "short-lock", lockDurationMs: 300, maxDeliveryCount: 2 },
         { name: "peek" },
@@ -211,6 +212,30 @@ describe("servicebus emulator, driven by @azure/service-bus", () => {
       expect(got).toEqual(["e0", "e1", "e2", "e3", "e4"]);
       await receiver.close();
     }
+  });
+
+  it("receiveMessages(1) locks one message only; the rest stay available to other receivers", async () => {
+    const sender = client.createSender("credit");
+    await sender.sendMessages(Array.from({ length: 6 }, (_, i) => ({ messageId: `c${i}`, body: i })));
+    const first = client.createReceiver("credit");
+    for (const expected of ["c0", "c1"]) {
+      const got = await first.receiveMessages(1, { maxWaitTimeInMs: 3000 });
+      expect(got.map((m) => m.messageId)).toEqual([expected]);
+      await first.completeMessage(got[0]!);
+    }
+    // Another receiver gets every other message at once: none is held (locked, unsent) for `first`.
+    const second = client.createReceiver("credit");
+    const rest: ServiceBusReceivedMessage[] = [];
+    const until = Date.now() + 5000;
+    while (rest.length < 4 && Date.now() < until) {
+      rest.push(...(await second.receiveMessages(4 - rest.length, { maxWaitTimeInMs: until - Date.now() })));
+    }
+    expect(rest.map((m) => m.messageId)).toEqual(["c2", "c3", "c4", "c5"]);
+    for (const m of rest) expect(m.deliveryCount).toBe(0);
+    for (const m of rest) await second.completeMessage(m);
+    expect(await first.receiveMessages(1, { maxWaitTimeInMs: 200 })).toEqual([]);
+    await first.close();
+    await second.close();
   });
 
   it("subscribe() streams with a bounded number of messages in flight", async () => {
