@@ -268,9 +268,10 @@ export class RunningConsumer implements Consumer {
       return this.#deadLetter(delivery, { reason: "decode", error, envelope, handler: registration.name });
     }
 
-    let message: Message = { ...envelope, data };
-    const typed = registration.type.versionList.length > 0;
-    if (typed) {
+    let message: Message;
+    if (registration.type.versionList.length === 0) {
+      message = { ...envelope, data };
+    } else {
       const type = registration.type;
       const version = envelope.schemaVersion;
       const dual = delivery.message.headers[DUAL_VERSIONS]?.split(",").map(Number);

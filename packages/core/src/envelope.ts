@@ -70,6 +70,10 @@ type AttributeField = keyof typeof ATTRIBUTES;
 const FIELD_BY_ATTRIBUTE = new Map<string, AttributeField>(
   Object.entries(ATTRIBUTES).map(([field, attribute]) => [attribute, field as AttributeField]),
 );
+/** Envelope field → its `ce_` header, precomputed for toWire. */
+const HEADER_BY_FIELD = Object.entries(ATTRIBUTES).map(
+  ([field, attribute]) => [field as AttributeField, RESERVED_PREFIX + attribute] as const,
+);
 
 export const JSON_CONTENT_TYPE = "application/json";
 export const BYTES_CONTENT_TYPE = "application/octet-stream";
@@ -79,7 +83,10 @@ export type EnvelopeInput<T = unknown> = Partial<Omit<Envelope<T>, "specversion"
   data: T;
 };
 
-const encoder = new TextEncoder();
+// Bodies are encoded with Buffer.from (a Uint8Array): for small strings it writes into Node's shared
+// pool instead of allocating an ArrayBuffer per message, ~7× cheaper than TextEncoder and far less
+// GC work. Adapters must honour byteOffset (the body is a view into the pool).
+const utf8 = (text: string): Uint8Array => Buffer.from(text, "utf8");
 
 // uuid asks the OS for 16 random bytes per id; drawing them from a pool refilled 4 KiB at a time
 // makes id generation ~10× cheaper on the publish path.
@@ -96,26 +103,42 @@ function newId(): string {
 }
 const decoder = new TextDecoder("utf-8", { fatal: true });
 
+// `new Date().toISOString()` per message is a measurable share of a publish; messages created in
+// the same millisecond share the string.
+let lastTimeMs = -1;
+let lastTime = "";
+function now(): string {
+  const ms = Date.now();
+  if (ms !== lastTimeMs) {
+    lastTimeMs = ms;
+    lastTime = new Date(ms).toISOString();
+  }
+  return lastTime;
+}
+
+/** Optional envelope fields copied as they are when set. */
+const OPTIONAL_FIELDS = [
+  "schemaVersion",
+  "subject",
+  "key",
+  "correlationId",
+  "causationId",
+  "traceparent",
+  "tracestate",
+] as const;
+
 export function createEnvelope<T>(input: EnvelopeInput<T>, defaults: { source: string }): Envelope<T> {
   const envelope: Envelope<T> = {
     id: input.id ?? newId(),
     type: input.type,
     source: input.source ?? defaults.source,
     specversion: "1.0",
-    time: input.time ?? new Date().toISOString(),
+    time: input.time ?? now(),
     dataContentType: input.dataContentType ?? JSON_CONTENT_TYPE,
-    headers: { ...(input.headers ?? {}) },
+    headers: input.headers ? { ...input.headers } : {},
     data: input.data,
   };
-  for (const field of [
-    "schemaVersion",
-    "subject",
-    "key",
-    "correlationId",
-    "causationId",
-    "traceparent",
-    "tracestate",
-  ] as const) {
+  for (const field of OPTIONAL_FIELDS) {
     const value = input[field];
     if (value !== undefined) (envelope as any)[field] = value;
   }
@@ -123,6 +146,7 @@ export function createEnvelope<T>(input: EnvelopeInput<T>, defaults: { source: s
 }
 
 export function isJsonContentType(contentType: string): boolean {
+  if (contentType === JSON_CONTENT_TYPE) return true;
   const base = contentType.split(";")[0]!.trim().toLowerCase();
   return base === JSON_CONTENT_TYPE || base.endsWith("+json");
 }
@@ -138,10 +162,10 @@ export function encodeData(data: unknown, contentType: string): Uint8Array {
     if (json === undefined) {
       throw new SwitchyardError("INVALID_PAYLOAD", `data of type ${typeof data} cannot be encoded as JSON`);
     }
-    return encoder.encode(json);
+    return utf8(json);
   }
   if (data instanceof Uint8Array) return data;
-  if (typeof data === "string" && isTextContentType(contentType)) return encoder.encode(data);
+  if (typeof data === "string" && isTextContentType(contentType)) return utf8(data);
   throw new SwitchyardError(
     "INVALID_PAYLOAD",
     `data for content type "${contentType}" must be a Uint8Array${isTextContentType(contentType) ? " or a string" : ""}`,
@@ -159,7 +183,8 @@ export function decodeData(body: Uint8Array, contentType: string): unknown {
 }
 
 export function validateUserHeaders(headers: Record<string, string>): void {
-  for (const [name, value] of Object.entries(headers)) {
+  for (const name in headers) {
+    const value = headers[name];
     if (name.length === 0) throw new SwitchyardError("INVALID_HEADER", "header names must not be empty");
     if (name.toLowerCase().startsWith(RESERVED_PREFIX)) {
       throw new SwitchyardError(
@@ -180,11 +205,11 @@ export function validateUserHeaders(headers: Record<string, string>): void {
 export function toWire(envelope: Envelope, extraHeaders: Record<string, string> = {}): WireMessage {
   validateUserHeaders(envelope.headers);
   const headers: Record<string, string> = { ...envelope.headers };
-  for (const field of Object.keys(ATTRIBUTES) as AttributeField[]) {
+  for (const [field, header] of HEADER_BY_FIELD) {
     const value = envelope[field];
-    if (value !== undefined) headers[RESERVED_PREFIX + ATTRIBUTES[field]] = String(value);
+    if (value !== undefined) headers[header] = String(value);
   }
-  Object.assign(headers, extraHeaders);
+  for (const name in extraHeaders) headers[name] = extraHeaders[name]!;
   const wire: WireMessage = {
     id: envelope.id,
     headers,
@@ -201,7 +226,8 @@ export function toWire(envelope: Envelope, extraHeaders: Record<string, string> 
 export function fromWire(wire: WireMessage, options: { decodeBody?: boolean } = {}): Envelope {
   const headers: Record<string, string> = {};
   const attributes: Partial<Record<AttributeField, string>> = {};
-  for (const [name, value] of Object.entries(wire.headers)) {
+  for (const name in wire.headers) {
+    const value = wire.headers[name]!;
     if (name.startsWith(RESERVED_PREFIX)) {
       const field = FIELD_BY_ATTRIBUTE.get(name.slice(RESERVED_PREFIX.length));
       if (field) attributes[field] = value;
@@ -244,14 +270,8 @@ export function fromWire(wire: WireMessage, options: { decodeBody?: boolean } = 
     }
     envelope.schemaVersion = version;
   }
-  for (const field of [
-    "subject",
-    "key",
-    "correlationId",
-    "causationId",
-    "traceparent",
-    "tracestate",
-  ] as const) {
+  for (const field of OPTIONAL_FIELDS) {
+    if (field === "schemaVersion") continue;
     const value = attributes[field];
     if (value !== undefined) envelope[field] = value;
   }

@@ -85,7 +85,10 @@ describe("envelope", () => {
     expect(new TextDecoder().decode(encodeData({ a: "ü" }, "application/cloudevents+json"))).toBe(
       '{"a":"ü"}',
     );
-    expect(encodeData("hé", "text/plain")).toEqual(new TextEncoder().encode("hé"));
+    // Bytes compared as plain arrays: the body is a Uint8Array (a Buffer view into Node's pool).
+    const text = encodeData("hé", "text/plain");
+    expect(text).toBeInstanceOf(Uint8Array);
+    expect([...text]).toEqual([...new TextEncoder().encode("hé")]);
     const bytes = new Uint8Array([0, 255]);
     expect(encodeData(bytes, "application/octet-stream")).toBe(bytes);
     expect(codeOf(() => encodeData("text", "application/octet-stream"))).toBe("INVALID_PAYLOAD");

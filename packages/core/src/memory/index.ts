@@ -44,8 +44,13 @@ export class MemoryTransport implements Transport {
   async publish(destination: Destination, messages: WireMessage[]): Promise<void> {
     this.#assertOpen();
     for (const message of messages) {
-      // Copies, so a caller that reuses its buffers cannot change a message in flight.
-      const copy: WireMessage = { ...message, headers: { ...message.headers }, body: message.body.slice() };
+      // Copies, so a caller that reuses its buffers cannot change a message in flight (Buffer.from
+      // copies into Node's pool: much cheaper than a fresh ArrayBuffer per message).
+      const copy: WireMessage = {
+        ...message,
+        headers: { ...message.headers },
+        body: Buffer.from(message.body),
+      };
       if (destination.kind === "queue") this.broker.publishToQueue(destination.name, copy);
       else this.broker.publishToTopic(destination.name, copy);
     }
