@@ -9,13 +9,16 @@
 //              does), and by a Switchyard consumer (decode, schema check, handler, ack, commit);
 //              timed from the first message (the group join is not in it). consumeRatio is over
 //              the counting raw consumer; consumeRatioVsParse over the parsing one.
+//   same headers  raw publish and parse-consume of records carrying the `ce_` headers Switchyard
+//              writes (throughputRatioSameHeaders, consumeRatioSameHeaders): the client's own cost
+//              of headers is then on both sides, and the ratio is what the pipeline adds.
 //   latency    p50/p99 publish-to-handler at a fixed rate, one message per publish (raw: a plain
 //              producer, acks=all; Switchyard: its idempotent batching producer); both consumers are
 //              seen receiving (a probe message) before the paced run starts.
 // Ends with one JSON line per driver, the default driver (platformatic) last.
 import { randomUUID } from "node:crypto";
 import { Consumer as PltConsumer, Producer as PltProducer, ProduceAcks } from "@platformatic/kafka";
-import { createBus, defineMessage } from "@switchyard/core";
+import { createBus, createEnvelope, defineMessage, toWire } from "@switchyard/core";
 import { Kafka, logLevel } from "kafkajs";
 import { paced, percentile, pool, sleep } from "../../../scripts/bench-kit.mjs";
 import { createTransport } from "../dist/index.js";
@@ -42,6 +45,10 @@ const schema = {
   },
 };
 const Bench = defineMessage({ type: "bench.kafka", versions: { 1: schema } });
+/** The headers Switchyard writes on a record (`ce_*` attributes), for raw runs that carry the same. */
+const switchyardHeaders = toWire(
+  createEnvelope({ type: "bench.kafka", schemaVersion: 1, data: payload(0) }, { source: "bench" }),
+).headers;
 const name = (what) => `bench-${what}-${randomUUID().slice(0, 8)}`;
 const fast = { heartbeatIntervalMs: 250, sessionTimeoutMs: 6000, rebalanceTimeoutMs: 10000, maxWaitMs: 100 };
 
@@ -169,6 +176,29 @@ async function measureRaw(client, admin) {
   };
   const consume = await consumeWith(false);
   const consumeParse = await consumeWith(true);
+  // The same with Switchyard's headers on every record: publish and parse the same bytes, so the
+  // ratio against it shows what the pipeline costs beyond the client's own header handling.
+  const headed = name("raw-headed");
+  await admin.createTopics({ waitForLeaders: true, topics: [{ topic: headed, numPartitions: 3 }] });
+  const headedBatch = (from) => batchOf(from).map((m) => ({ ...m, headers: switchyardHeaders }));
+  await producer.send(headed, headedBatch(0).slice(0, 10));
+  const th = performance.now();
+  for (let sent = 0; sent < N; sent += BATCH) await producer.send(headed, headedBatch(sent));
+  const publishHeaders = N / ((performance.now() - th) / 1000);
+  const consumeHeaders = await (async () => {
+    let got = 0;
+    let first = 0;
+    let sink = 0;
+    const stop = await client.consume(headed, (_headers, value) => {
+      if (got++ === 0) first = performance.now();
+      sink += JSON.parse(value.toString()).id;
+    });
+    await until(() => got >= N + 10, "raw backlog with headers");
+    const rate = (N + 9) / ((performance.now() - first) / 1000);
+    await stop();
+    if (sink < 0) console.log(sink);
+    return rate;
+  })();
   // latency
   const latTopic = name("raw-lat");
   await admin.createTopics({ waitForLeaders: true, topics: [{ topic: latTopic, numPartitions: 3 }] });
@@ -192,7 +222,15 @@ async function measureRaw(client, admin) {
   await until(() => latencies.length >= LATENCY_N, "raw latency");
   await stopLat();
   await Promise.all([producer.close(), latProducer.close()]);
-  return { publish, consume, consumeParse, p50: percentile(latencies, 50), p99: percentile(latencies, 99) };
+  return {
+    publish,
+    publishHeaders,
+    consume,
+    consumeParse,
+    consumeHeaders,
+    p50: percentile(latencies, 50),
+    p99: percentile(latencies, 99),
+  };
 }
 
 async function measureSwitchyard(driver) {
@@ -281,6 +319,8 @@ for (const driver of (process.env.BENCH_DRIVERS ?? "kafkajs,platformatic").split
     publishSinglesPerSec: round(sy.publishSingles),
     rawConsumePerSec: round(raw.consume),
     rawParseConsumePerSec: round(raw.consumeParse),
+    rawSameHeadersPublishPerSec: round(raw.publishHeaders),
+    rawSameHeadersConsumePerSec: round(raw.consumeHeaders),
     consumePerSec: round(sy.consume),
     rawP50Ms: round(raw.p50, 2),
     rawP99Ms: round(raw.p99, 2),
@@ -289,6 +329,8 @@ for (const driver of (process.env.BENCH_DRIVERS ?? "kafkajs,platformatic").split
     throughputRatio: round(sy.publish / raw.publish, 3),
     consumeRatio: round(sy.consume / raw.consume, 3),
     consumeRatioVsParse: round(sy.consume / raw.consumeParse, 3),
+    throughputRatioSameHeaders: round(sy.publish / raw.publishHeaders, 3),
+    consumeRatioSameHeaders: round(sy.consume / raw.consumeHeaders, 3),
     p99DeltaMs: round(sy.p99 - raw.p99, 2),
   });
 }

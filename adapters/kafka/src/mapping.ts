@@ -71,13 +71,21 @@ export interface Decoded {
 }
 
 export function fromRecord(record: IncomingRecord): Decoded {
+  // The adapter's own headers are read aside, never added (a `delete` would turn the object into a
+  // slow dictionary on the consume path).
   const headers: Record<string, string> = {};
-  for (const [name, value] of record.headers) headers[name] = value.toString("utf8");
-  const attempt = Number(headers[ATTEMPT_HEADER] ?? 1);
-  const due = headers[DUE_HEADER] === undefined ? undefined : Number(headers[DUE_HEADER]);
-  const id =
-    headers[CE_ID] ?? headers[ID_HEADER] ?? `kafka:${record.topic}/${record.partition}/${record.offset}`;
-  for (const name of INTERNAL) delete headers[name];
+  let attemptHeader: string | undefined;
+  let dueHeader: string | undefined;
+  let idHeader: string | undefined;
+  for (const [name, value] of record.headers) {
+    if (name === ATTEMPT_HEADER) attemptHeader = value.toString("utf8");
+    else if (name === DUE_HEADER) dueHeader = value.toString("utf8");
+    else if (name === ID_HEADER) idHeader = value.toString("utf8");
+    else headers[name] = value.toString("utf8");
+  }
+  const attempt = Number(attemptHeader ?? 1);
+  const due = dueHeader === undefined ? undefined : Number(dueHeader);
+  const id = headers[CE_ID] ?? idHeader ?? `kafka:${record.topic}/${record.partition}/${record.offset}`;
   if (headers[ORIGIN_HEADERS.topic] === undefined) {
     headers[ORIGIN_HEADERS.topic] = record.topic;
     headers[ORIGIN_HEADERS.partition] = String(record.partition);
