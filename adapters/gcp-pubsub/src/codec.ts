@@ -42,57 +42,104 @@ function headerName(attribute: string): string {
   return attribute;
 }
 
+/** UTF-16 length × 3 bounds the UTF-8 size: below a limit by that bound, no need to measure. */
+const fits = (text: string, limit: number) => text.length * 3 <= limit || bytes(text) <= limit;
+
 /**
  * Wire message → Pub/Sub message. Headers become attributes (`ce_x` → `ce-x`); those that break
  * Pub/Sub's limits (over 100, key > 256 bytes, value > 1024 bytes) are packed as JSON in front of
  * the data, so nothing is dropped. Refuses what cannot fit at all with a typed error.
  */
 export function encode(message: WireMessage): PubsubMessage {
+  // The common case in one pass: every header fits as an attribute as it is.
+  const attributes: Record<string, string> = {};
+  let count = 0;
+  let bound = 0;
+  let packing = false;
+  for (const header in message.headers) {
+    const value = message.headers[header]!;
+    const name = attributeName(header);
+    if (
+      ++count > LIMITS.attributes ||
+      !fits(name, LIMITS.attributeKeyBytes) ||
+      !fits(value, LIMITS.attributeValueBytes)
+    ) {
+      packing = true;
+      break;
+    }
+    attributes[name] = value;
+    bound += (name.length + value.length) * 3;
+  }
+  return packing ? encodePacked(message) : finish(message, bodyBuffer(message), attributes, count, bound);
+}
+
+function bodyBuffer(message: WireMessage): Buffer {
+  return Buffer.from(message.body.buffer, message.body.byteOffset, message.body.byteLength);
+}
+
+/** Some attributes break the limits: CloudEvents attributes stay attributes, the rest is packed. */
+function encodePacked(message: WireMessage): PubsubMessage {
   const entries = Object.entries(message.headers).map(
     ([name, value]) => [attributeName(name), value] as const,
   );
   // CloudEvents attributes first, so they stay visible as attributes when some must be packed.
   entries.sort((a, b) => Number(b[0].startsWith(CE)) - Number(a[0].startsWith(CE)));
-  const fits = entries.length <= LIMITS.attributes;
+  const all = entries.length <= LIMITS.attributes;
   const attributes: Record<string, string> = {};
   const overflow: Record<string, string> = {};
   let plain = 0;
+  let bound = 0;
   for (const [name, value] of entries) {
-    const ok = bytes(name) <= LIMITS.attributeKeyBytes && bytes(value) <= LIMITS.attributeValueBytes;
-    if (ok && (fits || plain < LIMITS.attributes - 1)) {
+    const ok = fits(name, LIMITS.attributeKeyBytes) && fits(value, LIMITS.attributeValueBytes);
+    if (ok && (all || plain < LIMITS.attributes - 1)) {
       attributes[name] = value;
       plain++;
+      bound += (name.length + value.length) * 3;
     } else {
       overflow[name] = value;
     }
   }
-  let data = Buffer.from(message.body.buffer, message.body.byteOffset, message.body.byteLength);
+  let data = bodyBuffer(message);
   if (Object.keys(overflow).length > 0) {
     const packed = Buffer.from(JSON.stringify(overflow), "utf8");
     data = Buffer.concat([packed, data]);
     attributes[PACKED] = String(packed.byteLength);
+    bound += (PACKED.length + attributes[PACKED].length) * 3;
   }
+  return finish(message, data, attributes, plain, bound);
+}
+
+/** Marks an empty message, sets the ordering key and checks the total size. */
+function finish(
+  message: WireMessage,
+  data: Buffer,
+  attributes: Record<string, string>,
+  plain: number,
+  bound: number,
+): PubsubMessage {
   if (data.byteLength === 0 && plain === 0) attributes[EMPTY] = "1";
   const out: PubsubMessage = { data, attributes };
-  let size = data.byteLength;
-  for (const name in attributes) size += bytes(name) + bytes(attributes[name]!);
+  let keyBytes = 0;
   if (message.key !== undefined && message.key !== "") {
-    const keyBytes = bytes(message.key);
+    keyBytes = bytes(message.key);
     if (keyBytes > LIMITS.orderingKeyBytes) {
       throw new SwitchyardError(
         "INVALID_HEADER",
         `message ${message.id}: key is ${keyBytes} bytes; Pub/Sub ordering keys allow ${LIMITS.orderingKeyBytes}`,
       );
     }
-    size += keyBytes;
     out.orderingKey = message.key;
   }
-  if (size > LIMITS.messageBytes) {
-    throw new SwitchyardError(
-      "MESSAGE_TOO_LARGE",
-      `message ${message.id} is ${size} bytes as a Pub/Sub message; Pub/Sub allows ${LIMITS.messageBytes}`,
-      { details: { size, limit: LIMITS.messageBytes } },
-    );
+  if (data.byteLength + bound + keyBytes + 3 > LIMITS.messageBytes) {
+    let size = data.byteLength + keyBytes;
+    for (const name in attributes) size += bytes(name) + bytes(attributes[name]!);
+    if (size > LIMITS.messageBytes) {
+      throw new SwitchyardError(
+        "MESSAGE_TOO_LARGE",
+        `message ${message.id} is ${size} bytes as a Pub/Sub message; Pub/Sub allows ${LIMITS.messageBytes}`,
+        { details: { size, limit: LIMITS.messageBytes } },
+      );
+    }
   }
   return out;
 }

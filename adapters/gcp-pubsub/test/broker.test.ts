@@ -127,6 +127,23 @@ describeWithBroker("pubsub", "gcp-pubsub adapter: on the emulator", () => {
     expect([...(received!.data as Uint8Array)]).toEqual([1, 2, 3]);
   });
 
+  it("header values containing {{projectId}} arrive unchanged (the client's request path would rewrite them)", async () => {
+    const b = bus();
+    const queue = unique("token");
+    const got = new Recorder<Message>();
+    await b
+      .consume(queue)
+      .onAny(async (msg) => got.push(msg))
+      .start();
+    const headers = { template: "projects/{{projectId}}/x", plain: "p" };
+    await b.publishRaw(
+      { kind: "queue", name: queue },
+      { type: "t.token", dataContentType: BYTES_CONTENT_TYPE, data: new Uint8Array([1]), headers },
+    );
+    const [received] = await got.count(1, 10_000);
+    expect(received!.headers).toEqual(headers);
+  });
+
   it("an empty message without attributes travels (Pub/Sub alone would refuse it)", async () => {
     const b = bus();
     const queue = unique("empty");

@@ -135,6 +135,30 @@ describe("codec", () => {
     expect([...back.body]).toEqual([9, 8, 7]);
   });
 
+  it("measures attribute limits in UTF-8 bytes, not characters", () => {
+    const headers = {
+      ascii: "a".repeat(1024), // 1,024 bytes: fits
+      accents: "é".repeat(512), // 1,024 bytes: fits
+      over: "é".repeat(513), // 1,026 bytes: packed
+      ["ké".repeat(85)]: "key of 255 bytes", // fits
+      ["é".repeat(129)]: "key of 258 bytes", // packed
+    };
+    const encoded = encode({ id: "u", headers, body: new Uint8Array(1) });
+    expect(Object.keys(encoded.attributes).sort()).toEqual(
+      ["ascii", "accents", "ké".repeat(85), "ce-xpacked"].sort(),
+    );
+    expect(roundTrip({ id: "u", headers, body: new Uint8Array(1) }).headers).toEqual(headers);
+  });
+
+  it("counts attributes and the ordering key in the 10 MB limit", () => {
+    const headers = { big: "x".repeat(1000) };
+    const body = new Uint8Array(LIMITS.messageBytes - 1000 - 3 - 2);
+    expect(() => encode({ id: "a", headers, body, key: "kk" })).not.toThrow();
+    expect(() => encode({ id: "b", headers, body, key: "kkk" })).toThrow(
+      expect.objectContaining({ code: "MESSAGE_TOO_LARGE" }),
+    );
+  });
+
   it("marks a message with neither data nor attributes, which Pub/Sub refuses", () => {
     const encoded = encode({ id: "e", headers: {}, body: new Uint8Array(0) });
     expect(Object.keys(encoded.attributes)).toHaveLength(1);
