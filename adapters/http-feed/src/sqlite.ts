@@ -1,7 +1,14 @@
 import { resolve } from "node:path";
-import { DatabaseSync, type SQLInputValue } from "node:sqlite";
+import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlite";
 import { SwitchyardError, type WireMessage } from "@switchyard/core";
-import type { AppendInput, FeedRead, FeedStore, PendingRecord, SubKey } from "./store.js";
+import {
+  type AppendInput,
+  type FeedRead,
+  type FeedStore,
+  type PendingRecord,
+  type SubKey,
+  subKeyString,
+} from "./store.js";
 
 export interface SqliteStoreOptions {
   /** A file path, or `:memory:` (one process, gone on close). */
@@ -47,6 +54,10 @@ export class SqliteStore implements FeedStore {
   readonly #appendListeners = new Set<(topic: string) => void>();
   readonly #pendingListeners = new Set<(key: SubKey) => void>();
   #db: DatabaseSync | undefined;
+  /** Prepared statements by SQL text: preparing costs more than running the hot ones. */
+  readonly #statements = new Map<string, StatementSync>();
+  /** Acks of this turn of the event loop, deleted in one transaction. */
+  #acks: { seqs: number[]; done: Promise<void> } | undefined;
   #closed = false;
 
   constructor(options: SqliteStoreOptions) {
@@ -96,10 +107,26 @@ export class SqliteStore implements FeedStore {
         CREATE TABLE IF NOT EXISTS ${pending} (
           seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, name TEXT NOT NULL,
           sub TEXT NOT NULL, id TEXT NOT NULL, key TEXT, headers TEXT NOT NULL, body BLOB NOT NULL,
-          attempt INTEGER NOT NULL DEFAULT 0, visible_at INTEGER NOT NULL, lease_until INTEGER);
+          attempt INTEGER NOT NULL DEFAULT 0, visible_at INTEGER NOT NULL, lease_until INTEGER,
+          head INTEGER NOT NULL DEFAULT 1);
         CREATE INDEX IF NOT EXISTS ${pending}_ready ON ${pending} (kind, name, sub, seq);
         CREATE INDEX IF NOT EXISTS ${pending}_key ON ${pending} (kind, name, sub, key, seq)
           WHERE key IS NOT NULL;`);
+      // \`head\`: the row is keyless or the oldest pending row of its key, so claimable as far as
+      // per-key order goes. Kept on insert and ack, it lets a claim read the heads from an index
+      // instead of probing every row of a deep keyed backlog for an older one of its key.
+      const columns = db.prepare(`PRAGMA table_info(${pending})`).all();
+      if (!columns.some((column) => column.name === "head")) {
+        db.exec(`BEGIN IMMEDIATE;
+          ALTER TABLE ${pending} ADD COLUMN head INTEGER NOT NULL DEFAULT 1;
+          UPDATE ${pending} SET head = NOT EXISTS (SELECT 1 FROM ${pending} o WHERE o.kind = ${pending}.kind
+            AND o.name = ${pending}.name AND o.sub = ${pending}.sub AND o.key = ${pending}.key
+            AND o.seq < ${pending}.seq) WHERE key IS NOT NULL;
+          COMMIT;`);
+      }
+      db.exec(
+        `CREATE INDEX IF NOT EXISTS ${pending}_head ON ${pending} (kind, name, sub, seq) WHERE head = 1;`,
+      );
     } catch (error) {
       db?.close();
       throw this.#wrap(error, "initialise the store");
@@ -120,17 +147,24 @@ export class SqliteStore implements FeedStore {
     );
   }
 
+  #prepare(sql: string): StatementSync {
+    let statement = this.#statements.get(sql);
+    if (!statement) {
+      statement = this.#open().prepare(sql);
+      this.#statements.set(sql, statement);
+    }
+    return statement;
+  }
+
   #all(what: string, sql: string, ...values: SQLInputValue[]): Row[] {
     try {
-      return this.#open()
-        .prepare(sql)
-        .all(...values) as Row[];
+      return this.#prepare(sql).all(...values) as Row[];
     } catch (error) {
       throw this.#wrap(error, what);
     }
   }
 
-  #tx<T>(what: string, body: (db: DatabaseSync) => T): T {
+  #tx<T>(what: string, body: (db: { prepare(sql: string): StatementSync }) => T): T {
     const db = this.#open();
     try {
       db.exec("BEGIN IMMEDIATE");
@@ -138,7 +172,7 @@ export class SqliteStore implements FeedStore {
       throw this.#wrap(error, what);
     }
     try {
-      const result = body(db);
+      const result = body({ prepare: (sql) => this.#prepare(sql) });
       db.exec("COMMIT");
       return result;
     } catch (error) {
@@ -285,10 +319,11 @@ export class SqliteStore implements FeedStore {
     this.#emitPending(key);
   }
 
-  #insertPending(db: DatabaseSync, key: SubKey, messages: WireMessage[]): void {
+  #insertPending(db: { prepare(sql: string): StatementSync }, key: SubKey, messages: WireMessage[]): void {
     const insert = db.prepare(
-      `INSERT INTO ${this.#t.pending} (kind, name, sub, id, key, headers, body, visible_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO ${this.#t.pending} (kind, name, sub, id, key, headers, body, visible_at, head)
+       VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?5 IS NULL OR NOT EXISTS (SELECT 1 FROM ${this.#t.pending}
+         WHERE kind = ?1 AND name = ?2 AND sub = ?3 AND key = ?5))`,
     );
     const now = Date.now();
     for (const m of messages) {
@@ -305,12 +340,8 @@ export class SqliteStore implements FeedStore {
           `UPDATE ${pending} SET attempt = attempt + 1, lease_until = ?5
            WHERE seq IN (
              SELECT c.seq FROM ${pending} c
-             WHERE c.kind = ?1 AND c.name = ?2 AND c.sub = ?3 AND c.visible_at <= ?6
+             WHERE c.kind = ?1 AND c.name = ?2 AND c.sub = ?3 AND c.head = 1 AND c.visible_at <= ?6
                AND (c.lease_until IS NULL OR c.lease_until < ?6)
-               AND (c.key IS NULL OR NOT EXISTS (
-                 SELECT 1 FROM ${pending} o
-                 WHERE o.kind = c.kind AND o.name = c.name AND o.sub = c.sub AND o.key = c.key
-                   AND o.seq < c.seq))
              ORDER BY c.seq LIMIT ?4)
            RETURNING seq, id, key, headers, body, attempt`,
         )
@@ -329,17 +360,46 @@ export class SqliteStore implements FeedStore {
       });
   }
 
-  async ack(seq: string): Promise<void> {
-    const rows = this.#all(
-      "acknowledge",
-      `DELETE FROM ${this.#t.pending} WHERE seq = ? RETURNING kind, name, sub, key`,
-      Number(seq),
-    );
-    // A keyed row blocked younger rows of its key: wake consumers.
-    const row = rows[0];
-    if (row && row.key !== null) {
-      this.#emitPending({ kind: row.kind as SubKey["kind"], name: String(row.name), sub: String(row.sub) });
+  /**
+   * Deletes a settled row. Acks made in the same turn of the event loop (a consumer settles many at
+   * once) share one transaction, so one WAL commit instead of one each; each resolves once that
+   * transaction has committed, or rejects with it.
+   */
+  ack(seq: string): Promise<void> {
+    let batch = this.#acks;
+    if (!batch) {
+      const seqs: number[] = [];
+      const done = new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
+        if (this.#acks === batch) this.#acks = undefined;
+        this.#ackMany(seqs);
+      });
+      batch = { seqs, done };
+      this.#acks = batch;
     }
+    batch.seqs.push(Number(seq));
+    return batch.done;
+  }
+
+  #ackMany(seqs: number[]): void {
+    const woken = new Map<string, SubKey>();
+    this.#tx("acknowledge", (db) => {
+      const { pending } = this.#t;
+      const remove = db.prepare(`DELETE FROM ${pending} WHERE seq = ? RETURNING kind, name, sub, key, head`);
+      const promote = db.prepare(
+        `UPDATE ${pending} SET head = 1 WHERE seq = (SELECT min(seq) FROM ${pending}
+           WHERE kind = ? AND name = ? AND sub = ? AND key = ?)`,
+      );
+      for (const seq of seqs) {
+        const row = remove.get(seq);
+        // A keyed head blocked younger rows of its key: the next one is the head now; wake consumers.
+        if (row && row.key !== null && Number(row.head) === 1) {
+          promote.run(row.kind as string, row.name as string, row.sub as string, row.key as string);
+          const key = { kind: row.kind as SubKey["kind"], name: String(row.name), sub: String(row.sub) };
+          woken.set(subKeyString(key), key);
+        }
+      }
+    });
+    for (const key of woken.values()) this.#emitPending(key);
   }
 
   async nack(seq: string, delayMs: number): Promise<void> {
@@ -378,6 +438,7 @@ export class SqliteStore implements FeedStore {
     }
     this.#appendListeners.clear();
     this.#pendingListeners.clear();
+    this.#statements.clear();
     this.#db?.close();
     this.#db = undefined;
   }
