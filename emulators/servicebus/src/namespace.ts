@@ -1,3 +1,4 @@
+import { compileRule, DEFAULT_RULE, type Rule, type RuleConfig } from "./rules.js";
 import {
   EmulatorError,
   type EntityOptions,
@@ -12,6 +13,8 @@ export interface QueueConfig extends EntityOptions {
 
 export interface SubscriptionConfig extends EntityOptions {
   name: string;
+  /** The subscription's rules (SQL or correlation filters); default the `$Default` rule, `1=1`. */
+  rules?: RuleConfig[];
 }
 
 export interface TopicConfig {
@@ -86,12 +89,16 @@ export class Queue implements SendTarget {
 export class Subscription {
   readonly store: MessageStore;
   readonly deadLetter: MessageStore;
+  /** Rules by name (lower case); a message is taken when any rule's filter matches it. */
+  readonly rules = new Map<string, Rule>();
 
   constructor(
     readonly topic: Topic,
     readonly name: string,
     readonly options: ResolvedEntityOptions,
+    rules: RuleConfig[] = [DEFAULT_RULE],
   ) {
+    for (const rule of rules) this.addRule(rule);
     const path = `${topic.path}/Subscriptions/${name}`;
     this.deadLetter = new MessageStore(
       `${path}/$DeadLetterQueue`,
@@ -100,6 +107,33 @@ export class Subscription {
       undefined,
     );
     this.store = new MessageStore(path, options, { next: 0 }, this.deadLetter);
+  }
+
+  addRule(config: RuleConfig): void {
+    const rule = compileRule(config);
+    const key = rule.name.toLowerCase();
+    if (this.rules.has(key))
+      throw new EmulatorError(
+        "com.microsoft:entity-already-exists",
+        `rule '${rule.name}' exists on '${this.topic.path}/Subscriptions/${this.name}'`,
+        409,
+      );
+    this.rules.set(key, rule);
+  }
+
+  removeRule(name: string): void {
+    if (!this.rules.delete(String(name).toLowerCase()))
+      throw new EmulatorError(
+        "amqp:not-found",
+        `rule '${name}' does not exist on '${this.topic.path}/Subscriptions/${this.name}'`,
+        404,
+      );
+  }
+
+  /** Any rule matches (no rule at all: nothing does, as on the service). */
+  takes(message: Record<string, any>): boolean {
+    for (const rule of this.rules.values()) if (rule.matches(message)) return true;
+    return false;
   }
 
   close(): void {
@@ -120,9 +154,10 @@ export class Topic implements SendTarget {
 
   validate(_message: Record<string, any>): void {}
 
-  /** Fan-out: every subscription gets its own copy (no rules: every subscription takes all). */
+  /** Fan-out: every subscription whose rules take the message gets its own copy. */
   accept(message: Record<string, any>): void {
-    for (const subscription of this.subscriptions.values()) subscription.store.enqueue({ ...message });
+    for (const subscription of this.subscriptions.values())
+      if (subscription.takes(message)) subscription.store.enqueue({ ...message });
   }
 
   close(): void {
@@ -182,7 +217,7 @@ export class Namespace {
   createSubscription(
     topicName: string,
     name: string,
-    options: EntityOptions = {},
+    options: EntityOptions & { rules?: RuleConfig[] } = {},
   ): { created: boolean; subscription: Subscription } {
     validateName(name);
     const topic = this.topics.get(topicName.toLowerCase());
@@ -190,7 +225,8 @@ export class Namespace {
     const key = name.toLowerCase();
     const existing = topic.subscriptions.get(key);
     if (existing) return { created: false, subscription: existing };
-    const subscription = new Subscription(topic, name, resolveEntityOptions(options));
+    const { rules, ...entityOptions } = options;
+    const subscription = new Subscription(topic, name, resolveEntityOptions(entityOptions), rules);
     topic.subscriptions.set(key, subscription);
     return { created: true, subscription };
   }

@@ -7,7 +7,14 @@ import {
 } from "node:http";
 import type { AddressInfo, Server as NetServer } from "node:net";
 import rhea from "rhea";
-import { entityPath, Namespace, type NamespaceConfig, type SendTarget } from "./namespace.js";
+import {
+  entityPath,
+  Namespace,
+  type NamespaceConfig,
+  type SendTarget,
+  type Subscription,
+} from "./namespace.js";
+import { type CorrelationFilter, type RuleConfig, ruleDescription } from "./rules.js";
 import {
   type Consumer,
   EmulatorError,
@@ -528,6 +535,11 @@ export class ServiceBusEmulator {
         throw new EmulatorError("amqp:not-allowed", `'${operation}' needs a queue or subscription`, 400);
       return store;
     };
+    const needSubscription = (): Subscription => {
+      if (resolved.kind !== "subscription")
+        throw new EmulatorError("amqp:not-allowed", `'${operation}' needs a topic subscription`, 400);
+      return resolved.subscription;
+    };
     const tokens = (): string[] =>
       arrayOf(body["lock-tokens"]).map((t: unknown) => Buffer.from(t as Buffer).toString("hex"));
     switch (operation) {
@@ -654,6 +666,28 @@ export class ServiceBusEmulator {
         if (ids.length === 0) return [204, undefined];
         return [200, { skip: types.wrap_int(skip), "sessions-ids": types.wrap_array(ids, 0xa1) }];
       }
+      case "com.microsoft:add-rule": {
+        needSubscription().addRule(ruleFromRequest(body));
+        return [200, undefined];
+      }
+      case "com.microsoft:remove-rule": {
+        needSubscription().removeRule(String(body["rule-name"] ?? ""));
+        return [200, undefined];
+      }
+      case "com.microsoft:enumerate-rules": {
+        const skip = toNumber(body.skip);
+        const top = toNumber(body.top) || Number.MAX_SAFE_INTEGER;
+        const rules = [...needSubscription().rules.values()].slice(skip, skip + top);
+        if (rules.length === 0) return [204, undefined];
+        return [
+          200,
+          {
+            rules: types.wrap_list(
+              rules.map((rule) => types.wrap_map({ "rule-description": ruleDescription(rule) })),
+            ),
+          },
+        ];
+      }
       default:
         throw new EmulatorError(
           "amqp:not-implemented",
@@ -733,6 +767,7 @@ export class ServiceBusEmulator {
           activeMessageCount: subscription.store.activeCount,
           deadLetterMessageCount: subscription.deadLetter.entries.size,
           ...subscription.options,
+          rules: [...subscription.rules.values()].map(({ name, filter }) => ({ name, filter })),
         });
       }
       return send(404, { error: `no admin route ${method} ${req.url}` });
@@ -741,6 +776,45 @@ export class ServiceBusEmulator {
       send(e.status >= 400 && e.status < 600 ? e.status : 400, { error: e.message, condition: e.condition });
     }
   }
+}
+
+/** The rule of an `add-rule` request: `rule-name` and a `rule-description` with one filter. */
+function ruleFromRequest(body: Record<string, any>): RuleConfig {
+  const name = String(body["rule-name"] ?? "");
+  const description: Record<string, any> = body["rule-description"] ?? {};
+  if (description["sql-rule-action"] !== undefined && description["sql-rule-action"] !== null) {
+    throw new EmulatorError(
+      "amqp:not-implemented",
+      `rule actions (sql-rule-action of rule '${name}') are not supported by the Switchyard Service Bus emulator`,
+      501,
+    );
+  }
+  const sql = description["sql-filter"];
+  if (sql) return { name, filter: { sql: String(sql.expression ?? "") } };
+  const c = description["correlation-filter"];
+  if (c) {
+    const filter: CorrelationFilter = {};
+    const fields: Array<[keyof CorrelationFilter, string]> = [
+      ["correlationId", "correlation-id"],
+      ["messageId", "message-id"],
+      ["to", "to"],
+      ["replyTo", "reply-to"],
+      ["subject", "label"],
+      ["sessionId", "session-id"],
+      ["replyToSessionId", "reply-to-session-id"],
+      ["contentType", "content-type"],
+    ];
+    for (const [field, wire] of fields)
+      if (c[wire] !== undefined && c[wire] !== null)
+        (filter as Record<string, unknown>)[field] = String(c[wire]);
+    if (c.properties && typeof c.properties === "object") filter.applicationProperties = c.properties;
+    return { name, filter: { correlation: filter } };
+  }
+  throw new EmulatorError(
+    "amqp:invalid-field",
+    `rule '${name}' has no sql-filter or correlation-filter`,
+    400,
+  );
 }
 
 function asEmulatorError(error: unknown): EmulatorError {

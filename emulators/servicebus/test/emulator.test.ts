@@ -34,7 +34,37 @@ beforeAll(async () => {
         { name: "session-lock", requiresSession: true, lockDurationMs: 400 },
         { name: "session-state", requiresSession: true },
       ],
-      topics: [{ name: "events", subscriptions: [{ name: "a" }, { name: "b" }] }],
+      topics: [
+        { name: "events", subscriptions: [{ name: "a" }, { name: "b" }] },
+        {
+          name: "ruled",
+          subscriptions: [
+            { name: "all" },
+            { name: "eu", rules: [{ name: "eu-big", filter: { sql: "region = 'eu' AND amount > 10" } }] },
+            {
+              name: "vip",
+              rules: [
+                {
+                  name: "gold",
+                  filter: { correlation: { subject: "vip", applicationProperties: { tier: "gold" } } },
+                },
+              ],
+            },
+            { name: "managed" },
+            {
+              name: "sql",
+              rules: [
+                {
+                  name: "many",
+                  filter: {
+                    sql: "color IN ('red', 'green') AND NOT (size > 3) AND missing IS NULL AND EXISTS(color) AND code LIKE 'a!_%' ESCAPE '!'",
+                  },
+                },
+              ],
+            },
+          ],
+        },
+      ],
     },
   });
   client = new ServiceBusClient(emulator.connectionString, {
@@ -236,6 +266,114 @@ describe("servicebus emulator, driven by @azure/service-bus", () => {
     expect(await first.receiveMessages(1, { maxWaitTimeInMs: 200 })).toEqual([]);
     await first.close();
     await second.close();
+  });
+
+  it("subscription rules: SQL and correlation filters pick what each subscription gets", async () => {
+    await client.createSender("ruled").sendMessages([
+      { messageId: "r1", body: 1, applicationProperties: { region: "eu", amount: 50 } },
+      { messageId: "r2", body: 2, applicationProperties: { region: "eu", amount: 5 } },
+      { messageId: "r3", body: 3, applicationProperties: { region: "us", amount: 50 } },
+      { messageId: "r4", body: 4, subject: "vip", applicationProperties: { tier: "gold" } },
+      { messageId: "r5", body: 5, subject: "vip", applicationProperties: { tier: "silver" } },
+    ]);
+    const drain = async (sub: string, count: number) => {
+      const receiver = client.createReceiver("ruled", sub, { receiveMode: "receiveAndDelete" });
+      const got: string[] = [];
+      const until = Date.now() + 3000;
+      while (got.length < count && Date.now() < until) {
+        const batch = await receiver.receiveMessages(count - got.length, {
+          maxWaitTimeInMs: until - Date.now(),
+        });
+        got.push(...batch.map((m) => String(m.messageId)));
+      }
+      // Nothing beyond what the rules let through.
+      got.push(
+        ...(await receiver.receiveMessages(5, { maxWaitTimeInMs: 200 })).map((m) => String(m.messageId)),
+      );
+      await receiver.close();
+      return got.sort();
+    };
+    expect(await drain("all", 5)).toEqual(["r1", "r2", "r3", "r4", "r5"]);
+    expect(await drain("eu", 1)).toEqual(["r1"]);
+    expect(await drain("vip", 1)).toEqual(["r4"]);
+    await drain("managed", 5);
+  });
+
+  it("subscription rules: IN, NOT, IS NULL, EXISTS, LIKE … ESCAPE, and unknown (missing) is no match", async () => {
+    await client.createSender("ruled").sendMessages([
+      { messageId: "s1", body: 1, applicationProperties: { color: "red", size: 2, code: "a_1" } },
+      { messageId: "s2", body: 2, applicationProperties: { color: "blue", size: 2, code: "a_1" } },
+      { messageId: "s3", body: 3, applicationProperties: { color: "green", size: 5, code: "a_x" } },
+      { messageId: "s4", body: 4, applicationProperties: { color: "red", size: 1, code: "ab" } },
+      {
+        messageId: "s5",
+        body: 5,
+        applicationProperties: { color: "red", size: 1, code: "a_z", missing: "x" },
+      },
+      { messageId: "s6", body: 6, applicationProperties: { size: 1, code: "a_" } },
+      { messageId: "s7", body: 7, applicationProperties: { color: "green", code: "a_q" } },
+    ]);
+    const receiver = client.createReceiver("ruled", "sql", { receiveMode: "receiveAndDelete" });
+    const got = (await receiver.receiveMessages(1, { maxWaitTimeInMs: 3000 })).map((m) => m.messageId);
+    got.push(...(await receiver.receiveMessages(7, { maxWaitTimeInMs: 300 })).map((m) => m.messageId));
+    expect(got).toEqual(["s1"]);
+    await receiver.close();
+    for (const sub of ["all", "eu", "vip", "managed"]) {
+      const r = client.createReceiver("ruled", sub, { receiveMode: "receiveAndDelete" });
+      while ((await r.receiveMessages(10, { maxWaitTimeInMs: 200 })).length > 0) {}
+      await r.close();
+    }
+  });
+
+  it("subscription rules: the rule manager lists, creates and deletes rules; bad SQL is refused", async () => {
+    const rules = client.createRuleManager("ruled", "managed");
+    const listed = async () => {
+      const out: Array<{ name: string; filter: unknown }> = [];
+      for await (const rule of rules.listRules()) out.push({ name: rule.name, filter: rule.filter });
+      return out;
+    };
+    expect(await listed()).toEqual([{ name: "$Default", filter: { sqlExpression: "1=1" } }]);
+    await rules.createRule("big", { sqlExpression: "amount >= 100 OR sys.Label LIKE 'urgent%'" });
+    await rules.createRule("blue", { applicationProperties: { color: "blue" }, contentType: "text/plain" });
+    await rules.deleteRule("$Default");
+    expect((await listed()).map((r) => r.name)).toEqual(["big", "blue"]);
+    expect((await listed())[1]!.filter).toMatchObject({
+      contentType: "text/plain",
+      applicationProperties: { color: "blue" },
+    });
+    await expect(rules.createRule("big", { sqlExpression: "1=1" })).rejects.toThrow(/exists/);
+    await expect(rules.createRule("broken", { sqlExpression: "amount >>> 3" })).rejects.toThrow(/SQL filter/);
+    await expect(rules.deleteRule("nope")).rejects.toThrow(/does not exist/);
+
+    await client.createSender("ruled").sendMessages([
+      { messageId: "m1", body: 1, applicationProperties: { amount: 150 } },
+      { messageId: "m2", body: 2, applicationProperties: { amount: 99 } },
+      { messageId: "m3", body: 3, subject: "urgent: now" },
+      { messageId: "m4", body: 4, contentType: "text/plain", applicationProperties: { color: "blue" } },
+      { messageId: "m5", body: 5, applicationProperties: { color: "blue" } },
+    ]);
+    const receiver = client.createReceiver("ruled", "managed", { receiveMode: "receiveAndDelete" });
+    const got: string[] = [];
+    const until = Date.now() + 3000;
+    while (got.length < 3 && Date.now() < until) {
+      const batch = await receiver.receiveMessages(3 - got.length, { maxWaitTimeInMs: until - Date.now() });
+      got.push(...batch.map((m) => String(m.messageId)));
+    }
+    got.push(
+      ...(await receiver.receiveMessages(5, { maxWaitTimeInMs: 200 })).map((m) => String(m.messageId)),
+    );
+    expect(got.sort()).toEqual(["m1", "m3", "m4"]);
+    await receiver.close();
+    // The other subscriptions are untouched by these rules.
+    const all = client.createReceiver("ruled", "all", { receiveMode: "receiveAndDelete" });
+    const allGot: string[] = [];
+    while (allGot.length < 5) {
+      const batch = await all.receiveMessages(5 - allGot.length, { maxWaitTimeInMs: 3000 });
+      if (batch.length === 0) break;
+      allGot.push(...batch.map((m) => String(m.messageId)));
+    }
+    expect(allGot.sort()).toEqual(["m1", "m2", "m3", "m4", "m5"]);
+    await all.close();
   });
 
   it("subscribe() streams with a bounded number of messages in flight", async () => {
