@@ -3,7 +3,13 @@ import type { ServiceBusOptions } from "./options.js";
 import { createServiceBusTransport } from "./transport.js";
 
 export { AMQP_PREFIX, ATTEMPT_HEADER, fromServiceBus, KEY_HEADER, toServiceBus } from "./mapping.js";
-export { type ResolvedOptions, resolveOptions, type ServiceBusOptions } from "./options.js";
+export {
+  type CorrelationRuleFilter,
+  type ResolvedOptions,
+  resolveOptions,
+  type ServiceBusOptions,
+  type SubscriptionRule,
+} from "./options.js";
 export { createServiceBusTransport, entityOf, redactSecrets, ServiceBusTransport } from "./transport.js";
 
 /**

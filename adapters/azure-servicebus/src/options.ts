@@ -1,5 +1,26 @@
 import { redactUrl, SwitchyardError } from "@switchyard/core";
 
+/** Matches on a message's own fields and application properties; every field given must be equal. */
+export interface CorrelationRuleFilter {
+  correlationId?: string;
+  messageId?: string;
+  to?: string;
+  replyTo?: string;
+  /** The CloudEvents type of a Switchyard message. */
+  subject?: string;
+  sessionId?: string;
+  replyToSessionId?: string;
+  contentType?: string;
+  applicationProperties?: Record<string, string | number | boolean>;
+}
+
+/**
+ * The filter of a subscription's rule: a SQL filter expression (e.g. `sys.Label = 'order.placed' AND
+ * tenant = 't1'`; `sys.Label` is the CloudEvents type, user headers are properties by name) or a
+ * correlation filter.
+ */
+export type SubscriptionRule = { sql: string } | { correlation: CorrelationRuleFilter };
+
 /** What `createTransport(url, options)` accepts besides the URL; options win over query parameters. */
 export interface ServiceBusOptions {
   /** A full connection string (`Endpoint=sb://…;SharedAccessKeyName=…;SharedAccessKey=…`); wins over the URL. */
@@ -32,6 +53,11 @@ export interface ServiceBusOptions {
   sessions?: boolean;
   /** Sessions mode: a held session with no message for this long is released. Default 1000 ms. */
   sessionIdleMs?: number;
+  /**
+   * Filters of subscriptions, by `"topic/subscription"`: a subscription the adapter creates gets this
+   * as its only rule (`$Default`) instead of "every message". Existing subscriptions keep their rules.
+   */
+  rules?: Record<string, SubscriptionRule>;
 }
 
 export interface ResolvedOptions {
@@ -46,6 +72,7 @@ export interface ResolvedOptions {
   maxMessageBytes: number;
   sessions: boolean;
   sessionIdleMs: number;
+  rules: Map<string, SubscriptionRule>;
   /** The endpoint without secrets, for messages. */
   display: string;
 }
@@ -126,6 +153,17 @@ export function resolveOptions(url: URL, options: ServiceBusOptions = {}): Resol
     throw invalid(`sessions must be true or false, got "${String(sessionsRaw)}"`);
   }
   const sessions = sessionsRaw === true || sessionsRaw === "true" || sessionsRaw === "1";
+  const rules = new Map<string, SubscriptionRule>();
+  for (const [path, rule] of Object.entries(options.rules ?? {})) {
+    const parts = path.split("/");
+    if (parts.length !== 2 || !parts[0] || !parts[1])
+      throw invalid(`rules: "${path}" is not "topic/subscription"`);
+    const sql = rule && "sql" in rule && typeof rule.sql === "string" && rule.sql.trim() !== "";
+    const correlation =
+      rule && "correlation" in rule && typeof rule.correlation === "object" && rule.correlation !== null;
+    if (!sql && !correlation) throw invalid(`rules["${path}"] must be { sql } or { correlation }`);
+    rules.set(path, rule);
+  }
   return {
     connectionString,
     namespace,
@@ -138,6 +176,7 @@ export function resolveOptions(url: URL, options: ServiceBusOptions = {}): Resol
     maxMessageBytes: number("maxMessageBytes", 256 * 1024, 1024),
     sessions,
     sessionIdleMs: number("sessionIdleMs", 1000, 10),
+    rules,
     display: shown,
   };
 }

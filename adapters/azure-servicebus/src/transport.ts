@@ -27,7 +27,12 @@ import {
   fromServiceBus,
   toServiceBus,
 } from "./mapping.js";
-import { type ResolvedOptions, resolveOptions, type ServiceBusOptions } from "./options.js";
+import {
+  type ResolvedOptions,
+  resolveOptions,
+  type ServiceBusOptions,
+  type SubscriptionRule,
+} from "./options.js";
 
 /** The entity path a source reads: the queue, or `<topic>/Subscriptions/<subscription>`. */
 export function entityOf(source: Source): string {
@@ -105,12 +110,17 @@ export class ServiceBusTransport implements Transport {
               : entity.kind === "topic"
                 ? `/topics/${encodeURIComponent(entity.name)}`
                 : `/topics/${encodeURIComponent(entity.topic)}/subscriptions/${encodeURIComponent(entity.name)}`;
+          const rule = entity.kind === "subscription" ? this.#rule(entity.topic, entity.name) : undefined;
           const response = await fetch(new URL(path, this.options.adminUrl), {
             method: "PUT",
             body: JSON.stringify(
               entity.kind === "topic"
                 ? {}
-                : { ...settings, ...(sessionful ? { requiresSession: true } : {}) },
+                : {
+                    ...settings,
+                    ...(sessionful ? { requiresSession: true } : {}),
+                    ...(rule ? { rules: [{ name: "$Default", filter: rule }] } : {}),
+                  },
             ),
           });
           if (!response.ok) throw new Error(`${response.status} ${await response.text()}`);
@@ -166,14 +176,28 @@ export class ServiceBusTransport implements Transport {
     } else if (entity.kind === "topic") {
       if (!(await admin.topicExists(entity.name))) await admin.createTopic(entity.name).catch(ignoreExists);
     } else if (!(await admin.subscriptionExists(entity.topic, entity.name))) {
+      const rule = this.#rule(entity.topic, entity.name);
       await admin
         .createSubscription(entity.topic, entity.name, {
           maxDeliveryCount: this.options.maxDeliveryCount,
           lockDuration,
           requiresSession: sessionful,
+          ...(rule
+            ? {
+                defaultRuleOptions: {
+                  name: "$Default",
+                  filter: "sql" in rule ? { sqlExpression: rule.sql } : rule.correlation,
+                },
+              }
+            : {}),
         })
         .catch(ignoreExists);
     }
+  }
+
+  /** The configured filter of a subscription (`options.rules["topic/subscription"]`), if any. */
+  #rule(topic: string, subscription: string): SubscriptionRule | undefined {
+    return this.options.rules.get(`${topic}/${subscription}`);
   }
 
   // ---- publish ----
