@@ -87,10 +87,29 @@ export class PostgresStore implements FeedStore {
           seq bigserial PRIMARY KEY, kind text NOT NULL, name text NOT NULL, sub text NOT NULL,
           id text NOT NULL, key text, headers text NOT NULL, body bytea NOT NULL,
           attempt integer NOT NULL DEFAULT 0, visible_at timestamptz NOT NULL DEFAULT now(),
-          lease_until timestamptz);
+          lease_until timestamptz, head boolean NOT NULL DEFAULT true);
         CREATE INDEX IF NOT EXISTS ${pending}_ready ON ${pending} (kind, name, sub, seq);
         CREATE INDEX IF NOT EXISTS ${pending}_key ON ${pending} (kind, name, sub, key, seq)
           WHERE key IS NOT NULL;`);
+      // \`head\`: the row is keyless or the oldest pending row of its key, so claimable as far as
+      // per-key order goes. Kept on insert and ack (under a lock per subscription), it lets a claim
+      // read the heads from an index instead of probing every row of a deep keyed backlog for an
+      // older one of its key. Tables made before it get the column and their heads computed once.
+      const hasHead = await client.query(
+        `SELECT 1 FROM information_schema.columns
+         WHERE table_schema = current_schema() AND table_name = $1 AND column_name = 'head'`,
+        [pending],
+      );
+      if (hasHead.rowCount === 0) {
+        await client.query(`
+          ALTER TABLE ${pending} ADD COLUMN head boolean NOT NULL DEFAULT true;
+          UPDATE ${pending} p SET head = NOT EXISTS (SELECT 1 FROM ${pending} o WHERE o.kind = p.kind
+            AND o.name = p.name AND o.sub = p.sub AND o.key = p.key AND o.seq < p.seq)
+          WHERE key IS NOT NULL;`);
+      }
+      await client.query(
+        `CREATE INDEX IF NOT EXISTS ${pending}_head ON ${pending} (kind, name, sub, seq) WHERE head`,
+      );
       await client.query("COMMIT");
     } catch (error) {
       await client.query("ROLLBACK").catch(() => {});
@@ -304,9 +323,14 @@ export class PostgresStore implements FeedStore {
 
   async #insertPending(client: pg.PoolClient, key: SubKey, messages: WireMessage[]): Promise<void> {
     if (messages.length === 0) return;
+    const { pending } = this.#t;
+    // Keyed rows: who is the head of its key must not race an ack promoting the next one.
+    if (messages.some((m) => m.key !== undefined)) await this.#lockSub(client, key);
     await client.query(
-      `INSERT INTO ${this.#t.pending} (kind, name, sub, id, key, headers, body)
-       SELECT $1, $2, $3, m.id, m.key, m.headers, m.body
+      `INSERT INTO ${pending} (kind, name, sub, id, key, headers, body, head)
+       SELECT $1, $2, $3, m.id, m.key, m.headers, m.body,
+         m.key IS NULL OR (row_number() OVER (PARTITION BY m.key ORDER BY m.n) = 1 AND NOT EXISTS (
+           SELECT 1 FROM ${pending} o WHERE o.kind = $1 AND o.name = $2 AND o.sub = $3 AND o.key = m.key))
        FROM unnest($4::text[], $5::text[], $6::text[], $7::bytea[]) WITH ORDINALITY AS m(id, key, headers, body, n)
        ORDER BY m.n`,
       [
@@ -320,6 +344,13 @@ export class PostgresStore implements FeedStore {
       ],
     );
     await client.query("SELECT pg_notify($1, $2)", [PENDING_CHANNEL, subKeyString(key)]);
+  }
+
+  /** Serialises the head bookkeeping of one subscription's keyed rows (inserts against acks). */
+  async #lockSub(client: pg.PoolClient, key: SubKey): Promise<void> {
+    await client.query("SELECT pg_advisory_xact_lock(hashtext($1))", [
+      `${this.#t.pending}:${subKeyString(key)}`,
+    ]);
   }
 
   async claim(key: SubKey, limit: number, leaseMs: number): Promise<PendingRecord[]> {
@@ -336,11 +367,8 @@ export class PostgresStore implements FeedStore {
       `UPDATE ${pending} p SET attempt = p.attempt + 1, lease_until = now() + make_interval(secs => $5::double precision / 1000)
        WHERE p.seq IN (
          SELECT c.seq FROM ${pending} c
-         WHERE c.kind = $1 AND c.name = $2 AND c.sub = $3 AND c.visible_at <= now()
+         WHERE c.kind = $1 AND c.name = $2 AND c.sub = $3 AND c.head AND c.visible_at <= now()
            AND (c.lease_until IS NULL OR c.lease_until < now())
-           AND (c.key IS NULL OR NOT EXISTS (
-             SELECT 1 FROM ${pending} o
-             WHERE o.kind = c.kind AND o.name = c.name AND o.sub = c.sub AND o.key = c.key AND o.seq < c.seq))
          ORDER BY c.seq LIMIT $4 FOR UPDATE SKIP LOCKED)
        RETURNING p.seq, p.id, p.key, p.headers, p.body, p.attempt`,
       [key.kind, key.name, key.sub, limit, leaseMs],
@@ -378,24 +406,43 @@ export class PostgresStore implements FeedStore {
   }
 
   async #ackMany(seqs: string[]): Promise<void> {
-    const result = await this.#query<{
-      kind: "queue" | "topic";
-      name: string;
-      sub: string;
-      key: string | null;
-    }>(
-      "acknowledge",
-      `DELETE FROM ${this.#t.pending} WHERE seq = ANY($1::bigint[]) RETURNING kind, name, sub, key`,
-      [seqs],
-    );
-    // A keyed row blocked younger rows of its key: wake consumers (only then is it worth a notify).
-    const woken = new Set<string>();
-    for (const row of result.rows) {
-      if (row.key === null) continue;
+    const { pending } = this.#t;
+    const woken = await this.#tx("acknowledge", async (client) => {
+      // The subscriptions whose keyed heads may go: locked (in one order) before the delete, so an
+      // insert of the same key waits and then sees the promoted head, or none.
+      const subs = await client.query<SubKey>(
+        `SELECT DISTINCT kind, name, sub FROM ${pending} WHERE seq = ANY($1::bigint[]) AND key IS NOT NULL`,
+        [seqs],
+      );
+      const keys = subs.rows.sort((a, b) => subKeyString(a).localeCompare(subKeyString(b)));
+      for (const key of keys) await this.#lockSub(client, key);
+      const deleted = await client.query<{
+        kind: "queue" | "topic";
+        name: string;
+        sub: string;
+        key: string | null;
+      }>(
+        `WITH gone AS (
+           DELETE FROM ${pending} WHERE seq = ANY($1::bigint[]) RETURNING kind, name, sub, key, head),
+         heads AS (
+           SELECT DISTINCT kind, name, sub, key FROM gone WHERE key IS NOT NULL AND head)
+         UPDATE ${pending} p SET head = true FROM (
+           SELECT (SELECT min(o.seq) FROM ${pending} o WHERE o.kind = h.kind AND o.name = h.name
+             AND o.sub = h.sub AND o.key = h.key AND o.seq <> ALL($1::bigint[])) AS seq FROM heads h) n
+         WHERE p.seq = n.seq
+         RETURNING p.kind, p.name, p.sub, p.key`,
+        [seqs],
+      );
+      return deleted.rows;
+    });
+    // A keyed head blocked younger rows of its key: the next one is the head now; wake consumers.
+    const seen = new Set<string>();
+    for (const row of woken) {
       const key: SubKey = { kind: row.kind, name: row.name, sub: row.sub };
       const id = subKeyString(key);
-      if (woken.has(id)) continue;
-      woken.add(id);
+      if (seen.has(id)) continue;
+      seen.add(id);
+      await this.#query("notify", "SELECT pg_notify($1, $2)", [PENDING_CHANNEL, id]).catch(() => {});
       this.#emitPending(key);
     }
   }

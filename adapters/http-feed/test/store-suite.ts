@@ -187,6 +187,26 @@ export function defineStoreSuite(name: string, createStore: () => FeedStore): vo
       expect(await claimedIds(key)).toEqual(["a2"]);
     });
 
+    it("a key's next row is claimable once the one before is acked: same batch, a later one, or one enqueued while the ack runs", async () => {
+      const key = queue();
+      await store.enqueue(key, [wire("k1", "k"), wire("k2", "k")]);
+      await store.enqueue(key, [wire("k3", "k")]);
+      for (const id of ["k1", "k2", "k3"]) {
+        const rows = await store.claim(key, 10, 30_000);
+        expect(rows.map((r) => r.message.id)).toEqual([id]);
+        expect(await claimedIds(key)).toEqual([]); // the rest of the key waits behind it
+        await store.ack(rows[0]!.seq);
+      }
+      // An ack and an enqueue of the same key racing: the new row must never be left unclaimable.
+      await store.enqueue(key, [wire("r0", "k")]);
+      for (let i = 0; i < 20; i++) {
+        const rows = await store.claim(key, 10, 30_000);
+        expect(rows.map((r) => r.message.id)).toEqual([`r${i}`]);
+        await Promise.all([store.ack(rows[0]!.seq), store.enqueue(key, [wire(`r${i + 1}`, "k")])]);
+      }
+      expect(await claimedIds(key)).toEqual(["r20"]);
+    });
+
     it("ack deletes; nack releases at once or after the delay, counting attempts", async () => {
       const key = queue();
       await store.enqueue(key, [wire("a"), wire("b")]);
