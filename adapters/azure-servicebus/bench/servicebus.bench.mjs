@@ -12,6 +12,7 @@
 // properties plus subject and contentType, which the (single-process) emulator encodes and decodes on
 // every hop; raw is also measured sending and consuming exactly those (throughputRatioSameHeaders,
 // consumeRatioSameHeaders), which separates the adapter's cost from the message's size.
+// Runs three interleaved rounds (one with --quick) and reports medians.
 // Ends with one JSON line {"bench":"servicebus","throughputRatio":…,"consumeRatio":…,"p99DeltaMs":…}.
 import { randomUUID } from "node:crypto";
 import { ServiceBusClient } from "@azure/service-bus";
@@ -55,6 +56,9 @@ async function admin(method, path, body) {
   if (!res.ok && res.status !== 404) throw new Error(`admin ${method} ${path}: ${res.status}`);
 }
 
+let rawRuns = 0;
+let syRuns = 0;
+
 /** What Switchyard sends besides the body: the CloudEvents attributes and the native fields. */
 const sameHeaders = () => ({
   subject: "bench.sb",
@@ -70,7 +74,7 @@ const sameHeaders = () => ({
 });
 
 async function raw({ headers = false, latency: measureLatency = true } = {}) {
-  const queue = `bench-raw${headers ? "h" : ""}-${run}`;
+  const queue = `bench-raw${headers ? "h" : ""}-${run}-${++rawRuns}`;
   await admin("PUT", `/queues/${queue}`, { lockDurationMs: 60_000, maxDeliveryCount: 1000 });
   const client = new ServiceBusClient(connectionString);
   const sender = client.createSender(queue);
@@ -126,8 +130,8 @@ async function raw({ headers = false, latency: measureLatency = true } = {}) {
   return { sendRate, consumeRate, p50: percentile(latencies, 50), p99: percentile(latencies, 99) };
 }
 
-async function switchyard() {
-  const queue = `bench-sy-${run}`;
+async function switchyard({ latency: measureLatency = true } = {}) {
+  const queue = `bench-sy-${run}-${++syRuns}`;
   const bus = createBus({
     transport: createTransport(
       new URL(`azure-servicebus://${amqpUrl.hostname}:${port}?emulator=true&adminUrl=${adminUrl}`),
@@ -159,6 +163,12 @@ async function switchyard() {
   await backlog.promise;
   const consumeRate = N / ((performance.now() - t) / 1000);
   await consumer.stop();
+  if (!measureLatency) {
+    await bus.close();
+    await admin("DELETE", `/queues/${queue}`);
+    if (sink < 0) console.log(sink);
+    return { sendRate, consumeRate };
+  }
 
   const latencies = [];
   const latency = completion("switchyard latency", () => latencies.length);
@@ -178,9 +188,24 @@ async function switchyard() {
   return { sendRate, consumeRate, p50: percentile(latencies, 50), p99: percentile(latencies, 99) };
 }
 
-const r = await raw();
-const rh = await raw({ headers: true, latency: false });
-const s = await switchyard();
+// The machine is shared: the three variants run interleaved for ROUNDS rounds and each figure is the
+// median of its rounds (latency is measured in the first round only).
+const ROUNDS = quick ? 1 : 3;
+const rounds = { r: [], rh: [], s: [] };
+for (let round = 0; round < ROUNDS; round++) {
+  rounds.r.push(await raw({ latency: round === 0 }));
+  rounds.rh.push(await raw({ headers: true, latency: false }));
+  rounds.s.push(await switchyard({ latency: round === 0 }));
+}
+const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
+const summary = (list) => ({
+  ...list[0],
+  sendRate: median(list.map((x) => x.sendRate)),
+  consumeRate: median(list.map((x) => x.consumeRate)),
+});
+const r = summary(rounds.r);
+const rh = summary(rounds.rh);
+const s = summary(rounds.s);
 const round = (x) => Math.round(x * 100) / 100;
 console.log(
   `raw, Switchyard's headers: ${Math.round(rh.sendRate)} sends/s, ${Math.round(rh.consumeRate)} receive+complete/s`,
@@ -197,6 +222,7 @@ console.log(
   JSON.stringify({
     bench: "servicebus",
     messages: N,
+    rounds: ROUNDS,
     rawSendPerSec: Math.round(r.sendRate),
     sendPerSec: Math.round(s.sendRate),
     throughputRatio: round(s.sendRate / r.sendRate),
