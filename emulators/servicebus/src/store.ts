@@ -236,8 +236,11 @@ export class MessageStore {
   #pumpOnce(): void {
     if (this.options.requiresSession) this.#serveWaiters();
     if (this.consumers.length === 0) return;
+    // Called on every send, settlement and credit: without a receiver with credit there is nothing
+    // to do, and the walk goes over the live map (deleting the visited entry is safe), not a copy.
+    if (!this.options.requiresSession && !this.consumers.some((c) => c.credit() > 0)) return;
     const now = Date.now();
-    for (const entry of [...this.entries.values()]) {
+    for (const entry of this.entries.values()) {
       if (entry.state !== "active" || entry.lock) continue;
       if (entry.expiresAt !== undefined && entry.expiresAt <= now) {
         this.#expire(entry);
