@@ -107,11 +107,14 @@ async function runOn(kind) {
   );
 
   /** Drains the backlog with `count` consumers (one subscription each), returns total events/s. */
+  /** CPU time of this process (server, producer and consumers) per event drained, µs: load-proof. */
+  const cpuUsPerEvent = {};
   async function drain(topic, count, label, limit) {
     const buses = Array.from({ length: count }, () => newBus(consumerStore));
     const got = new Array(count).fill(0);
     const all = completion(`${label} drain`, () => got.join("/"), quick ? 60_000 : 180_000);
     let finished = 0;
+    const cpu = process.cpuUsage();
     t = performance.now();
     const consumers = await Promise.all(
       buses.map((bus, k) =>
@@ -125,6 +128,8 @@ async function runOn(kind) {
     );
     await all.promise;
     const rate = (count * limit) / ((performance.now() - t) / 1000);
+    const used = process.cpuUsage(cpu);
+    cpuUsPerEvent[label] = round((used.user + used.system) / (count * limit));
     await Promise.all(consumers.map((c) => c.stop()));
     await Promise.all(buses.map((b) => b.close()));
     return rate;
@@ -171,6 +176,8 @@ async function runOn(kind) {
     fourConsumersEventsEach: N / 5,
     p50Ms: round(p50Ms),
     p99Ms: round(p99Ms),
+    drainCpuUsPerEvent: cpuUsPerEvent.one,
+    fourConsumersCpuUsPerEvent: cpuUsPerEvent.four,
   };
 }
 

@@ -376,26 +376,62 @@ export class FeedPoller {
     await this.#running;
   }
 
+  #backoff = 0;
+
   async #loop(): Promise<void> {
     const signal = this.#abort.signal;
-    let backoff = 0;
     while (!signal.aborted) {
+      const inFlight = new AbortController();
+      const requestSignal = AbortSignal.any([signal, inFlight.signal]);
       try {
-        const progressed = await this.#pollOnce(signal);
-        backoff = 0;
-        if (!progressed) continue;
+        await this.#follow(requestSignal);
       } catch (error) {
         if (signal.aborted) break;
         this.lastError = error instanceof Error ? error.message : String(error);
-        backoff = Math.min(Math.max(100, backoff * 2), 5000);
-        await sleep(backoff, signal);
+        this.#backoff = Math.min(Math.max(100, this.#backoff * 2), 5000);
+        await sleep(this.#backoff, signal);
+      } finally {
+        inFlight.abort(); // a page asked for ahead is not wanted any more
       }
     }
   }
 
-  /** One request; true when it stored events. Throws on anything that must back off. */
-  async #pollOnce(signal: AbortSignal): Promise<boolean> {
-    const cursor = await this.store.cursor(this.key);
+  /**
+   * Follows the feed from the stored position. The next page is asked for as soon as a page has
+   * arrived, while that page is being stored: the consumers are not left waiting for a round trip
+   * per page. Pages are stored in order, each moving the position from where the last one left it;
+   * returns (to start over from the stored position) when another poller moved it first, throws on
+   * anything that must back off.
+   */
+  async #follow(signal: AbortSignal): Promise<void> {
+    let cursor = await this.store.cursor(this.key);
+    let next = this.#fetchPage(cursor, signal);
+    next.catch(() => {}); // awaited below; a rejection while a page is stored must not go unhandled
+    while (!signal.aborted) {
+      const page = await next;
+      this.#backoff = 0;
+      if (page.wires.length === 0) {
+        if (page.stuck) throw page.stuck;
+        next = this.#fetchPage(cursor, signal);
+        next.catch(() => {});
+        continue;
+      }
+      const last = page.wires.at(-1)!.id;
+      if (!page.stuck) {
+        next = this.#fetchPage(last, signal);
+        next.catch(() => {});
+      }
+      if (!(await this.store.fill(this.key, cursor, last, page.wires))) return;
+      cursor = last;
+      if (page.stuck) throw page.stuck;
+    }
+  }
+
+  /** One request for the page after `cursor`. Throws on anything that must back off. */
+  async #fetchPage(
+    cursor: string | undefined,
+    signal: AbortSignal,
+  ): Promise<{ wires: WireMessage[]; stuck?: SwitchyardError }> {
     const url = new URL(`${this.feedUrl}/${encodeURIComponent(this.key.name)}`);
     if (cursor !== undefined) url.searchParams.set("lastEventId", cursor);
     url.searchParams.set("timeout", String(this.options.pollTimeoutMs));
@@ -418,21 +454,17 @@ export class FeedPoller {
     if (!Array.isArray(items)) {
       throw new SwitchyardError("TRANSPORT_ERROR", `feed ${where} did not answer a JSON array`);
     }
-    if (items.length === 0) return false;
     const wires: WireMessage[] = [];
-    let stuck: UnidentifiableEvent | undefined;
     for (const item of items) {
       try {
         wires.push(fromCloudEvent(item));
       } catch (error) {
         if (!(error instanceof UnidentifiableEvent)) throw error;
-        stuck = error; // the position cannot pass an item without an id: take what came before it
-        break;
+        // The position cannot pass an item without an id: take what came before it, then back off.
+        return { wires, stuck: new SwitchyardError("DECODE_FAILED", `feed ${where}: ${error.message}`) };
       }
     }
-    if (wires.length > 0) await this.store.fill(this.key, cursor, wires.at(-1)!.id, wires);
-    if (stuck) throw new SwitchyardError("DECODE_FAILED", `feed ${where}: ${stuck.message}`);
-    return true;
+    return { wires };
   }
 }
 
