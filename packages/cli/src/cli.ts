@@ -60,29 +60,29 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
       case "list": {
         const letters = await dlq.list(browse);
         for (const letter of letters) io.out(values.json ? JSON.stringify(summary(letter)) : line(letter));
-        if (!values.json) io.out(`${letters.length} dead letter(s) in ${dlq.name}`);
+        if (!values.json) io.out(`${letters.length} dead letter(s) in ${await dlq.location()}`);
         return 0;
       }
       case "show": {
         const wanted = id ?? ids?.[0];
         const letter = (await dlq.list(browse)).find((l) => l.id === wanted);
         if (!letter) {
-          io.err(`no dead letter with id ${wanted} in ${dlq.name}`);
+          io.err(`no dead letter with id ${wanted} in ${await dlq.location()}`);
           return 1;
         }
         io.out(JSON.stringify(summary(letter), null, 2));
         return 0;
       }
-      case "redrive":
-        io.out(
-          `redrove ${await dlq.redrive({ ...browse, ...(ids ? { ids } : {}) })} dead letter(s) from ${dlq.name}`,
-        );
+      case "redrive": {
+        const count = await dlq.redrive({ ...browse, ...(ids ? { ids } : {}) });
+        io.out(`redrove ${count} dead letter(s) from ${await dlq.location()}`);
         return 0;
-      case "purge":
-        io.out(
-          `purged ${await dlq.purge({ ...browse, ...(ids ? { ids } : {}) })} dead letter(s) from ${dlq.name}`,
-        );
+      }
+      case "purge": {
+        const count = await dlq.purge({ ...browse, ...(ids ? { ids } : {}) });
+        io.out(`purged ${count} dead letter(s) from ${await dlq.location()}`);
         return 0;
+      }
       default:
         io.err(`unknown action "${action}"\n\n${USAGE}`);
         return 2;

@@ -180,9 +180,11 @@ export class RunningConsumer implements Consumer {
     this.#transport = await this.#runtime.transport();
     this.#capabilities = await this.#runtime.capabilities();
     const { source } = this;
+    // A broker that keeps dead letters itself (deadLetterSource) needs no DLQ queue of ours.
+    const nativeDeadLetters = this.#transport.deadLetterSource?.(source) !== undefined;
     await this.#runtime.ensure([
       source.kind === "queue" ? { kind: "queue", name: source.name } : { kind: "topic", name: source.name },
-      { kind: "queue", name: this.deadLetterQueue },
+      ...(nativeDeadLetters ? [] : [{ kind: "queue" as const, name: this.deadLetterQueue }]),
       ...(source.kind === "topic"
         ? [
             {

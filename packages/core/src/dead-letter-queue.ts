@@ -28,6 +28,12 @@ export class DeadLetterQueue {
     this.name = deadLetterQueueName(source);
   }
 
+  /** Where the letters are read: the broker's own place for them when it has one, else `name`. */
+  async location(): Promise<string> {
+    const transport = await this.bus.transport();
+    return transport.deadLetterSource?.(this.source)?.name ?? this.name;
+  }
+
   /** Reads up to `limit` letters without removing them. */
   async list(options: BrowseOptions = {}): Promise<DeadLetter[]> {
     const letters: DeadLetter[] = [];

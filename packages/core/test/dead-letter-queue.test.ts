@@ -6,7 +6,7 @@ import { MemoryBroker, MemoryTransport } from "../src/memory/index.js";
 const Job = defineMessage({ type: "job", versions: { 1: z.object({ n: z.number() }) } });
 
 describe("dead-letter queue on a transport that keeps dead letters itself", () => {
-  it("lists and redrives from transport.deadLetterSource(source), without creating the core's DLQ queue", async () => {
+  it("lists and redrives from transport.deadLetterSource(source); neither browser nor consumer creates the core's DLQ queue", async () => {
     const transport: Transport & Pick<MemoryTransport, "provision"> = new MemoryTransport({
       broker: new MemoryBroker(),
     });
@@ -31,6 +31,8 @@ describe("dead-letter queue on a transport that keeps dead letters itself", () =
     expect(asked).toEqual([{ kind: "queue", name: "jobs", subscription: "jobs" }]);
     // Browsing did not create the core's DLQ queue `jobs.dlq`.
     expect(provisioned).toEqual(["jobs-native-dl"]);
+    expect(await dlq.location()).toBe("jobs-native-dl");
+    expect(dlq.name).toBe("jobs.dlq");
     const handled: number[] = [];
     await bus
       .consume("jobs")
@@ -38,6 +40,8 @@ describe("dead-letter queue on a transport that keeps dead letters itself", () =
         handled.push(msg.data.n);
       })
       .start();
+    // Nor did the consumer: its dead letters go where the broker keeps them.
+    expect(provisioned).not.toContain("jobs.dlq");
     expect(await dlq.redrive({ idleMs: 50 })).toBe(1);
     await expect.poll(() => handled).toEqual([7]);
     expect(await dlq.list({ idleMs: 50 })).toEqual([]);
