@@ -1,13 +1,15 @@
 // `pnpm bench pubsub [--quick]`: raw @google-cloud/pubsub against Switchyard on the same emulator
 // (PUBSUB_EMULATOR_HOST or 127.0.0.1:8085), in one run, 1 KiB messages:
-//   publish/s  N messages, 500 publishes in flight; both go through `topic.publishMessage` with the
-//              client's default batching (Switchyard's adapter publishes that way). The raw side sends
-//              1 KiB of data and no attributes; Switchyard adds its CloudEvents attributes (~7 `ce-`
-//              attributes, ~250 bytes) to each message.
-//              A second raw figure publishes with the same six attributes (throughputRatioSameAttributes).
-//   consume/s  the backlog of N (2N for raw: both publish runs) read by a raw subscriber (flow control 100, counts and acks) vs a
-//              Switchyard consumer (prefetch 100, concurrency 50: decode the envelope, run the handler,
-//              ack). The body is opaque bytes on both sides, so there is no JSON decode to add to raw.
+//   publish/s  N messages, 500 publishes in flight, through `topic.publishMessage` with the client's
+//              default batching on both sides, to topics without subscriptions. Three sides take
+//              turns for ROUNDS rounds (the machine is shared, so one pass each is mostly noise):
+//              raw without attributes, raw with the six `ce-` attributes Switchyard sends, and
+//              Switchyard (`bus.publishRaw`, ~7 `ce-` attributes). Reported: the median rate of each
+//              side, and the bench process's CPU time per message (median), steadier than rates.
+//   consume/s  a backlog of N + warm-up, published untimed on each side, read by a raw subscriber
+//              (flow control 100, counts and acks) vs a Switchyard consumer (prefetch 100,
+//              concurrency 50: decode the envelope, run the handler, ack). The body is opaque bytes
+//              on both sides, so there is no JSON decode to add to raw.
 //   latency    p50/p99 publish-to-handler at a fixed rate (200 msg/s), one message per publish, on a
 //              fresh topic and subscription on each side.
 // Ends with one JSON line {"bench":"pubsub","throughputRatio":…,"consumeRatio":…,"p99DeltaMs":…}.
@@ -26,35 +28,71 @@ const N = quick ? 2_000 : 10_000;
 const IN_FLIGHT = 500;
 const WARMUP = 1_000; // published (untimed) before each publish run, consumed with the backlog
 const RATE = 200;
+const ROUNDS = quick ? 1 : 3;
 const LATENCY_N = quick ? 400 : 1_500;
 const body = Buffer.alloc(1024, 7);
 const run = randomUUID().slice(0, 8);
+
+const attributes = () => ({
+  "ce-id": randomUUID(),
+  "ce-type": "bench.bytes",
+  "ce-source": "bench",
+  "ce-specversion": "1.0",
+  "ce-time": new Date().toISOString(),
+  "ce-datacontenttype": BYTES_CONTENT_TYPE,
+});
+
+/** One timed publish run: messages per second and the process's CPU µs per message. */
+async function timed(send) {
+  const cpu = process.cpuUsage();
+  const t = performance.now();
+  await pool(N, IN_FLIGHT, send);
+  const rate = N / ((performance.now() - t) / 1000);
+  const used = process.cpuUsage(cpu);
+  return { rate, cpuUs: (used.user + used.system) / N };
+}
+const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
+
+/** Publish: the three sides take turns, ROUNDS times, each to a topic without subscriptions. */
+async function publishRounds() {
+  const client = new PubSub({ projectId: project, apiEndpoint: emulator });
+  const [topic] = await client.createTopic(`bench-raw-pub-${run}`);
+  const bus = createBus({
+    transport: createTransport(new URL(`pubsub://${project}?emulator=${emulator}&prefix=bench${run}`)),
+    source: "bench",
+  });
+  const destination = { kind: "topic", name: "pub" };
+  await bus.ensure([{ kind: "topic", name: "pub" }]);
+  const sides = {
+    raw: () => topic.publishMessage({ data: body }),
+    rawAttributes: () => topic.publishMessage({ data: body, attributes: attributes() }),
+    switchyard: () =>
+      bus.publishRaw(destination, { type: "bench.bytes", dataContentType: BYTES_CONTENT_TYPE, data: body }),
+  };
+  for (const send of Object.values(sides)) await pool(WARMUP, IN_FLIGHT, send);
+  const runs = { raw: [], rawAttributes: [], switchyard: [] };
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const [side, send] of Object.entries(sides)) runs[side].push(await timed(send));
+  }
+  await bus.close();
+  await topic.delete().catch(() => {});
+  await client.close();
+  const summary = {};
+  for (const [side, list] of Object.entries(runs)) {
+    summary[side] = {
+      rate: median(list.map((r) => r.rate)),
+      cpuUs: median(list.map((r) => r.cpuUs)),
+      rates: list.map((r) => Math.round(r.rate)),
+    };
+  }
+  return summary;
+}
 
 async function raw() {
   const client = new PubSub({ projectId: project, apiEndpoint: emulator });
   const [topic] = await client.createTopic(`bench-raw-${run}`);
   const [subscription] = await topic.createSubscription(`bench-raw-${run}`, { ackDeadlineSeconds: 60 });
-  await pool(WARMUP, IN_FLIGHT, () => topic.publishMessage({ data: body }));
-  let t = performance.now();
-  await pool(N, IN_FLIGHT, () => topic.publishMessage({ data: body }));
-  const publishRate = N / ((performance.now() - t) / 1000);
-  // The same, carrying the six CloudEvents attributes Switchyard sends (fresh id and time each).
-  t = performance.now();
-  await pool(N, IN_FLIGHT, () =>
-    topic.publishMessage({
-      data: body,
-      attributes: {
-        "ce-id": randomUUID(),
-        "ce-type": "bench.bytes",
-        "ce-source": "bench",
-        "ce-specversion": "1.0",
-        "ce-time": new Date().toISOString(),
-        "ce-datacontenttype": BYTES_CONTENT_TYPE,
-      },
-    }),
-  );
-  const publishAttrRate = N / ((performance.now() - t) / 1000);
-
+  await pool(N + WARMUP, IN_FLIGHT, () => topic.publishMessage({ data: body }));
   const backlog = completion("raw consume", () => got);
   let got = 0;
   const sub = client.subscription(subscription.name, {
@@ -62,12 +100,12 @@ async function raw() {
   });
   const onMessage = (m) => {
     m.ack();
-    if (++got === 2 * N + WARMUP) backlog.done();
+    if (++got === N + WARMUP) backlog.done();
   };
   sub.on("message", (m) => onMessage(m));
-  t = performance.now();
+  const t = performance.now();
   await backlog.promise;
-  const consumeRate = (2 * N + WARMUP) / ((performance.now() - t) / 1000);
+  const consumeRate = (N + WARMUP) / ((performance.now() - t) / 1000);
 
   await sub.close();
 
@@ -95,8 +133,6 @@ async function raw() {
   for (const x of [subscription, topic, latSubscription, latTopic]) await x.delete().catch(() => {});
   await client.close();
   return {
-    publishRate,
-    publishAttrRate,
     consumeRate,
     p50: percentile(latencies, 50),
     p99: percentile(latencies, 99),
@@ -116,14 +152,10 @@ async function switchyard() {
     data: body,
     headers,
   });
-  await pool(WARMUP, IN_FLIGHT, () => bus.publishRaw({ kind: "queue", name: queue }, message()));
-  let t = performance.now();
-  await pool(N, IN_FLIGHT, () => bus.publishRaw({ kind: "queue", name: queue }, message()));
-  const publishRate = N / ((performance.now() - t) / 1000);
-
+  await pool(N + WARMUP, IN_FLIGHT, () => bus.publishRaw({ kind: "queue", name: queue }, message()));
   const backlog = completion("switchyard consume", () => got);
   let got = 0;
-  t = performance.now();
+  const t = performance.now();
   const consumer = await bus
     .consume(queue)
     .onAny(async () => {
@@ -159,30 +191,39 @@ async function switchyard() {
   const [topics] = await client.getTopics();
   for (const tp of topics) if (tp.name.includes(`bench${run}`)) await tp.delete().catch(() => {});
   await client.close();
-  return { publishRate, consumeRate, p50: percentile(latencies, 50), p99: percentile(latencies, 99) };
+  return { consumeRate, p50: percentile(latencies, 50), p99: percentile(latencies, 99) };
 }
 
+const load = (await import("node:os")).loadavg()[0];
+const p = await publishRounds();
 const r = await raw();
 const s = await switchyard();
 const round = (x) => Math.round(x * 100) / 100;
-console.log(`raw publish with Switchyard's six ce- attributes: ${Math.round(r.publishAttrRate)} publishes/s`);
+console.log(
+  `publish (median of ${ROUNDS}): raw ${Math.round(p.raw.rate)}/s (${round(p.raw.cpuUs)} µs CPU/msg), raw with the six ce- attributes ${Math.round(p.rawAttributes.rate)}/s (${round(p.rawAttributes.cpuUs)} µs), switchyard ${Math.round(p.switchyard.rate)}/s (${round(p.switchyard.cpuUs)} µs); rates per round ${JSON.stringify({ raw: p.raw.rates, rawAttributes: p.rawAttributes.rates, switchyard: p.switchyard.rates })}`,
+);
 for (const [label, x] of [
   ["raw @google-cloud/pubsub", r],
   ["switchyard              ", s],
 ]) {
   console.log(
-    `${label}: ${Math.round(x.publishRate)} publishes/s, ${Math.round(x.consumeRate)} receive+ack/s, p50 ${round(x.p50)} ms, p99 ${round(x.p99)} ms`,
+    `${label}: ${Math.round(x.consumeRate)} receive+ack/s, p50 ${round(x.p50)} ms, p99 ${round(x.p99)} ms`,
   );
 }
 console.log(
   JSON.stringify({
     bench: "pubsub",
     messages: N,
-    rawPublishPerSec: Math.round(r.publishRate),
-    rawPublishWithAttributesPerSec: Math.round(r.publishAttrRate),
-    publishPerSec: Math.round(s.publishRate),
-    throughputRatio: round(s.publishRate / r.publishRate),
-    throughputRatioSameAttributes: round(s.publishRate / r.publishAttrRate),
+    rounds: ROUNDS,
+    loadAverage: round(load),
+    rawPublishPerSec: Math.round(p.raw.rate),
+    rawPublishWithAttributesPerSec: Math.round(p.rawAttributes.rate),
+    publishPerSec: Math.round(p.switchyard.rate),
+    throughputRatio: round(p.switchyard.rate / p.raw.rate),
+    throughputRatioSameAttributes: round(p.switchyard.rate / p.rawAttributes.rate),
+    rawPublishCpuUsPerMsg: round(p.raw.cpuUs),
+    rawPublishWithAttributesCpuUsPerMsg: round(p.rawAttributes.cpuUs),
+    publishCpuUsPerMsg: round(p.switchyard.cpuUs),
     rawConsumePerSec: Math.round(r.consumeRate),
     consumePerSec: Math.round(s.consumeRate),
     consumeRatio: round(s.consumeRate / r.consumeRate),
