@@ -45,7 +45,13 @@ async function measure(store) {
   }
   const ms = performance.now() - t;
   await store.close();
-  return { rows: N, keys: KEYS, rowsPerSec: Math.round(N / (ms / 1000)), claims, meanClaimMs: round(claimMs / claims) };
+  return {
+    rows: N,
+    keys: KEYS,
+    rowsPerSec: Math.round(N / (ms / 1000)),
+    claims,
+    meanClaimMs: round(claimMs / claims),
+  };
 }
 
 const result = { bench: "http-feed-keyed-claim" };

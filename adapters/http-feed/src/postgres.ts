@@ -39,6 +39,8 @@ export class PostgresStore implements FeedStore {
   #closed = false;
   /** Acks made in one turn of the event loop, deleted together (see ack). */
   #acks: { seqs: string[]; done: Promise<void> } | undefined;
+  /** Rows this store claimed and has not settled: keyed or not (a keyless batch of acks needs no lock). */
+  readonly #held = new Map<string, boolean>();
 
   constructor(options: PostgresStoreOptions) {
     const prefix = options.tablePrefix ?? "switchyard_feed";
@@ -382,6 +384,7 @@ export class PostgresStore implements FeedStore {
           body: new Uint8Array(row.body.buffer, row.body.byteOffset, row.body.byteLength),
         };
         if (row.key !== null) message.key = row.key;
+        this.#held.set(row.seq, row.key !== null);
         return { seq: row.seq, message, attempt: row.attempt };
       });
   }
@@ -407,6 +410,13 @@ export class PostgresStore implements FeedStore {
 
   async #ackMany(seqs: string[]): Promise<void> {
     const { pending } = this.#t;
+    const keyless = seqs.every((seq) => this.#held.get(seq) === false);
+    for (const seq of seqs) this.#held.delete(seq);
+    if (keyless) {
+      // Rows this store claimed without a key: no head to move, one statement.
+      await this.#query("acknowledge", `DELETE FROM ${pending} WHERE seq = ANY($1::bigint[])`, [seqs]);
+      return;
+    }
     const woken = await this.#tx("acknowledge", async (client) => {
       // The subscriptions whose keyed heads may go: locked (in one order) before the delete, so an
       // insert of the same key waits and then sees the promoted head, or none.
@@ -448,6 +458,7 @@ export class PostgresStore implements FeedStore {
   }
 
   async nack(seq: string, delayMs: number): Promise<void> {
+    this.#held.delete(seq);
     const result = await this.#query<{ kind: "queue" | "topic"; name: string; sub: string }>(
       "release",
       `UPDATE ${this.#t.pending} SET lease_until = NULL,
@@ -482,6 +493,7 @@ export class PostgresStore implements FeedStore {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#held.clear();
     const listener = this.#listener;
     this.#listener = undefined;
     await listener?.end().catch(() => {});

@@ -558,7 +558,7 @@ describeWithBroker("postgres", "http-feed on PostgreSQL", () => {
         () =>
           [...perSubject.values()].every((list) => new Set(list).size === rounds) &&
           perSubject.size === subjects,
-        150_000, // a deep keyed backlog claims slowly (see README: per-key claims scan the backlog)
+        60_000,
         "every event of every subject",
       );
       for (const [subject, list] of perSubject) {
