@@ -10,6 +10,8 @@
 //                             and pending rows in FAULT_STORE; writes `r N` when a handler starts on
 //                             event N and `h N` when it has handled it (stdout to a pipe is synchronous
 //                             on Linux: the line is out before the ack), `ready` once consuming.
+//                             After stdin `hold`, handlers started from then on never finish (the
+//                             test kills the process holding them).
 //
 // Both end cleanly on SIGTERM.
 import { createInterface } from "node:readline";
@@ -49,6 +51,10 @@ if (role === "producer") {
     });
   });
 } else if (role === "consumer") {
+  let hold = false;
+  createInterface({ input: process.stdin }).on("line", (line) => {
+    if (line === "hold") hold = true;
+  });
   bus = createBus({
     transport: new HttpFeedTransport({
       store,
@@ -65,8 +71,8 @@ if (role === "producer") {
     .subscribe(topic, "fault")
     .on(Ping, async (msg) => {
       process.stdout.write(`r ${msg.data.n}\n`);
-      // A handler that takes a moment, so the process holds events when it is killed.
-      await new Promise((resolve) => setTimeout(resolve, 1));
+      // A handler that takes a moment; after `hold`, one that never ends.
+      await new Promise((resolve) => (hold ? undefined : setTimeout(resolve, 1)));
       process.stdout.write(`h ${msg.data.n}\n`);
     })
     .start({ concurrency: 16 });

@@ -141,6 +141,8 @@ it("10,000 events: feed server and consumer processes SIGKILLed mid-stream and r
     // The publisher: one batch at a time, at most AHEAD unhandled. A batch the killed producer never
     // confirmed is sent again to the next one (same ids: the feed keeps the first copy only).
     let stopPublishing = false;
+    /** Set to kill the producer right after it is sent a batch: killed with a batch in flight. */
+    let killOnSend: (() => void) | undefined;
     const publishing = (async () => {
       while (confirmed < TOTAL && !stopPublishing) {
         await until(() => stopPublishing || confirmed - ids.size < AHEAD, 60_000, "the consumer to catch up");
@@ -148,6 +150,11 @@ it("10,000 events: feed server and consumer processes SIGKILLed mid-stream and r
         const from = confirmed;
         const to = Math.min(TOTAL, from + BATCH);
         target.send(`publish ${from} ${to}`);
+        if (killOnSend) {
+          target.process.kill("SIGKILL");
+          killOnSend();
+          killOnSend = undefined;
+        }
         await until(
           () => stopPublishing || confirmed >= to || target !== producer,
           30_000,
@@ -161,7 +168,11 @@ it("10,000 events: feed server and consumer processes SIGKILLed mid-stream and r
     // running, more fetched and pending) and its feed is unreachable.
     await until(() => ids.size >= KILL_PRODUCER_AT, 30_000, `${KILL_PRODUCER_AT} handled`);
     const publishedAtKill = confirmed;
-    producer.process.kill("SIGKILL");
+    // Killed the moment it is sent its next batch (which may or may not commit): the publisher sends
+    // that batch again to the restarted producer, and the feed must not hold it twice.
+    await new Promise<void>((resolve) => {
+      killOnSend = resolve;
+    });
     const producerExit = await producer.exited;
     const handledAtProducerKill = ids.size;
     await until(
@@ -169,6 +180,10 @@ it("10,000 events: feed server and consumer processes SIGKILLed mid-stream and r
       30_000,
       "the consumer to handle events with its feed down",
     );
+    // From now on its handlers never finish: killed at the first one that starts, it surely holds one.
+    const startedBeforeHold = consumer1.started.size;
+    consumer1.send("hold");
+    await until(() => consumer1.started.size > startedBeforeHold + 2, 30_000, "a held handler");
     consumer1.process.kill("SIGKILL");
     const consumerExit = await consumer1.exited;
     const handledByKilled = new Set(consumer1.handled);
