@@ -284,7 +284,7 @@ start_cmd() {
   pubsub)
     local l
     l=$(pubsub_launcher) || die "pubsub: Google's Pub/Sub emulator is not installed (Debian package google-cloud-cli-pubsub-emulator, from Google's apt source, part of this machine kind's base image). Install it (apt-get install google-cloud-cli-pubsub-emulator, or gcloud components install pubsub-emulator), or point PUBSUB_EMULATOR_HOST at one you run. Google's Go fake pstest is a documented fallback with known defects (docs/brokers.md)."
-    JAVA_OPTS="-Xms64m -Xmx384m" launch pubsub "$l" --host=127.0.0.1 --port=8085
+    JAVA_OPTS="-Xms64m -Xmx1g" launch pubsub "$l" --host=127.0.0.1 --port=8085
     ;;
   activemq)
     local inst="$DATA/activemq"
