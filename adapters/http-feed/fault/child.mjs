@@ -60,9 +60,10 @@ if (role === "producer") {
       store,
       feedUrl: process.env.FAULT_FEED_URL,
       // Short: a feed server that comes back is polled again soon, and what the killed consumer
-      // held (leased) is handed out again within seconds.
+      // held (leased) is handed out again within seconds, and the poller lease it held lapses as soon.
       pollTimeoutMs: 1000,
       leaseMs: 1500,
+      readerLeaseMs: 1500,
       pageSize: 200,
     }),
     source: "fault-consumer",

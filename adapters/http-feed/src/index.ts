@@ -19,7 +19,7 @@ const TRUE = new Set(["1", "true", "yes", "on"]);
 
 /**
  * Options from a URL: `http-feed://[:TOKEN@]HOST:PORT/BASE?store=postgres://…|sqlite:///path.db[&serve=true][&tls=true]
- * [&compact=topic-a,topic-b|*]`. HOST:PORT/BASE is the producer's feed base (polled over http, or
+ * [&compact=topic-a,topic-b|*][&readerLeaseMs=10000]`. HOST:PORT/BASE is the producer's feed base (polled over http, or
  * https with `tls`); with `serve` this transport also serves its store's feeds there. Options passed
  * to `createBus` win over the URL.
  */
@@ -55,7 +55,7 @@ export function parseHttpFeedUrl(url: URL): HttpFeedOptions {
   if (tablePrefix !== null) options.tablePrefix = tablePrefix;
   const compact = params.get("compact");
   if (compact !== null) options.compact = compact === "*" ? true : compact.split(",").filter(Boolean);
-  for (const name of ["pollTimeoutMs", "pageSize", "leaseMs", "idlePollMs"] as const) {
+  for (const name of ["pollTimeoutMs", "pageSize", "leaseMs", "idlePollMs", "readerLeaseMs"] as const) {
     const value = params.get(name);
     if (value !== null) {
       if (!/^\d+$/.test(value))

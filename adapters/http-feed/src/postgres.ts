@@ -30,7 +30,7 @@ export interface PostgresStoreOptions {
 export class PostgresStore implements FeedStore {
   readonly pool: pg.Pool;
   readonly #url: string;
-  readonly #t: { feed: string; compacted: string; cursor: string; pending: string };
+  readonly #t: { feed: string; compacted: string; cursor: string; pending: string; pollers: string };
   readonly #appendListeners = new Set<(topic: string) => void>();
   readonly #pendingListeners = new Set<(key: SubKey) => void>();
   #listener: pg.Client | undefined;
@@ -53,6 +53,7 @@ export class PostgresStore implements FeedStore {
       compacted: `${prefix}_compacted`,
       cursor: `${prefix}_cursors`,
       pending: `${prefix}_pending`,
+      pollers: `${prefix}_pollers`,
     };
     this.pool = new pg.Pool({ connectionString: options.url, max: options.poolSize ?? 10 });
     // An idle client's error (the server restarted) must not crash the process; the next query retries.
@@ -68,7 +69,7 @@ export class PostgresStore implements FeedStore {
   }
 
   async #init(): Promise<void> {
-    const { feed, compacted, cursor, pending } = this.#t;
+    const { feed, compacted, cursor, pending, pollers } = this.#t;
     const client = await this.pool.connect();
     try {
       await client.query("BEGIN");
@@ -85,6 +86,8 @@ export class PostgresStore implements FeedStore {
         CREATE TABLE IF NOT EXISTS ${cursor} (
           kind text NOT NULL, name text NOT NULL, sub text NOT NULL, last_event_id text,
           updated_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (kind, name, sub));
+        CREATE TABLE IF NOT EXISTS ${pollers} (
+          sub_key text PRIMARY KEY, holder text NOT NULL, expires_at timestamptz NOT NULL);
         CREATE TABLE IF NOT EXISTS ${pending} (
           seq bigserial PRIMARY KEY, kind text NOT NULL, name text NOT NULL, sub text NOT NULL,
           id text NOT NULL, key text, headers text NOT NULL, body bytea NOT NULL,
@@ -481,6 +484,31 @@ export class PostgresStore implements FeedStore {
       `UPDATE ${this.#t.pending} SET lease_until = now() + make_interval(secs => $2::double precision / 1000)
        WHERE seq = ANY($1::bigint[])`,
       [seqs, leaseMs],
+    );
+  }
+
+  async leasePoller(key: SubKey, holder: string, leaseMs: number): Promise<boolean> {
+    // ON CONFLICT DO UPDATE locks the row and checks the WHERE on its latest version: of two
+    // competing callers one updates (or inserts), the other gets no row back. The database's
+    // clock decides expiry, so producers' and consumers' clocks never need to agree.
+    const { pollers } = this.#t;
+    const result = await this.#query(
+      "lease the poller",
+      `INSERT INTO ${pollers} (sub_key, holder, expires_at)
+       VALUES ($1, $2, clock_timestamp() + make_interval(secs => $3::double precision / 1000))
+       ON CONFLICT (sub_key) DO UPDATE SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at
+       WHERE ${pollers}.holder = EXCLUDED.holder OR ${pollers}.expires_at <= clock_timestamp()
+       RETURNING holder`,
+      [subKeyString(key), holder, leaseMs],
+    );
+    return result.rowCount === 1;
+  }
+
+  async releasePoller(key: SubKey, holder: string): Promise<void> {
+    await this.#query(
+      "release the poller",
+      `DELETE FROM ${this.#t.pollers} WHERE sub_key = $1 AND holder = $2`,
+      [subKeyString(key), holder],
     );
   }
 

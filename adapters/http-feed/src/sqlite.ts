@@ -50,7 +50,7 @@ export class SqliteStore implements FeedStore {
   /** The absolute file path (undefined for `:memory:`, which no other store can see). */
   readonly #file: string | undefined;
   readonly #busyTimeoutMs: number;
-  readonly #t: { feed: string; compacted: string; cursor: string; pending: string };
+  readonly #t: { feed: string; compacted: string; cursor: string; pending: string; pollers: string };
   readonly #appendListeners = new Set<(topic: string) => void>();
   readonly #pendingListeners = new Set<(key: SubKey) => void>();
   #db: DatabaseSync | undefined;
@@ -77,6 +77,7 @@ export class SqliteStore implements FeedStore {
       compacted: `${prefix}_compacted`,
       cursor: `${prefix}_cursors`,
       pending: `${prefix}_pending`,
+      pollers: `${prefix}_pollers`,
     };
   }
 
@@ -87,7 +88,7 @@ export class SqliteStore implements FeedStore {
   #open(): DatabaseSync {
     if (this.#closed) throw new SwitchyardError("TRANSPORT_ERROR", "http-feed store: closed");
     if (this.#db) return this.#db;
-    const { feed, compacted, cursor, pending } = this.#t;
+    const { feed, compacted, cursor, pending, pollers } = this.#t;
     let db: DatabaseSync | undefined;
     try {
       db = new DatabaseSync(this.#path, { timeout: this.#busyTimeoutMs });
@@ -104,6 +105,8 @@ export class SqliteStore implements FeedStore {
         CREATE TABLE IF NOT EXISTS ${cursor} (
           kind TEXT NOT NULL, name TEXT NOT NULL, sub TEXT NOT NULL, last_event_id TEXT,
           updated_at INTEGER NOT NULL, PRIMARY KEY (kind, name, sub));
+        CREATE TABLE IF NOT EXISTS ${pollers} (
+          sub_key TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at INTEGER NOT NULL);
         CREATE TABLE IF NOT EXISTS ${pending} (
           seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, name TEXT NOT NULL,
           sub TEXT NOT NULL, id TEXT NOT NULL, key TEXT, headers TEXT NOT NULL, body BLOB NOT NULL,
@@ -421,6 +424,32 @@ export class SqliteStore implements FeedStore {
       const until = Date.now() + leaseMs;
       for (const seq of seqs) update.run(until, Number(seq));
     });
+  }
+
+  async leasePoller(key: SubKey, holder: string, leaseMs: number): Promise<boolean> {
+    // One statement: SQLite runs it alone (one writer), so two stores cannot both win the lease.
+    const now = Date.now();
+    const rows = this.#all(
+      "lease the poller",
+      `INSERT INTO ${this.#t.pollers} (sub_key, holder, expires_at) VALUES (?1, ?2, ?3)
+       ON CONFLICT (sub_key) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+       WHERE ${this.#t.pollers}.holder = excluded.holder OR ${this.#t.pollers}.expires_at <= ?4
+       RETURNING holder`,
+      subKeyString(key),
+      holder,
+      now + leaseMs,
+      now,
+    );
+    return rows.length === 1;
+  }
+
+  async releasePoller(key: SubKey, holder: string): Promise<void> {
+    this.#all(
+      "release the poller",
+      `DELETE FROM ${this.#t.pollers} WHERE sub_key = ? AND holder = ? RETURNING holder`,
+      subKeyString(key),
+      holder,
+    );
   }
 
   onPending(listener: (key: SubKey) => void): () => void {

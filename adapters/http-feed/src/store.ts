@@ -67,6 +67,15 @@ export interface FeedStore {
   nack(seq: string, delayMs: number): Promise<void>;
   /** Extends the leases of rows still being handled. */
   renew(seqs: string[], leaseMs: number): Promise<void>;
+  /**
+   * The subscription's poller lease: one holder at a time follows the producer's feed. Acquires
+   * the lease when nobody holds it or it has expired, renews it when `holder` already holds it
+   * (either way it now runs until `leaseMs` from now), and answers false while another holder's
+   * lease runs. Atomic: of two competing callers, one gets it.
+   */
+  leasePoller(key: SubKey, holder: string, leaseMs: number): Promise<boolean>;
+  /** Gives the lease up if `holder` holds it (a clean stop), so a standby takes over at once. */
+  releasePoller(key: SubKey, holder: string): Promise<void>;
   /** Calls `listener(key)` when rows of a work table were added or released. */
   onPending(listener: (key: SubKey) => void): () => void;
   close(): Promise<void>;

@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import {
   type Capabilities,
   type Delivery,
@@ -60,6 +61,13 @@ export interface HttpFeedOptions {
   leaseMs?: number;
   /** Longest pause between polls of the consumer-side store when nothing wakes it. Default 1,000. */
   idlePollMs?: number;
+  /**
+   * The poller lease of a subscription, ms: of the transports consuming one subscription from one
+   * store, only the lease holder follows the producer's feed; it renews every third of this, and
+   * the others retry as often, taking over when it lapses (a holder that died) or at once after a
+   * clean stop (the lease is released). Default 10,000.
+   */
+  readerLeaseMs?: number;
 }
 
 interface SharedStore {
@@ -100,13 +108,16 @@ function acquireStore(url: string, tablePrefix?: string): { store: FeedStore; re
   };
 }
 
+/** Resolves after `ms` or on abort; leaves no listener behind (a standby sleeps on one signal for ever). */
 const sleep = (ms: number, signal?: AbortSignal) =>
   new Promise<void>((resolve) => {
-    const timer = setTimeout(resolve, ms);
-    signal?.addEventListener("abort", () => {
+    const done = () => {
       clearTimeout(timer);
+      signal?.removeEventListener("abort", done);
       resolve();
-    });
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener("abort", done, { once: true });
   });
 
 /**
@@ -190,6 +201,7 @@ export class HttpFeedTransport implements Transport {
       ["pageSize", options.pageSize],
       ["leaseMs", options.leaseMs],
       ["idlePollMs", options.idlePollMs],
+      ["readerLeaseMs", options.readerLeaseMs],
     ] as const) {
       if (value !== undefined && (!Number.isInteger(value) || value < 1 || value > 3_600_000)) {
         throw new SwitchyardError(
@@ -306,7 +318,10 @@ export class HttpFeedTransport implements Transport {
     };
   }
 
-  /** One poller per subscription per transport; competing transports' pollers race safely. */
+  /**
+   * One poller per subscription per transport; of competing transports' pollers, the one holding
+   * the subscription's poller lease follows the feed, the others stand by.
+   */
   #startPoller(key: SubKey, feedUrl: string): () => Promise<void> {
     const id = subKeyString(key);
     let entry = this.#pollers.get(id);
@@ -314,6 +329,7 @@ export class HttpFeedTransport implements Transport {
       const poller = new FeedPoller(this.store, key, feedUrl, {
         pollTimeoutMs: this.#options.pollTimeoutMs ?? 20_000,
         pageSize: this.#options.pageSize ?? 500,
+        readerLeaseMs: this.#options.readerLeaseMs ?? 10_000,
         ...(this.#options.token !== undefined ? { token: this.#options.token } : {}),
       });
       entry = { poller, refs: 0 };
@@ -353,10 +369,19 @@ export class HttpFeedTransport implements Transport {
  * Reads a producer's feed for one subscription: long polls from the stored position, and stores
  * each page as pending rows together with the new position (one transaction), so a crash replays
  * a page, never skips one. Errors (refused connections, 5xx, timeouts, garbage) back off.
+ *
+ * Competing consumers of one subscription each have a poller, but only the holder of the
+ * subscription's poller lease (in the store) follows the feed: it renews the lease every
+ * `readerLeaseMs / 3` and stops following, aborting its request, as soon as a renewal fails. The
+ * others stand by, trying for the lease as often, and start from the stored position when they get
+ * it. A clean stop releases the lease. The position's compare-and-set in `fill` stays the safety
+ * net for the moment two pollers overlap (a holder that lost its lease with a page in hand).
  */
 export class FeedPoller {
   readonly #abort = new AbortController();
+  readonly holder = randomUUID();
   #running: Promise<void> | undefined;
+  #holding = false;
   /** The last problem met, for diagnostics (no secrets). */
   lastError: string | undefined;
 
@@ -364,8 +389,13 @@ export class FeedPoller {
     readonly store: FeedStore,
     readonly key: SubKey,
     readonly feedUrl: string,
-    readonly options: { pollTimeoutMs: number; pageSize: number; token?: string },
+    readonly options: { pollTimeoutMs: number; pageSize: number; token?: string; readerLeaseMs?: number },
   ) {}
+
+  /** Whether this poller holds the subscription's poller lease (and so follows the feed). */
+  get holding(): boolean {
+    return this.#holding;
+  }
 
   start(): void {
     this.#running ??= this.#loop();
@@ -378,8 +408,51 @@ export class FeedPoller {
 
   #backoff = 0;
 
+  get #leaseMs(): number {
+    return this.options.readerLeaseMs ?? 10_000;
+  }
+
+  /** Acquires or renews the lease; false on a refusal or a store error (it cannot be sure). */
+  async #lease(): Promise<boolean> {
+    try {
+      this.#holding = await this.store.leasePoller(this.key, this.holder, this.#leaseMs);
+    } catch (error) {
+      this.lastError = error instanceof Error ? error.message : String(error);
+      this.#holding = false;
+    }
+    return this.#holding;
+  }
+
   async #loop(): Promise<void> {
     const signal = this.#abort.signal;
+    const every = Math.max(10, Math.floor(this.#leaseMs / 3));
+    while (!signal.aborted) {
+      if (!(await this.#lease())) {
+        await sleep(every, signal); // standing by
+        continue;
+      }
+      const lost = new AbortController();
+      let renewing: Promise<void> | undefined;
+      const renewal = setInterval(() => {
+        renewing ??= this.#lease().then((held) => {
+          renewing = undefined;
+          if (!held) lost.abort();
+        });
+      }, every);
+      try {
+        await this.#followWhileHeld(AbortSignal.any([signal, lost.signal]));
+      } finally {
+        clearInterval(renewal);
+        await renewing; // a renewal that lands after the release below would hold the lease again
+      }
+    }
+    if (this.#holding) {
+      this.#holding = false;
+      await this.store.releasePoller(this.key, this.holder).catch(() => {});
+    }
+  }
+
+  async #followWhileHeld(signal: AbortSignal): Promise<void> {
     while (!signal.aborted) {
       const inFlight = new AbortController();
       const requestSignal = AbortSignal.any([signal, inFlight.signal]);

@@ -57,6 +57,7 @@ describe("URL and options", () => {
       "http-feed://h:1/f?store=mysql://x/y",
       "http-feed://h:1/f?store=postgres://x/y&pageSize=-3",
       "http-feed://h:1/f?store=postgres://x/y&leaseMs=0",
+      "http-feed://h:1/f?store=postgres://x/y&readerLeaseMs=0",
       "http-feed://h:1/f?store=postgres://x/y&tablePrefix=Robert;drop",
       "http-feed://h:1/f?store=sqlite:",
       "http-feed://h:1/f?store=sqlite:///x.db&tablePrefix=Robert;drop",
@@ -68,7 +69,7 @@ describe("URL and options", () => {
         return isSwitchyardError(error, "CONFIG_INVALID") ? "CONFIG_INVALID" : String(error);
       }
     });
-    expect(codes).toEqual(Array(7).fill("CONFIG_INVALID"));
+    expect(codes).toEqual(Array(8).fill("CONFIG_INVALID"));
   });
 
   it("takes sqlite stores: a file path or :memory:", async () => {

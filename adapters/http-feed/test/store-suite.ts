@@ -275,6 +275,47 @@ export function defineStoreSuite(name: string, createStore: () => FeedStore): vo
       }
     });
 
+    it("poller lease: acquired when free, renewed by its holder, refused to others, taken over after expiry, released", async () => {
+      const key: SubKey = { kind: "topic", name: uniq("t"), sub: "s" };
+      const other: SubKey = { kind: "topic", name: key.name, sub: "other" };
+      expect(await store.leasePoller(key, "a", 1000)).toBe(true); // free: acquired
+      expect(await store.leasePoller(key, "b", 1000)).toBe(false); // held by a
+      expect(await store.leasePoller(other, "b", 1000)).toBe(true); // another subscription: its own lease
+      await sleep(600);
+      expect(await store.leasePoller(key, "a", 1000)).toBe(true); // renewed: runs 1 s from now
+      await sleep(600);
+      expect(await store.leasePoller(key, "b", 1000)).toBe(false); // would have expired without the renewal
+      await sleep(500);
+      expect(await store.leasePoller(key, "b", 60_000)).toBe(true); // a's lease lapsed: b takes over
+      expect(await store.leasePoller(key, "a", 400)).toBe(false); // and a cannot renew any more
+      await store.releasePoller(key, "a"); // not the holder: no effect
+      expect(await store.leasePoller(key, "a", 400)).toBe(false);
+      await store.releasePoller(key, "b");
+      expect(await store.leasePoller(key, "a", 400)).toBe(true); // released: free at once
+      // Another store on the same database sees the same lease.
+      const second = createStore();
+      try {
+        await second.init();
+        expect(await second.leasePoller(key, "c", 400)).toBe(false);
+      } finally {
+        await second.close();
+      }
+    });
+
+    it("poller lease: of many concurrent acquirers exactly one wins", async () => {
+      const key: SubKey = { kind: "topic", name: uniq("t"), sub: "s" };
+      const stores = [store, createStore(), createStore()];
+      try {
+        await Promise.all(stores.map((s) => s.init()));
+        const won = await Promise.all(
+          Array.from({ length: 12 }, (_, n) => stores[n % stores.length]!.leasePoller(key, `h${n}`, 30_000)),
+        );
+        expect(won.filter(Boolean)).toHaveLength(1);
+      } finally {
+        await Promise.all(stores.slice(1).map((s) => s.close()));
+      }
+    });
+
     it("closes once; a closed store rejects with a SwitchyardError", async () => {
       const closing = createStore();
       await closing.init();
