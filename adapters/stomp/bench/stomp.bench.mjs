@@ -4,6 +4,7 @@
 // rate. Ends with one JSON line. `--quick` runs fewer messages. Same work? The raw frames carry 1 KiB
 // and no headers of their own; Switchyard's carry the ~6 CloudEvents headers as well. The raw
 // consumer collects the body and acks; Switchyard's decodes the envelope, runs the handler, acks.
+// Three rounds (one with --quick), alternating which side runs first; medians are reported.
 import { randomUUID } from "node:crypto";
 import { performance } from "node:perf_hooks";
 import { createBus } from "@switchyard/core";
@@ -157,8 +158,33 @@ async function switchyard() {
   return { publish, consume, p50: percentile(latencies, 50), p99: percentile(latencies, 99) };
 }
 
-const r = await raw();
-const s = await switchyard();
+// Rounds alternate which side goes first (the second one used to show the worse tail: GC left by
+// the first, a warmer or busier broker); figures are the medians over the rounds.
+const ROUNDS = quick ? 1 : 3;
+const raws = [];
+const sys = [];
+for (let round = 0; round < ROUNDS; round++) {
+  if (round % 2 === 0) {
+    raws.push(await raw());
+    sys.push(await switchyard());
+  } else {
+    sys.push(await switchyard());
+    raws.push(await raw());
+  }
+}
+const median = (runs, field) =>
+  percentile(
+    runs.map((run) => run[field]),
+    50,
+  );
+const summary = (runs) => ({
+  publish: median(runs, "publish"),
+  consume: median(runs, "consume"),
+  p50: median(runs, "p50"),
+  p99: median(runs, "p99"),
+});
+const r = summary(raws);
+const s = summary(sys);
 console.log(
   `raw stompit : publish ${r.publish.toFixed(0)}/s, consume ${r.consume.toFixed(0)}/s, p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms`,
 );
@@ -169,6 +195,9 @@ console.log(
   JSON.stringify({
     bench: "stomp",
     count: COUNT,
+    rounds: ROUNDS,
+    rawP99sMs: raws.map((run) => Number(run.p99.toFixed(2))),
+    p99sMs: sys.map((run) => Number(run.p99.toFixed(2))),
     rawPublishPerSec: Math.round(r.publish),
     publishPerSec: Math.round(s.publish),
     rawConsumePerSec: Math.round(r.consume),
