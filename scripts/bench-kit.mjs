@@ -41,3 +41,21 @@ export function completion(what, progress, ms = 90_000) {
   }).finally(() => clearTimeout(timer));
   return { promise, done };
 }
+
+/**
+ * A minimal Standard Schema (what zod or valibot provide) that checks the `typeof` of each named
+ * field, as a user's schema would, without a validation library's cost in the figures.
+ */
+export function shapeSchema(fields) {
+  const checks = Object.entries(fields);
+  return {
+    "~standard": {
+      version: 1,
+      vendor: "bench",
+      validate: (value) =>
+        value && checks.every(([name, type]) => typeof value[name] === type)
+          ? { value }
+          : { issues: [{ message: "not a bench message" }] },
+    },
+  };
+}

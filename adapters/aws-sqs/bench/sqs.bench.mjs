@@ -21,6 +21,7 @@ import {
   SQSClient,
 } from "@aws-sdk/client-sqs";
 import { BYTES_CONTENT_TYPE, createBus, defineMessage } from "@switchyard/core";
+import { shapeSchema } from "../../../scripts/bench-kit.mjs";
 import { SqsTransport } from "../dist/index.js";
 
 const quick = process.argv.includes("--quick");
@@ -32,16 +33,7 @@ const raw = new SQSClient({ endpoint, ...aws });
 const body = "x".repeat(1024);
 const NOTE = "x".repeat(1024 - 40);
 const payload = (id) => ({ id, note: NOTE }); // ~1 KiB as JSON
-const schema = {
-  "~standard": {
-    version: 1,
-    vendor: "bench",
-    validate: (v) =>
-      v && typeof v.id === "number" && typeof v.note === "string"
-        ? { value: v }
-        : { issues: [{ message: "not a bench message" }] },
-  },
-};
+const schema = shapeSchema({ id: "number", note: "string" });
 const Bench = defineMessage({ type: "bench.sqs", versions: { 1: schema } });
 const run = randomUUID().slice(0, 8);
 const pct = (xs, p) => xs.sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))];

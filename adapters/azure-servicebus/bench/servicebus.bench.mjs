@@ -17,7 +17,7 @@
 import { randomUUID } from "node:crypto";
 import { ServiceBusClient } from "@azure/service-bus";
 import { createBus, defineMessage } from "@switchyard/core";
-import { completion, paced, percentile, pool } from "../../../scripts/bench-kit.mjs";
+import { completion, paced, percentile, pool, shapeSchema } from "../../../scripts/bench-kit.mjs";
 import { createTransport } from "../dist/index.js";
 
 const quick = process.argv.includes("--quick");
@@ -34,17 +34,7 @@ const run = randomUUID().slice(0, 8);
 const NOTE = "x".repeat(1024 - 80);
 const payload = (id) => ({ id, sentAt: performance.now(), note: NOTE });
 
-// A minimal Standard Schema (what zod/valibot provide): checks the shape, as a user's schema would.
-const schema = {
-  "~standard": {
-    version: 1,
-    vendor: "bench",
-    validate: (v) =>
-      v && typeof v.id === "number" && typeof v.sentAt === "number" && typeof v.note === "string"
-        ? { value: v }
-        : { issues: [{ message: "not a bench message" }] },
-  },
-};
+const schema = shapeSchema({ id: "number", sentAt: "number", note: "string" });
 const Bench = defineMessage({ type: "bench.sb", versions: { 1: schema } });
 
 async function admin(method, path, body) {

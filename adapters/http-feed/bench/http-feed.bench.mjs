@@ -21,7 +21,7 @@ import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { createBus, defineMessage } from "@switchyard/core";
 import pg from "pg";
-import { completion, percentile, pool, sleep } from "../../../scripts/bench-kit.mjs";
+import { completion, percentile, pool, shapeSchema, sleep } from "../../../scripts/bench-kit.mjs";
 import { HttpFeedTransport, PostgresStore, SqliteStore, startFeedServer } from "../dist/index.js";
 
 const quick = process.argv.includes("--quick");
@@ -35,16 +35,7 @@ const LATENCY_N = quick ? 300 : 1_000;
 const NOTE = "x".repeat(1024 - 80);
 const payload = (id) => ({ id, sentAt: performance.now(), note: NOTE });
 
-const schema = {
-  "~standard": {
-    version: 1,
-    vendor: "bench",
-    validate: (v) =>
-      v && typeof v.id === "number" && typeof v.sentAt === "number" && typeof v.note === "string"
-        ? { value: v }
-        : { issues: [{ message: "not a bench event" }] },
-  },
-};
+const schema = shapeSchema({ id: "number", sentAt: "number", note: "string" });
 const Event = defineMessage({ type: "bench.feed", versions: { 1: schema } });
 const round = (x) => Math.round(x * 100) / 100;
 

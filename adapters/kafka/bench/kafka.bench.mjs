@@ -20,7 +20,7 @@ import { randomUUID } from "node:crypto";
 import { Consumer as PltConsumer, Producer as PltProducer, ProduceAcks } from "@platformatic/kafka";
 import { createBus, createEnvelope, defineMessage, toWire } from "@switchyard/core";
 import { Kafka, logLevel } from "kafkajs";
-import { paced, percentile, pool, sleep } from "../../../scripts/bench-kit.mjs";
+import { paced, percentile, pool, shapeSchema, sleep } from "../../../scripts/bench-kit.mjs";
 import { createTransport } from "../dist/index.js";
 
 const quick = process.argv.includes("--quick");
@@ -34,16 +34,7 @@ const LATENCY_N = quick ? 1_000 : 3_000;
 const body = Buffer.alloc(1024, 7);
 const NOTE = "x".repeat(1024 - 40);
 const payload = (id) => ({ id, note: NOTE }); // ~1 KiB as JSON
-const schema = {
-  "~standard": {
-    version: 1,
-    vendor: "bench",
-    validate: (v) =>
-      v && typeof v.id === "number" && typeof v.note === "string"
-        ? { value: v }
-        : { issues: [{ message: "not a bench message" }] },
-  },
-};
+const schema = shapeSchema({ id: "number", note: "string" });
 const Bench = defineMessage({ type: "bench.kafka", versions: { 1: schema } });
 /** The headers Switchyard writes on a record (`ce_*` attributes), for raw runs that carry the same. */
 const switchyardHeaders = toWire(
