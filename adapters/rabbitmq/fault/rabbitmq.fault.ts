@@ -4,7 +4,7 @@
 // Runs only in the fault phase (vitest.fault.config.ts), alone: it stops the broker's application.
 import { randomUUID } from "node:crypto";
 import { brokerEndpoint, describeWithBroker } from "@switchyard/broker-stack/available";
-import { brokers, closeWithin, Handled, sleep } from "@switchyard/broker-stack/fault";
+import { brokers, closeWithin, Handled, runOutageStream } from "@switchyard/broker-stack/fault";
 import { messages } from "@switchyard/conformance";
 import { createBus } from "@switchyard/core";
 import { afterAll, expect, it } from "vitest";
@@ -12,11 +12,8 @@ import { createTransport, type RabbitTransport } from "../src/index.js";
 
 const { Ping } = messages;
 const url = new URL(brokerEndpoint("rabbitmq").url);
+/** runOutageStream's default: 10,000 messages at ~1,000/s, the outage at message 3,000. */
 const TOTAL = 10_000;
-const BATCH = 100;
-/** The stream is paced (~1,000 messages/s) so the outage falls in its middle. */
-const PACE_MS = 100;
-const OUTAGE_AT = 3_000;
 const DOWN_MS = 3_000;
 
 describeWithBroker("rabbitmq", "rabbitmq fault: stop_app / start_app mid-stream", () => {
@@ -44,71 +41,54 @@ describeWithBroker("rabbitmq", "rabbitmq fault: stop_app / start_app mid-stream"
       hooks: { onError: (event) => errors.push(String(event.error)) },
     });
     const handled = new Handled();
-    let publishFailures = 0;
-    let outage: { from: number; to?: number } | undefined;
-    let outageDone: Promise<void> | undefined;
     try {
       await consumer
         .consume(queue)
         .on(Ping, async (msg) => handled.add(msg.data.n))
         .start({ concurrency: 32 });
-
-      const publishing = (async () => {
-        for (let from = 0; from < TOTAL; from += BATCH) {
-          if (from === OUTAGE_AT) {
-            outageDone = (async () => {
-              console.warn(
-                `\n!!! FAULT TEST (adapters/rabbitmq/fault): stopping the shared RabbitMQ application ` +
-                  `(rabbitmqctl stop_app) for ~${DOWN_MS / 1000} s to prove recovery; start_app follows.\n`,
-              );
-              stopped = true;
-              outage = { from: Date.now() };
-              await brokers(["ctl", "rabbitmq", "stop_app"], 60_000);
-              await sleep(DOWN_MS);
-              await brokers(["ctl", "rabbitmq", "start_app"], 60_000);
-              stopped = false;
-              outage.to = Date.now();
-              console.warn(`!!! FAULT TEST: RabbitMQ application started again\n`);
-            })();
-          }
-          const items = Array.from({ length: BATCH }, (_, i) => ({
-            data: { n: from + i },
-            options: { id: `${queue}-${from + i}` },
-          }));
-          // A batch the adapter gave up on (publishTimeoutMs) is sent again, as an application would.
-          for (let tries = 0; ; tries++) {
-            try {
-              await producer.sendBatch(queue, Ping, items);
-              break;
-            } catch (error) {
-              publishFailures++;
-              if (tries >= 5) throw error;
-              await sleep(500);
-            }
-          }
-          await sleep(PACE_MS);
-        }
-      })();
-      await publishing;
-      await outageDone;
-      await handled.reach(TOTAL, 90_000, `all ${TOTAL} messages handled`);
-      await sleep(1_000); // late redeliveries still count as duplicates
-      const duplicates = handled.calls - handled.ids.size;
+      const stream = await runOutageStream({
+        handled,
+        send: (numbers) =>
+          producer
+            .sendBatch(
+              queue,
+              Ping,
+              numbers.map((n) => ({ data: { n }, options: { id: `${queue}-${n}` } })),
+            )
+            .then(() => {}),
+        outage: {
+          announce:
+            "(adapters/rabbitmq/fault) stopping the shared RabbitMQ application (rabbitmqctl stop_app) " +
+            `for ~${DOWN_MS / 1000} s to prove recovery; start_app follows.`,
+          stop: async () => {
+            stopped = true;
+            await brokers(["ctl", "rabbitmq", "stop_app"], 60_000);
+          },
+          start: async () => {
+            await brokers(["ctl", "rabbitmq", "start_app"], 60_000);
+            stopped = false;
+          },
+        },
+        downMs: DOWN_MS,
+        // A batch the adapter gave up on (publishTimeoutMs) is sent again, as an application would.
+        maxRetries: 5,
+      });
+      const { outage } = stream;
       const figures = {
         broker: "rabbitmq",
         messages: TOTAL,
         handled: handled.calls,
         distinct: handled.ids.size,
-        duplicates,
-        outageMs: outage?.to && outage.to - outage.from,
-        publishFailures,
+        duplicates: handled.calls - handled.ids.size,
+        outageMs: outage.to && outage.to - outage.from,
+        publishFailures: stream.publishFailures,
         producerReconnects: producerTransport.reconnects,
         consumerReconnects: consumerTransport.reconnects,
         handlerErrors: errors.length,
         runtimeMs: Date.now() - started,
       };
       console.log(`FAULT ${JSON.stringify(figures)}`);
-      expect(outage?.to).toBeDefined();
+      expect(outage.to).toBeDefined();
       expect(handled.ids.size).toBe(TOTAL);
       // …and both buses close in bounded time after the outage.
       await closeWithin(60_000, [producer, consumer]);

@@ -4,7 +4,7 @@
 // Runs only in the fault phase (vitest.fault.config.ts), alone: it restarts the shared broker.
 import { randomUUID } from "node:crypto";
 import { brokerEndpoint, describeWithBroker } from "@switchyard/broker-stack/available";
-import { brokerPid, brokers, closeWithin, Handled, sleep } from "@switchyard/broker-stack/fault";
+import { brokerPid, brokers, closeWithin, Handled, runOutageStream } from "@switchyard/broker-stack/fault";
 import { messages } from "@switchyard/conformance";
 import { createBus } from "@switchyard/core";
 import { afterAll, expect, it } from "vitest";
@@ -13,12 +13,8 @@ import { createTransport } from "../src/index.js";
 const { Ping } = messages;
 const url = new URL(brokerEndpoint("activemq").url);
 url.protocol = "stomp+activemq:";
+/** runOutageStream's default: 10,000 messages at ~1,000/s, ActiveMQ stopped for ~2 s at message 3,000. */
 const TOTAL = 10_000;
-const BATCH = 100;
-/** The stream is paced (~1,000 messages/s) so the outage falls in its middle. */
-const PACE_MS = 100;
-const OUTAGE_AT = 3_000;
-const DOWN_MS = 2_000;
 
 describeWithBroker("activemq", "stomp fault: ActiveMQ restarted mid-stream", () => {
   afterAll(async () => {
@@ -37,77 +33,58 @@ describeWithBroker("activemq", "stomp fault: ActiveMQ restarted mid-stream", () 
       hooks: { onError: (event) => errors.push(String(event.error)) },
     });
     const handled = new Handled();
-    let publishFailures = 0;
-    let outage: { from: number; to?: number; pidBefore?: string; pidAfter?: string } | undefined;
-    let outageDone: Promise<void> | undefined;
-    /** First message published once the broker was back: handling it needs the consumer's new connection. */
-    let firstAfter: number | undefined;
+    const pids: { before?: string; after?: string } = {};
     try {
       await consumer
         .consume(queue)
         .on(Ping, async (msg) => handled.add(msg.data.n))
         .start({ concurrency: 32 });
-
-      const publishing = (async () => {
-        for (let from = 0; from < TOTAL; from += BATCH) {
-          if (from === OUTAGE_AT) {
-            outageDone = (async () => {
-              console.warn(
-                `\n!!! FAULT TEST (adapters/stomp/fault): stopping the shared ActiveMQ (brokers.sh down activemq) ` +
-                  `for ~${DOWN_MS / 1000} s plus its start-up, to prove recovery; brokers.sh up activemq follows.\n`,
-              );
-              outage = { from: Date.now(), pidBefore: brokerPid("activemq") };
-              await brokers(["down", "activemq"], 60_000);
-              await sleep(DOWN_MS);
-              await brokers(["up", "activemq"]);
-              outage.to = Date.now();
-              outage.pidAfter = brokerPid("activemq");
-              console.warn(`!!! FAULT TEST: ActiveMQ is up again\n`);
-            })();
-          }
-          if (outage?.to !== undefined && firstAfter === undefined) firstAfter = from;
-          const items = Array.from({ length: BATCH }, (_, i) => ({
-            data: { n: from + i },
-            options: { id: `${queue}-${from + i}` },
-          }));
-          // A batch the adapter gave up on (publishTimeoutMs) is sent again, as an application would.
-          for (let tries = 0; ; tries++) {
-            try {
-              await producer.sendBatch(queue, Ping, items);
-              break;
-            } catch (error) {
-              publishFailures++;
-              if (tries >= 5) throw error;
-              await sleep(500);
-            }
-          }
-          await sleep(PACE_MS);
-        }
-      })();
-      await publishing;
-      await outageDone;
-      await handled.reach(TOTAL, 90_000, `all ${TOTAL} messages handled`);
-      await sleep(1_000); // late redeliveries still count as duplicates
-      const duplicates = handled.calls - handled.ids.size;
+      const stream = await runOutageStream({
+        handled,
+        send: (numbers) =>
+          producer
+            .sendBatch(
+              queue,
+              Ping,
+              numbers.map((n) => ({ data: { n }, options: { id: `${queue}-${n}` } })),
+            )
+            .then(() => {}),
+        outage: {
+          announce:
+            "(adapters/stomp/fault) stopping the shared ActiveMQ (brokers.sh down activemq) for ~2 s " +
+            "plus its start-up, to prove recovery; brokers.sh up activemq follows.",
+          stop: async () => {
+            pids.before = brokerPid("activemq");
+            await brokers(["down", "activemq"], 60_000);
+          },
+          start: async () => {
+            await brokers(["up", "activemq"]);
+            pids.after = brokerPid("activemq");
+          },
+        },
+        // A batch the adapter gave up on (publishTimeoutMs) is sent again, as an application would.
+        maxRetries: 5,
+      });
+      const { outage, firstAfterRestart } = stream;
       const figures = {
         broker: "activemq (stomp)",
         messages: TOTAL,
         handled: handled.calls,
         distinct: handled.ids.size,
-        duplicates,
-        outageMs: outage?.to && outage.to - outage.from,
-        brokerPid: `${outage?.pidBefore} -> ${outage?.pidAfter}`,
-        firstPublishedAfterRestart: firstAfter,
-        publishFailures,
+        duplicates: handled.calls - handled.ids.size,
+        outageMs: outage.to && outage.to - outage.from,
+        brokerPid: `${pids.before} -> ${pids.after}`,
+        firstPublishedAfterRestart: firstAfterRestart,
+        publishFailures: stream.publishFailures,
         handlerErrors: errors.length,
         runtimeMs: Date.now() - started,
       };
       console.log(`FAULT ${JSON.stringify(figures)}`);
       // The broker really restarted in the middle of the stream…
-      expect(outage?.to).toBeDefined();
-      expect(outage?.pidAfter).toBeDefined();
-      expect(outage?.pidAfter).not.toBe(outage?.pidBefore);
-      expect(firstAfter).toBeLessThan(TOTAL);
+      expect(outage.to).toBeDefined();
+      expect(pids.after).toBeDefined();
+      expect(pids.after).not.toBe(pids.before);
+      expect(firstAfterRestart).toBeLessThan(TOTAL);
       // …and every message was handled, those sent after the restart through the consumer's new connection.
       expect(handled.ids.size).toBe(TOTAL);
       // …and both buses close in bounded time after the outage.

@@ -90,3 +90,85 @@ export async function closeWithin(
     clearTimeout(timer);
   }
 }
+
+export interface OutageStreamOptions {
+  /** Sends one batch of numbered messages; a rejection is retried (see `maxRetries`, `retryForMs`). */
+  send(numbers: number[]): Promise<void>;
+  /** Where the consumer records what it handled. */
+  handled: Handled;
+  /** The fault: `stop`, `downMs` of nothing, then `start`; `announce` is printed first. */
+  outage: { announce: string; stop(): Promise<void>; start(): Promise<void> };
+  /** A batch is sent again every 500 ms after a failure, at most this many times… */
+  maxRetries?: number;
+  /** …or for at most this long. */
+  retryForMs?: number;
+  total?: number;
+  batch?: number;
+  /** Pause between batches: ~1,000 messages/s by default, so the outage falls mid-stream. */
+  paceMs?: number;
+  /** The message number at which the outage starts. */
+  outageAt?: number;
+  downMs?: number;
+}
+
+export interface OutageStream {
+  outage: { from: number; stopped?: number; to?: number };
+  /** First number published once the broker was stopped (only a restarted broker can have it). */
+  firstAfterStop: number | undefined;
+  /** First number published once the broker was back. */
+  firstAfterRestart: number | undefined;
+  publishFailures: number;
+  lastPublishError: string;
+}
+
+/**
+ * The stream every broker fault test runs: `total` numbered messages in paced batches, the broker
+ * stopped and started again in the middle, failed batches sent again as an application would; resolves
+ * once the outage is over and every number was handled (plus a second for late redeliveries, which
+ * still count as duplicates).
+ */
+export async function runOutageStream(options: OutageStreamOptions): Promise<OutageStream> {
+  const { total = 10_000, batch = 100, paceMs = 100, outageAt = 3_000, downMs = 2_000 } = options;
+  const result: OutageStream = {
+    outage: { from: 0 },
+    firstAfterStop: undefined,
+    firstAfterRestart: undefined,
+    publishFailures: 0,
+    lastPublishError: "",
+  };
+  let outageDone: Promise<void> | undefined;
+  for (let from = 0; from < total; from += batch) {
+    if (from === outageAt) {
+      outageDone = (async () => {
+        console.warn(`\n!!! FAULT TEST: ${options.outage.announce}\n`);
+        result.outage.from = Date.now();
+        await options.outage.stop();
+        result.outage.stopped = Date.now();
+        await sleep(downMs);
+        await options.outage.start();
+        result.outage.to = Date.now();
+        console.warn(`!!! FAULT TEST: the broker is back\n`);
+      })();
+    }
+    if (result.outage.stopped !== undefined) result.firstAfterStop ??= from;
+    if (result.outage.to !== undefined) result.firstAfterRestart ??= from;
+    const numbers = Array.from({ length: Math.min(batch, total - from) }, (_, i) => from + i);
+    const deadline = Date.now() + (options.retryForMs ?? Number.POSITIVE_INFINITY);
+    for (let retries = 0; ; retries++) {
+      try {
+        await options.send(numbers);
+        break;
+      } catch (error) {
+        result.publishFailures++;
+        result.lastPublishError = String(error).slice(0, 200);
+        if (retries >= (options.maxRetries ?? Number.POSITIVE_INFINITY) || Date.now() > deadline) throw error;
+        await sleep(500);
+      }
+    }
+    await sleep(paceMs);
+  }
+  await outageDone;
+  await options.handled.reach(total, 90_000, `all ${total} messages handled`);
+  await sleep(1_000);
+  return result;
+}
