@@ -59,3 +59,28 @@ export function shapeSchema(fields) {
     },
   };
 }
+
+/**
+ * Runs `run()`; with BENCH_PROFILE=DIR set, records a CPU profile of just that phase into
+ * DIR/LABEL.cpuprofile (read it with `node scripts/profile-summary.mjs`), so the consume phase of a
+ * bench can be profiled without its publish and latency phases mixed in.
+ */
+export async function profiled(label, run) {
+  const dir = process.env.BENCH_PROFILE;
+  if (!dir) return run();
+  const { Session } = await import("node:inspector/promises");
+  const { mkdirSync, writeFileSync } = await import("node:fs");
+  const session = new Session();
+  session.connect();
+  await session.post("Profiler.enable");
+  await session.post("Profiler.setSamplingInterval", { interval: 100 });
+  await session.post("Profiler.start");
+  try {
+    return await run();
+  } finally {
+    const { profile } = await session.post("Profiler.stop");
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(`${dir}/${label}.cpuprofile`, JSON.stringify(profile));
+    session.disconnect();
+  }
+}

@@ -17,10 +17,11 @@
 //              seen receiving (a probe message) before the paced run starts.
 // Ends with one JSON line per driver, the default driver (platformatic) last.
 import { randomUUID } from "node:crypto";
+import os from "node:os";
 import { Consumer as PltConsumer, Producer as PltProducer, ProduceAcks } from "@platformatic/kafka";
 import { createBus, createEnvelope, defineMessage, toWire } from "@switchyard/core";
 import { Kafka, logLevel } from "kafkajs";
-import { paced, percentile, pool, shapeSchema, sleep } from "../../../scripts/bench-kit.mjs";
+import { paced, percentile, pool, profiled, shapeSchema, sleep } from "../../../scripts/bench-kit.mjs";
 import { createTransport } from "../dist/index.js";
 
 const quick = process.argv.includes("--quick");
@@ -40,6 +41,13 @@ const Bench = defineMessage({ type: "bench.kafka", versions: { 1: schema } });
 const switchyardHeaders = toWire(
   createEnvelope({ type: "bench.kafka", schemaVersion: 1, data: payload(0) }, { source: "bench" }),
 ).headers;
+/** CPU µs (user + system) this process spent per message while `run` ran. */
+async function cpuPerMessage(count, run) {
+  const before = process.cpuUsage();
+  const result = await run();
+  const used = process.cpuUsage(before);
+  return { result, cpuUs: (used.user + used.system) / count };
+}
 const name = (what) => `bench-${what}-${randomUUID().slice(0, 8)}`;
 const fast = { heartbeatIntervalMs: 250, sessionTimeoutMs: 6000, rebalanceTimeoutMs: 10000, maxWaitMs: 100 };
 
@@ -48,6 +56,7 @@ const fast = { heartbeatIntervalMs: 250, sessionTimeoutMs: 6000, rebalanceTimeou
 function rawKafkajs() {
   const kafka = new Kafka({ clientId: "bench-raw", brokers, logLevel: logLevel.NOTHING });
   return {
+    name: "kafkajs",
     async producer(idempotent = true) {
       const producer = kafka.producer(idempotent ? { idempotent: true, maxInFlightRequests: 1 } : {});
       await producer.connect();
@@ -73,6 +82,7 @@ function rawKafkajs() {
 function rawPlatformatic() {
   const bootstrapBrokers = brokers;
   return {
+    name: "platformatic",
     async producer(idempotent = true) {
       const producer = new PltProducer({
         clientId: "bench-raw",
@@ -148,7 +158,11 @@ async function measureRaw(client, admin) {
     Array.from({ length: BATCH }, (_, i) => ({ value: Buffer.from(JSON.stringify(payload(from + i))) }));
   await producer.send(topic, batchOf(0).slice(0, 10)); // warm-up: connections and metadata
   const t = performance.now();
-  for (let sent = 0; sent < N; sent += BATCH) await producer.send(topic, batchOf(sent));
+  const { cpuUs: publishCpuUs } = await cpuPerMessage(N, () =>
+    profiled(`kafka-${client.name}-raw-publish`, async () => {
+      for (let sent = 0; sent < N; sent += BATCH) await producer.send(topic, batchOf(sent));
+    }),
+  );
   const publish = N / ((performance.now() - t) / 1000);
   // consume the backlog (plus the warm-up): counting only, then parsing each value
   const consumeWith = async (parse) => {
@@ -166,7 +180,9 @@ async function measureRaw(client, admin) {
     return rate;
   };
   const consume = await consumeWith(false);
-  const consumeParse = await consumeWith(true);
+  const { result: consumeParse, cpuUs: consumeCpuUs } = await cpuPerMessage(N, () =>
+    profiled(`kafka-${client.name}-raw-consume`, () => consumeWith(true)),
+  );
   // The same with Switchyard's headers on every record: publish and parse the same bytes, so the
   // ratio against it shows what the pipeline costs beyond the client's own header handling.
   const headed = name("raw-headed");
@@ -215,6 +231,8 @@ async function measureRaw(client, admin) {
   await Promise.all([producer.close(), latProducer.close()]);
   return {
     publish,
+    publishCpuUs,
+    consumeCpuUs,
     publishHeaders,
     consume,
     consumeParse,
@@ -232,12 +250,16 @@ async function measureSwitchyard(driver) {
   const queue = name("sy");
   await bus.sendBatch(queue, Bench, [{ data: payload(-1) }]); // warm-up and provisioning
   let t = performance.now();
-  for (let sent = 0; sent < N; sent += BATCH)
-    await bus.sendBatch(
-      queue,
-      Bench,
-      Array.from({ length: BATCH }, (_, i) => ({ data: payload(sent + i) })),
-    );
+  const { cpuUs: publishCpuUs } = await cpuPerMessage(N, () =>
+    profiled(`kafka-${driver}-switchyard-publish`, async () => {
+      for (let sent = 0; sent < N; sent += BATCH)
+        await bus.sendBatch(
+          queue,
+          Bench,
+          Array.from({ length: BATCH }, (_, i) => ({ data: payload(sent + i) })),
+        );
+    }),
+  );
   const publish = N / ((performance.now() - t) / 1000);
   // single publishes, 500 in flight, to another topic (not consumed)
   const singles = name("sy-singles");
@@ -250,14 +272,18 @@ async function measureSwitchyard(driver) {
   let got = 0;
   let first = 0;
   let sink = 0;
-  await consumerBus
-    .consume(queue)
-    .on(Bench, async (msg) => {
-      if (got++ === 0) first = performance.now();
-      sink += msg.data.id;
-    })
-    .start({ concurrency: 64, prefetch: 1024 });
-  await until(() => got >= N + 1, "switchyard backlog");
+  const { cpuUs: consumeCpuUs } = await cpuPerMessage(N, () =>
+    profiled(`kafka-${driver}-switchyard-consume`, async () => {
+      await consumerBus
+        .consume(queue)
+        .on(Bench, async (msg) => {
+          if (got++ === 0) first = performance.now();
+          sink += msg.data.id;
+        })
+        .start({ concurrency: 64, prefetch: 1024 });
+      await until(() => got >= N + 1, "switchyard backlog");
+    }),
+  );
   const consume = N / ((performance.now() - first) / 1000);
   if (sink < -N) console.log(sink);
   // latency
@@ -284,17 +310,27 @@ async function measureSwitchyard(driver) {
   );
   await until(() => latencies.length >= LATENCY_N, "switchyard latency");
   await Promise.all([bus.close(), consumerBus.close()]);
-  return { publish, publishSingles, consume, p50: percentile(latencies, 50), p99: percentile(latencies, 99) };
+  return {
+    publish,
+    publishCpuUs,
+    publishSingles,
+    consume,
+    consumeCpuUs,
+    p50: percentile(latencies, 50),
+    p99: percentile(latencies, 99),
+  };
 }
 
 const admin = new Kafka({ clientId: "bench-admin", brokers, logLevel: logLevel.NOTHING }).admin();
 await admin.connect();
-const round = (x, d = 0) => Number(x.toFixed(d));
+const round = (x, d = 0) => (Number.isFinite(x) ? Number(x.toFixed(d)) : null);
 const lines = [];
 for (const driver of (process.env.BENCH_DRIVERS ?? "kafkajs,platformatic").split(",")) {
   const client = driver === "kafkajs" ? rawKafkajs() : rawPlatformatic();
-  const raw = await measureRaw(client, admin);
-  const sy = await measureSwitchyard(driver);
+  // BENCH_SIDE=switchyard|raw runs one side alone (for `node --cpu-prof`); ratios then are NaN.
+  const side = process.env.BENCH_SIDE;
+  const raw = side === "switchyard" ? {} : await measureRaw(client, admin);
+  const sy = side === "raw" ? {} : await measureSwitchyard(driver);
   console.error(
     `${driver.padEnd(12)} publish/s raw ${round(raw.publish)} switchyard ${round(sy.publish)} | ` +
       `(singles ${round(sy.publishSingles)}) | consume/s raw ${round(raw.consume)} raw+JSON.parse ${round(raw.consumeParse)} switchyard ${round(sy.consume)} | ` +
@@ -323,6 +359,12 @@ for (const driver of (process.env.BENCH_DRIVERS ?? "kafkajs,platformatic").split
     throughputRatioSameHeaders: round(sy.publish / raw.publishHeaders, 3),
     consumeRatioSameHeaders: round(sy.consume / raw.consumeHeaders, 3),
     p99DeltaMs: round(sy.p99 - raw.p99, 2),
+    // CPU of this process per message: raw parse-consume and batch publish against Switchyard's
+    rawPublishCpuUs: round(raw.publishCpuUs, 1),
+    publishCpuUs: round(sy.publishCpuUs, 1),
+    rawConsumeCpuUs: round(raw.consumeCpuUs, 1),
+    consumeCpuUs: round(sy.consumeCpuUs, 1),
+    loadAverage: os.loadavg().map((x) => round(x, 2)),
   });
 }
 await admin.disconnect();
