@@ -272,11 +272,7 @@ export class Bus {
     const envelopes = await Promise.all(
       items.map((item) => this.#prepare(type, item.data, item.options ?? {})),
     );
-    await this.#send(
-      destination,
-      envelopes,
-      envelopes.map((envelope) => toWire(envelope)),
-    );
+    await this.#send(destination, envelopes);
     return envelopes;
   }
 
@@ -305,7 +301,7 @@ export class Bus {
   /** Publishes an untyped envelope (bytes, foreign types); no schema validation. */
   async publishRaw(destination: Destination, input: EnvelopeInput): Promise<Envelope> {
     const envelope = createEnvelope(input, { source: this.#source });
-    await this.#send(destination, [envelope], [toWire(envelope)]);
+    await this.#send(destination, [envelope]);
     return envelope;
   }
 
@@ -317,7 +313,7 @@ export class Bus {
   ): Promise<Envelope> {
     const type = this.#resolveType(typeOrName);
     const envelope = await this.#prepare(type, data, options);
-    await this.#send(destination, [envelope], [toWire(envelope)]);
+    await this.#send(destination, [envelope]);
     return envelope;
   }
 
@@ -336,8 +332,7 @@ export class Bus {
     const envelopes = await Promise.all(
       versions.map((version) => this.#prepare(type, dataByVersion[version], { ...options, version })),
     );
-    const wires = envelopes.map((envelope) => toWire(envelope, { [DUAL_VERSIONS]: versions.join(",") }));
-    await this.#send(destination, envelopes, wires);
+    await this.#send(destination, envelopes, { [DUAL_VERSIONS]: versions.join(",") });
     return envelopes;
   }
 
@@ -377,12 +372,22 @@ export class Bus {
     return createEnvelope(input, { source: this.#source });
   }
 
-  async #send(destination: Destination, envelopes: Envelope[], wires: WireMessage[]): Promise<void> {
+  async #send(
+    destination: Destination,
+    envelopes: Envelope[],
+    extraHeaders?: Record<string, string>,
+  ): Promise<void> {
     // Once connected and provisioned, a publish costs no extra awaits (each one is a microtask
     // turn per message on the hot path).
     const transport = this.#connected ?? (await this.transport());
     const capabilities = this.#capabilities!;
-    for (const wire of wires) checkLimits(wire, capabilities, transport.name);
+    const mode = transport.contentMode ?? "binary";
+    const wires: WireMessage[] = new Array(envelopes.length);
+    for (let i = 0; i < envelopes.length; i++) {
+      const wire = toWire(envelopes[i]!, extraHeaders, mode);
+      checkLimits(wire, capabilities, transport.name);
+      wires[i] = wire;
+    }
     const entity: TopologyEntity =
       destination.kind === "queue" ? { kind: "queue", name: destination.name } : destination;
     if (!this.#done.has(entityId(entity))) await this.ensure([entity]);

@@ -4,6 +4,7 @@ import {
   decodeData,
   type Envelope,
   fromWire,
+  isStructured,
   RESERVED_PREFIX,
   type WireMessage,
 } from "./envelope.js";
@@ -265,7 +266,10 @@ export class RunningConsumer implements Consumer {
 
     let data: unknown;
     try {
-      data = decodeData(delivery.message.body, envelope.dataContentType);
+      // A structured-mode message was decoded whole by fromWire; a binary one only now.
+      data = isStructured(delivery.message)
+        ? envelope.data
+        : decodeData(delivery.message.body, envelope.dataContentType);
     } catch (error) {
       return this.#deadLetter(delivery, { reason: "decode", error, envelope, handler: registration.name });
     }

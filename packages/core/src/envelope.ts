@@ -116,6 +116,17 @@ function now(): string {
   return lastTime;
 }
 
+/** Optional envelope fields and their CloudEvents attribute names (structured mode). */
+const OPTIONAL_ATTRIBUTES = [
+  ["schemaVersion", "schemaversion"],
+  ["subject", "subject"],
+  ["key", "partitionkey"],
+  ["correlationId", "correlationid"],
+  ["causationId", "causationid"],
+  ["traceparent", "traceparent"],
+  ["tracestate", "tracestate"],
+] as const;
+
 /** Optional envelope fields copied as they are when set. */
 const OPTIONAL_FIELDS = [
   "schemaVersion",
@@ -201,8 +212,27 @@ export function validateUserHeaders(headers: Record<string, string>): void {
   }
 }
 
-/** Flattens an envelope into a wire message (binary content mode). */
-export function toWire(envelope: Envelope, extraHeaders: Record<string, string> = {}): WireMessage {
+/**
+ * How the envelope travels (CloudEvents content modes). `binary`: attributes as `ce_*` headers, data
+ * as the body. `structured`: the whole event as one `application/cloudevents+json` body with a
+ * `content-type` header, user headers as native headers beside it. Consumers read both, whatever
+ * the transport writes.
+ */
+export type ContentMode = "binary" | "structured";
+
+/** The header that marks a structured-mode message (the Kafka and HTTP bindings' `content-type`). */
+export const CONTENT_TYPE_HEADER = "content-type";
+export const STRUCTURED_CONTENT_TYPE = "application/cloudevents+json";
+
+/** Flattens an envelope into a wire message in the given content mode (default binary). */
+export function toWire(
+  envelope: Envelope,
+  extraHeaders: Record<string, string> = {},
+  mode: ContentMode = "binary",
+): WireMessage {
+  // Raw bytes stay in binary mode even on a structured transport: base64 would make them a third
+  // larger, and a consumer tells the two modes apart per message.
+  if (mode === "structured" && !isBytesContent(envelope)) return toStructuredWire(envelope, extraHeaders);
   validateUserHeaders(envelope.headers);
   const headers: Record<string, string> = { ...envelope.headers };
   for (const [field, header] of HEADER_BY_FIELD) {
@@ -219,11 +249,128 @@ export function toWire(envelope: Envelope, extraHeaders: Record<string, string> 
   return wire;
 }
 
+function isBytesContent(envelope: Envelope): boolean {
+  const type = envelope.dataContentType;
+  return !isJsonContentType(type) && !(isTextContentType(type) && typeof envelope.data === "string");
+}
+
+function toStructuredWire(envelope: Envelope, extraHeaders: Record<string, string>): WireMessage {
+  validateUserHeaders(envelope.headers);
+  if (CONTENT_TYPE_HEADER in envelope.headers) {
+    throw new SwitchyardError(
+      "INVALID_HEADER",
+      `header "${CONTENT_TYPE_HEADER}" is taken by the structured content mode on this transport`,
+    );
+  }
+  // The attribute names are CloudEvents' own, in the JSON event format (data, or data_base64 for
+  // bytes), so any CloudEvents consumer reads it.
+  const event: Record<string, unknown> = {
+    specversion: "1.0",
+    id: envelope.id,
+    type: envelope.type,
+    source: envelope.source,
+    time: envelope.time,
+    datacontenttype: envelope.dataContentType,
+  };
+  for (const [field, attribute] of OPTIONAL_ATTRIBUTES) {
+    const value = envelope[field];
+    if (value !== undefined) event[attribute] = value;
+  }
+  const contentType = envelope.dataContentType;
+  if (isJsonContentType(contentType)) {
+    if (envelope.data === undefined) {
+      throw new SwitchyardError("INVALID_PAYLOAD", "data of type undefined cannot be encoded as JSON");
+    }
+    event.data = envelope.data;
+  } else {
+    event.data = envelope.data; // text (bytes never get here: see isBytesContent)
+  }
+  let json: string;
+  try {
+    json = JSON.stringify(event);
+  } catch (cause) {
+    throw new SwitchyardError(
+      "INVALID_PAYLOAD",
+      `data cannot be encoded as JSON: ${(cause as Error).message}`,
+      {
+        cause,
+      },
+    );
+  }
+  const headers: Record<string, string> = { ...envelope.headers };
+  headers[CONTENT_TYPE_HEADER] = STRUCTURED_CONTENT_TYPE;
+  for (const name in extraHeaders) headers[name] = extraHeaders[name]!;
+  const wire: WireMessage = { id: envelope.id, headers, body: utf8(json) };
+  if (envelope.key !== undefined) wire.key = envelope.key;
+  return wire;
+}
+
+/** Whether a wire message carries a structured-mode CloudEvent (its `content-type` header says so). */
+export function isStructured(wire: WireMessage): boolean {
+  const type = wire.headers[CONTENT_TYPE_HEADER];
+  return type?.startsWith(STRUCTURED_CONTENT_TYPE) === true;
+}
+
+function fromStructuredWire(wire: WireMessage): Envelope {
+  let event: Record<string, unknown>;
+  try {
+    event = JSON.parse(decoder.decode(wire.body));
+  } catch (cause) {
+    throw new SwitchyardError("DECODE_FAILED", `body is not valid ${STRUCTURED_CONTENT_TYPE}`, { cause });
+  }
+  if (event === null || typeof event !== "object" || Array.isArray(event)) {
+    throw new SwitchyardError("DECODE_FAILED", `a ${STRUCTURED_CONTENT_TYPE} body must be a JSON object`);
+  }
+  for (const required of ["id", "type", "source", "specversion"] as const) {
+    if (typeof event[required] !== "string" || event[required] === "") {
+      throw new SwitchyardError(
+        "DECODE_FAILED",
+        `message lacks the required CloudEvents attribute "${required}"`,
+      );
+    }
+  }
+  if (event.specversion !== "1.0") {
+    throw new SwitchyardError("DECODE_FAILED", `unsupported CloudEvents specversion "${event.specversion}"`);
+  }
+  const headers: Record<string, string> = {};
+  for (const name in wire.headers) {
+    if (name !== CONTENT_TYPE_HEADER && !name.startsWith(RESERVED_PREFIX))
+      headers[name] = wire.headers[name]!;
+  }
+  const contentType = typeof event.datacontenttype === "string" ? event.datacontenttype : JSON_CONTENT_TYPE;
+  let data: unknown = event.data;
+  if (typeof event.data_base64 === "string") data = new Uint8Array(Buffer.from(event.data_base64, "base64"));
+  const envelope: Envelope = {
+    id: event.id as string,
+    type: event.type as string,
+    source: event.source as string,
+    specversion: "1.0",
+    time: typeof event.time === "string" ? event.time : new Date(0).toISOString(),
+    dataContentType: contentType,
+    headers,
+    data,
+  };
+  for (const [field, attribute] of OPTIONAL_ATTRIBUTES) {
+    const value = event[attribute];
+    if (value === undefined || value === null) continue;
+    if (field === "schemaVersion") {
+      const version = Number(value);
+      if (!Number.isInteger(version)) {
+        throw new SwitchyardError("DECODE_FAILED", `schema version "${value}" is not an integer`);
+      }
+      envelope.schemaVersion = version;
+    } else envelope[field] = String(value);
+  }
+  return envelope;
+}
+
 /**
- * Rebuilds the envelope from a wire message. Missing required attributes (a foreign producer)
- * raise DECODE_FAILED; `decodeBody: false` leaves `data` as the raw bytes.
+ * Rebuilds the envelope from a wire message in either content mode. Missing required attributes (a
+ * foreign producer) raise DECODE_FAILED. `decodeBody: false` leaves `data` as the raw bytes in
+ * binary mode (decoded later, by `decodeData`); a structured message is always decoded whole.
  */
 export function fromWire(wire: WireMessage, options: { decodeBody?: boolean } = {}): Envelope {
+  if (isStructured(wire)) return fromStructuredWire(wire);
   const headers: Record<string, string> = {};
   const attributes: Partial<Record<AttributeField, string>> = {};
   for (const name in wire.headers) {

@@ -30,6 +30,8 @@ export {
 export { type BrowseOptions, DeadLetterQueue } from "./dead-letter-queue.js";
 export {
   BYTES_CONTENT_TYPE,
+  CONTENT_TYPE_HEADER,
+  type ContentMode,
   createEnvelope,
   decodeData,
   type Envelope,
@@ -37,10 +39,12 @@ export {
   encodeData,
   fromWire,
   isJsonContentType,
+  isStructured,
   JSON_CONTENT_TYPE,
   packHeaders,
   RESERVED_PREFIX,
   renamePrefix,
+  STRUCTURED_CONTENT_TYPE,
   toWire,
   unpackHeaders,
   type WireMessage,

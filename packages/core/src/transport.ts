@@ -1,4 +1,4 @@
-import type { WireMessage } from "./envelope.js";
+import type { ContentMode, WireMessage } from "./envelope.js";
 
 /**
  * What a broker can do, as data. The core and the conformance suite read these to choose a code
@@ -110,6 +110,13 @@ export interface Transport {
   /** Short name used in errors and logs, e.g. `kafka`. */
   readonly name: string;
   readonly capabilities: Partial<Capabilities>;
+  /**
+   * How the core encodes envelopes for this transport (CloudEvents content mode). Default `binary`
+   * (attributes as `ce_*` headers). `structured` puts the whole event in the body with one
+   * `content-type` header: far cheaper where a client pays per header (Kafka). Deliveries may
+   * arrive in either mode; the core reads both.
+   */
+  readonly contentMode?: ContentMode;
   connect?(): Promise<void>;
   provision?(entities: TopologyEntity[]): Promise<void>;
   /** Publish a batch to one destination; resolves once the broker accepted all of it. */

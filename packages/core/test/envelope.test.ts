@@ -105,3 +105,107 @@ describe("envelope", () => {
     expect(codeOf(() => unpackHeaders("[1]"))).toBe("DECODE_FAILED");
   });
 });
+
+describe("structured content mode", () => {
+  const full = createEnvelope(
+    {
+      type: "blog.created",
+      schemaVersion: 2,
+      key: "blog-ü",
+      subject: "blogs/1",
+      correlationId: "c1",
+      causationId: "c0",
+      traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+      tracestate: "congo=t61rcWkgMzE",
+      headers: { "x-tenant": "acme ü", "x-empty": "" },
+      data: { title: "Grüße 🚀", n: 1 },
+    },
+    { source: "blog-service" },
+  );
+
+  it("writes one content-type header and the CloudEvents JSON event format in the body", () => {
+    const wire = toWire(full, {}, "structured");
+    expect(wire.headers).toEqual({
+      "content-type": "application/cloudevents+json",
+      "x-tenant": "acme ü",
+      "x-empty": "",
+    });
+    expect(wire.key).toBe("blog-ü");
+    expect(JSON.parse(Buffer.from(wire.body).toString("utf8"))).toEqual({
+      specversion: "1.0",
+      id: full.id,
+      type: "blog.created",
+      source: "blog-service",
+      time: full.time,
+      datacontenttype: "application/json",
+      schemaversion: 2,
+      subject: "blogs/1",
+      partitionkey: "blog-ü",
+      correlationid: "c1",
+      causationid: "c0",
+      traceparent: full.traceparent,
+      tracestate: full.tracestate,
+      data: { title: "Grüße 🚀", n: 1 },
+    });
+  });
+
+  it("round-trips every field, with the data decoded in one pass", () => {
+    const wire = toWire(full, { ce_xdual: "1,2" }, "structured");
+    expect(fromWire(wire, { decodeBody: false })).toEqual(full);
+  });
+
+  it("keeps raw bytes in binary mode (no base64), so both modes travel on one transport", () => {
+    const bytes = Uint8Array.from({ length: 256 }, (_, i) => i);
+    const envelope = createEnvelope(
+      { type: "file", dataContentType: "application/octet-stream", data: bytes },
+      { source: "s" },
+    );
+    const wire = toWire(envelope, {}, "structured");
+    expect(wire.headers["content-type"]).toBeUndefined();
+    expect(wire.headers.ce_type).toBe("file");
+    expect(Buffer.from(wire.body).equals(Buffer.from(bytes))).toBe(true);
+  });
+
+  it("reads a foreign structured event with data_base64", () => {
+    const body = Buffer.from(
+      JSON.stringify({
+        specversion: "1.0",
+        id: "e1",
+        type: "other.thing",
+        source: "/elsewhere",
+        datacontenttype: "application/octet-stream",
+        data_base64: Buffer.from([0, 1, 255]).toString("base64"),
+      }),
+    );
+    const envelope = fromWire({
+      id: "x",
+      headers: { "content-type": "application/cloudevents+json; charset=utf-8" },
+      body,
+    });
+    expect(envelope.type).toBe("other.thing");
+    expect([...(envelope.data as Uint8Array)]).toEqual([0, 1, 255]);
+  });
+
+  it("refuses bad structured bodies and a user header that would hide the mode", () => {
+    const headers = { "content-type": "application/cloudevents+json" };
+    expect(codeOf(() => fromWire({ id: "x", headers, body: Buffer.from("{not json") }))).toBe(
+      "DECODE_FAILED",
+    );
+    expect(codeOf(() => fromWire({ id: "x", headers, body: Buffer.from("[1]") }))).toBe("DECODE_FAILED");
+    expect(
+      codeOf(() =>
+        fromWire({ id: "x", headers, body: Buffer.from('{"specversion":"1.0","id":"a","type":"t"}') }),
+      ),
+    ).toBe("DECODE_FAILED");
+    const clash = createEnvelope(
+      { type: "t", headers: { "content-type": "text/plain" }, data: 1 },
+      { source: "s" },
+    );
+    expect(codeOf(() => toWire(clash, {}, "structured"))).toBe("INVALID_HEADER");
+    const cyclic: Record<string, unknown> = {};
+    cyclic.self = cyclic;
+    expect(
+      codeOf(() => toWire(createEnvelope({ type: "t", data: cyclic }, { source: "s" }), {}, "structured")),
+    ).toBe("INVALID_PAYLOAD");
+  });
+});

@@ -1,4 +1,5 @@
-import type { WireMessage } from "../envelope.js";
+import type { ContentMode, WireMessage } from "../envelope.js";
+import { SwitchyardError } from "../errors.js";
 import type { Capabilities, Delivery, Destination, Source, TopologyEntity, Transport } from "../transport.js";
 import { MemoryBroker } from "./broker.js";
 
@@ -22,10 +23,13 @@ export class MemoryTransport implements Transport {
   readonly name = "memory";
   readonly capabilities = memoryCapabilities;
   readonly broker: MemoryBroker;
+  /** Binary by default, like the brokers; `structured` lets the suite run the other content mode. */
+  readonly contentMode: ContentMode;
   readonly #unsubscribers = new Set<() => void>();
   #closed = false;
 
-  constructor(options: { broker?: MemoryBroker | string } = {}) {
+  constructor(options: { broker?: MemoryBroker | string; contentMode?: ContentMode } = {}) {
+    this.contentMode = options.contentMode ?? "binary";
     this.broker =
       options.broker instanceof MemoryBroker
         ? options.broker
@@ -81,9 +85,19 @@ export class MemoryTransport implements Transport {
   }
 }
 
-/** `memory://` (the shared default broker) or `memory://name` (a broker of its own). */
+/**
+ * `memory://` (the shared default broker) or `memory://name` (a broker of its own);
+ * `?contentMode=structured` encodes envelopes in the CloudEvents structured mode.
+ */
 export function createTransport(url: URL): Transport {
-  return new MemoryTransport({ broker: url.hostname || "default" });
+  const contentMode = url.searchParams.get("contentMode") ?? "binary";
+  if (contentMode !== "binary" && contentMode !== "structured") {
+    throw new SwitchyardError(
+      "CONFIG_INVALID",
+      `memory: contentMode must be "binary" or "structured", got "${contentMode}"`,
+    );
+  }
+  return new MemoryTransport({ broker: url.hostname || "default", contentMode });
 }
 
 export const schemes = ["memory"] as const;
