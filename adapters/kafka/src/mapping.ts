@@ -2,7 +2,7 @@
 // `ce_*` attributes and user headers are Kafka headers (UTF-8), the envelope key is the record key,
 // the data is the record value. The adapter's own bookkeeping travels in `ce_x*` headers, which the
 // core's fromWire ignores and which are removed before a message reaches the core.
-import { SwitchyardError, type WireMessage } from "@switchyard/core";
+import { isStructured, SwitchyardError, type WireMessage } from "@switchyard/core";
 import type { IncomingRecord, OutgoingRecord } from "./driver.js";
 
 /** Delivery attempt of a retry copy (the first delivery has none: attempt 1). */
@@ -49,7 +49,9 @@ export function toRecord(
   for (const [name, value] of Object.entries(message.headers)) {
     if (!INTERNAL.includes(name)) headers.push([name, Buffer.from(value, "utf8")]);
   }
-  if (message.headers[CE_ID] !== message.id) headers.push([ID_HEADER, Buffer.from(message.id, "utf8")]);
+  // A structured event carries its id in the value; others need it in a header of ours.
+  if (message.headers[CE_ID] !== message.id && !isStructured(message))
+    headers.push([ID_HEADER, Buffer.from(message.id, "utf8")]);
   for (const [name, value] of Object.entries(extra ?? {})) headers.push([name, Buffer.from(value, "utf8")]);
   const record: OutgoingRecord = { topic, value: buffer(message.body), headers };
   if (message.key !== undefined) record.key = Buffer.from(message.key, "utf8");

@@ -1,5 +1,5 @@
 import type { ConnectionOptions as TlsOptions } from "node:tls";
-import { redactUrl, SwitchyardError } from "@switchyard/core";
+import { type ContentMode, redactUrl, SwitchyardError } from "@switchyard/core";
 import type { Compression, DriverConfig, DriverName, SaslOptions } from "./driver.js";
 
 /** Options of `createTransport(url, options)`; each wins over the same URL parameter. */
@@ -37,6 +37,13 @@ export interface KafkaOptions {
   commitIntervalMs?: number;
   connectTimeoutMs?: number;
   requestTimeoutMs?: number;
+  /**
+   * CloudEvents content mode of what the adapter writes: `structured` (default: the event as one
+   * JSON value with a `content-type: application/cloudevents+json` header, several times cheaper
+   * for the clients than a header per attribute) or `binary` (`ce_*` headers, the data as the
+   * value). Either is read. URL: `?contentMode=`.
+   */
+  contentMode?: ContentMode;
 }
 
 export interface KafkaConfig extends DriverConfig {
@@ -52,6 +59,7 @@ export interface KafkaConfig extends DriverConfig {
   rebalanceTimeoutMs: number;
   maxWaitMs: number;
   commitIntervalMs: number;
+  contentMode: ContentMode;
 }
 
 const DRIVERS: readonly DriverName[] = ["platformatic", "kafkajs"];
@@ -71,6 +79,7 @@ const INTEGER_PARAMS = [
 ] as const;
 const URL_PARAMS = new Set<string>([
   "driver",
+  "contentMode",
   "clientId",
   "compression",
   "ssl",
@@ -158,6 +167,13 @@ export function parseKafkaConfig(url: URL | undefined, options: KafkaOptions = {
     url,
   );
 
+  const contentMode = oneOf(
+    "contentMode",
+    options.contentMode ?? param("contentMode") ?? "structured",
+    ["structured", "binary"] as const,
+    url,
+  );
+
   let ssl: boolean | TlsOptions | undefined = options.ssl;
   if (ssl === undefined && param("ssl") !== undefined) {
     ssl = oneOf("ssl", param("ssl")!, ["true", "false"] as const, url) === "true";
@@ -194,6 +210,7 @@ export function parseKafkaConfig(url: URL | undefined, options: KafkaOptions = {
     commitIntervalMs: integer("commitIntervalMs", 100, 0),
     connectTimeoutMs: integer("connectTimeoutMs", 10_000, 1),
     requestTimeoutMs: integer("requestTimeoutMs", 30_000, 1),
+    contentMode,
   };
   if (config.replicationFactor === 0) throw invalid("replicationFactor must be -1 or ≥ 1", url);
   if (config.heartbeatIntervalMs >= config.sessionTimeoutMs) {

@@ -1,5 +1,6 @@
 import {
   type Capabilities,
+  type ContentMode,
   type Delivery,
   type Destination,
   type Source,
@@ -105,6 +106,7 @@ export class KafkaTransport implements Transport {
   readonly name = "kafka";
   readonly config: KafkaConfig;
   readonly capabilities: Partial<Capabilities>;
+  readonly contentMode: ContentMode;
   readonly driver: KafkaDriver;
   readonly #batcher: Batcher;
   readonly #topics = new Map<string, Promise<void>>();
@@ -120,6 +122,7 @@ export class KafkaTransport implements Transport {
     this.config = config;
     this.driver = driver;
     this.capabilities = kafkaCapabilities(config);
+    this.contentMode = config.contentMode;
     this.#batcher = new Batcher(driver, config.maxMessageBytes);
   }
 

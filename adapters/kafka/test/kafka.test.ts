@@ -55,9 +55,37 @@ describeWithBroker("kafka", "kafka adapter: what lands on the broker", () => {
   });
 
   describe.concurrent.each(["platformatic", "kafkajs"] as const)("%s driver", (driver) => {
-    it("a publish is one record: key, ce_ headers, JSON value; topics have the configured partitions", async () => {
+    it("a publish is one record: key, one content-type header, the CloudEvent as JSON (structured, the default)", async () => {
+      const topic = `sy-st-${driver}-${randomUUID().slice(0, 8)}`;
+      const bus = createBus({ transport: kafkaTransport(driver), source: "svc" });
+      try {
+        const sent = await bus.publish(topic, Order, { n: 7 }, { key: "order-7", headers: { tenant: "t1" } });
+        const [record] = await readAll(topic, 1);
+        expect(record!.key?.toString()).toBe("order-7");
+        expect(Object.keys(record!.headers ?? {}).sort()).toEqual(["content-type", "tenant"]);
+        expect(text(record!.headers, "content-type")).toBe("application/cloudevents+json");
+        expect(JSON.parse(record!.value!.toString())).toEqual({
+          specversion: "1.0",
+          id: sent.id,
+          type: Order.type,
+          source: "svc",
+          time: sent.time,
+          datacontenttype: "application/json",
+          schemaversion: 1,
+          partitionkey: "order-7",
+          data: { n: 7 },
+        });
+      } finally {
+        await bus.close();
+      }
+    });
+
+    it("with contentMode=binary a publish is one record: key, ce_ headers, JSON value; topics have the configured partitions", async () => {
       const topic = `sy-map-${driver}-${randomUUID().slice(0, 8)}`;
-      const bus = createBus({ transport: kafkaTransport(driver, { partitions: 2 }), source: "svc" });
+      const bus = createBus({
+        transport: kafkaTransport(driver, { partitions: 2, contentMode: "binary" }),
+        source: "svc",
+      });
       try {
         const sent = await bus.publish(topic, Order, { n: 7 }, { key: "order-7", headers: { tenant: "t1" } });
         const [record] = await readAll(topic, 1);
@@ -105,7 +133,7 @@ describeWithBroker("kafka", "kafka adapter: what lands on the broker", () => {
           expect(retry.key?.toString()).toBe("k");
         }
         const [letter] = await readAll(`${topic}.billing.dlq`, 1);
-        expect(text(letter!.headers, "ce_id")).toBe(sent.id);
+        expect(JSON.parse(letter!.value!.toString()).id).toBe(sent.id); // structured: the id is in the value
         expect(text(letter!.headers, FAULT.reason)).toBe("handler-error");
         expect(text(letter!.headers, FAULT.attempts)).toBe("3");
         expect(text(letter!.headers, FAULT.subscription)).toBe("billing");

@@ -43,7 +43,10 @@ describe("URL and options", () => {
       compression: "none",
       startFrom: "earliest",
       maxMessageBytes: 1_000_000,
+      contentMode: "structured",
     });
+    expect(createTransport(new URL("kafka://h:1")).contentMode).toBe("structured");
+    expect(createTransport(new URL("kafka://h:1?contentMode=binary")).contentMode).toBe("binary");
     expect(createTransport(new URL("kafka://h:1")).capabilities).toMatchObject({
       replayFromStart: true,
       ordering: "partition",
@@ -72,6 +75,7 @@ describe("URL and options", () => {
       "kafka://h:1?sasl=plain",
       "kafka://h:1?heartbeatIntervalMs=40000",
       "kafka://h:1?sasl=kerberos",
+      "kafka://h:1?contentMode=json",
     ]) {
       const error = errorOf(() => parseKafkaConfig(new URL(raw)));
       expect(isSwitchyardError(error, "CONFIG_INVALID"), raw).toBe(true);

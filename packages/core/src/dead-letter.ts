@@ -169,6 +169,9 @@ export function readDeadLetter(message: WireMessage, brokerAttempts = 0): DeadLe
   if (h[FAULT.pid] !== undefined) letter.pid = Number(h[FAULT.pid]);
   try {
     letter.envelope = fromWire(original);
+    // The envelope id names the letter, also where the transport's own message id is a position
+    // (a structured-mode Kafka record carries its id in the value, not in a header).
+    letter.id = letter.envelope.id;
   } catch {
     // Undecodable (that may be why it is here): the raw message is still available.
   }
