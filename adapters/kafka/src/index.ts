@@ -14,7 +14,15 @@ export type {
 } from "./driver.js";
 export { KafkajsDriver } from "./drivers/kafkajs.js";
 export { PlatformaticDriver } from "./drivers/platformatic.js";
-export { ATTEMPT_HEADER, DUE_HEADER, fromRecord, ID_HEADER, ORIGIN_HEADERS, toRecord } from "./mapping.js";
+export {
+  ATTEMPT_HEADER,
+  DUE_HEADER,
+  fromRecord,
+  ID_HEADER,
+  ORIGIN_HEADERS,
+  originHeaders,
+  toRecord,
+} from "./mapping.js";
 export {
   DEFAULT_MAX_MESSAGE_BYTES,
   type KafkaConfig,

@@ -65,6 +65,20 @@ export function recordBytes(record: OutgoingRecord): number {
   return bytes;
 }
 
+/**
+ * Where a message was first read, for its retry copies and its dead letter: a retry copy carries
+ * the first origin in its headers already; a first delivery's origin is the record itself. Built
+ * only when needed (a nack or a dead letter), never per delivery.
+ */
+export function originHeaders(record: IncomingRecord, message: WireMessage): Record<string, string> {
+  if (message.headers[ORIGIN_HEADERS.topic] !== undefined) return {};
+  return {
+    [ORIGIN_HEADERS.topic]: record.topic,
+    [ORIGIN_HEADERS.partition]: String(record.partition),
+    [ORIGIN_HEADERS.offset]: String(record.offset),
+  };
+}
+
 export interface Decoded {
   message: WireMessage;
   attempt: number;
@@ -88,11 +102,6 @@ export function fromRecord(record: IncomingRecord): Decoded {
   const attempt = Number(attemptHeader ?? 1);
   const due = dueHeader === undefined ? undefined : Number(dueHeader);
   const id = headers[CE_ID] ?? idHeader ?? `kafka:${record.topic}/${record.partition}/${record.offset}`;
-  if (headers[ORIGIN_HEADERS.topic] === undefined) {
-    headers[ORIGIN_HEADERS.topic] = record.topic;
-    headers[ORIGIN_HEADERS.partition] = String(record.partition);
-    headers[ORIGIN_HEADERS.offset] = String(record.offset);
-  }
   const message: WireMessage = {
     id,
     headers,

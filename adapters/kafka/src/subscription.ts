@@ -1,9 +1,14 @@
 // One consumer-group member: hands records to the core at most `prefetch` at a time, commits per
 // partition only the prefix of offsets that are settled, turns a nack into a copy on the group's
 // retry topic (attempt and due time in headers), and holds retry copies until they are due.
-import { type Delivery, SwitchyardError, type TransportSubscription } from "@switchyard/core";
+import {
+  type Delivery,
+  SwitchyardError,
+  type TransportSubscription,
+  type WireMessage,
+} from "@switchyard/core";
 import type { GroupConsumer, IncomingRecord, KafkaDriver, TopicPartition } from "./driver.js";
-import { ATTEMPT_HEADER, DUE_HEADER, fromRecord, toRecord } from "./mapping.js";
+import { ATTEMPT_HEADER, DUE_HEADER, fromRecord, originHeaders, toRecord } from "./mapping.js";
 
 interface Entry {
   record: IncomingRecord;
@@ -77,6 +82,7 @@ export class KafkaSubscription implements TransportSubscription {
   readonly #highWater: number;
   #consumer: GroupConsumer | undefined;
   #unsettled = 0;
+  #pumpScheduled = false;
   #paused = false;
   /** No more deliveries (stop() or close()); what is out stays settleable until close() ends. */
   #stopped = false;
@@ -188,52 +194,44 @@ export class KafkaSubscription implements TransportSubscription {
   }
 
   #delivery(entry: Entry): Delivery {
-    const { message } = fromRecord(entry.record);
-    const attempt = entry.attempt;
-    let settled: string | undefined;
-    const settle = (what: string) => {
-      if (settled) {
-        throw new SwitchyardError(
-          "ALREADY_SETTLED",
-          `kafka: message ${message.id} was already settled (${settled}); ${what} refused`,
-        );
-      }
-      settled = what;
-      this.#unsettled--;
-      queueMicrotask(() => this.#pump());
-    };
-    return {
-      message,
-      attempt,
-      ack: async () => {
-        settle("ack");
-        this.#done(entry);
-      },
-      nack: async (options) => {
-        settle("nack");
-        const delayMs = Math.max(0, options?.delayMs ?? 0);
-        const retry = toRecord(this.#setup.retryTopic, message, {
-          [ATTEMPT_HEADER]: String(attempt + 1),
-          [DUE_HEADER]: String(Date.now() + delayMs),
-        });
-        const sending = this.#setup.send(retry);
-        this.#nacking.add(sending);
-        try {
-          await sending;
-        } catch (error) {
-          // The retry copy could not be written: redeliver from memory; its offset stays uncommitted.
-          entry.attempt = attempt + 1;
-          if (!this.#stopped && this.#current(entry)) this.#hold(entry, Math.max(delayMs, 100));
-          throw error;
-        } finally {
-          this.#nacking.delete(sending);
-        }
-        this.#done(entry);
-      },
-    };
+    return new KafkaDelivery(this, entry, fromRecord(entry.record).message);
   }
 
-  #done(entry: Entry): void {
+  /** A delivery was settled: its slot is free; refill once per turn, not once per settlement. */
+  released(): void {
+    this.#unsettled--;
+    if (this.#pumpScheduled) return;
+    this.#pumpScheduled = true;
+    queueMicrotask(() => {
+      this.#pumpScheduled = false;
+      this.#pump();
+    });
+  }
+
+  /** nack(): the copy goes to the group's retry topic with its next attempt and due time. */
+  async retry(entry: Entry, message: WireMessage, delayMs: number): Promise<void> {
+    const attempt = entry.attempt;
+    const retry = toRecord(this.#setup.retryTopic, message, {
+      ...originHeaders(entry.record, message),
+      [ATTEMPT_HEADER]: String(attempt + 1),
+      [DUE_HEADER]: String(Date.now() + delayMs),
+    });
+    const sending = this.#setup.send(retry);
+    this.#nacking.add(sending);
+    try {
+      await sending;
+    } catch (error) {
+      // The retry copy could not be written: redeliver from memory; its offset stays uncommitted.
+      entry.attempt = attempt + 1;
+      if (!this.#stopped && this.#current(entry)) this.#hold(entry, Math.max(delayMs, 100));
+      throw error;
+    } finally {
+      this.#nacking.delete(sending);
+    }
+    this.done(entry);
+  }
+
+  done(entry: Entry): void {
     entry.done = true;
     if (!this.#current(entry)) return;
     if (this.#commitTimer === undefined && !this.#closed) {
@@ -334,4 +332,51 @@ export class KafkaSubscription implements TransportSubscription {
 function readRetry(record: IncomingRecord): { attempt: number; dueAt: number } {
   const { attempt, dueAt } = fromRecord(record);
   return { attempt, dueAt: dueAt ?? 0 };
+}
+
+const SETTLED = Promise.resolve();
+
+/** One delivery: settlement methods on the prototype (no closures per record on the hot path). */
+class KafkaDelivery implements Delivery {
+  #settled: string | undefined;
+  /** Fixed at delivery: the entry's own count moves on if it is redelivered from memory. */
+  readonly attempt: number;
+
+  constructor(
+    readonly subscription: KafkaSubscription,
+    readonly entry: Entry,
+    readonly message: WireMessage,
+  ) {
+    this.attempt = entry.attempt;
+  }
+
+  #settle(what: string): void {
+    if (this.#settled) {
+      throw new SwitchyardError(
+        "ALREADY_SETTLED",
+        `kafka: message ${this.message.id} was already settled (${this.#settled}); ${what} refused`,
+      );
+    }
+    this.#settled = what;
+    this.subscription.released();
+  }
+
+  ack(): Promise<void> {
+    try {
+      this.#settle("ack");
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    this.subscription.done(this.entry);
+    return SETTLED;
+  }
+
+  async nack(options?: { delayMs?: number }): Promise<void> {
+    this.#settle("nack");
+    await this.subscription.retry(this.entry, this.message, Math.max(0, options?.delayMs ?? 0));
+  }
+
+  originHeaders(): Record<string, string> {
+    return originHeaders(this.entry.record, this.message);
+  }
 }

@@ -17,6 +17,7 @@ import {
   fromRecord,
   ID_HEADER,
   ORIGIN_HEADERS,
+  originHeaders,
   toRecord,
 } from "../src/mapping.js";
 import { parseKafkaConfig } from "../src/options.js";
@@ -108,16 +109,12 @@ describe("record mapping", () => {
     ]);
     const back = fromRecord({ ...record, partition: 2, offset: 41n, key: record.key, value: record.value });
     expect(back.attempt).toBe(1);
-    expect(back.message).toEqual({
-      id: "id-1",
-      key: "kü",
-      body: record.value,
-      headers: {
-        ...wire.headers,
-        [ORIGIN_HEADERS.topic]: "orders",
-        [ORIGIN_HEADERS.partition]: "2",
-        [ORIGIN_HEADERS.offset]: "41",
-      },
+    const incoming = { ...record, partition: 2, offset: 41n, key: record.key, value: record.value };
+    expect(back.message).toEqual({ id: "id-1", key: "kü", body: record.value, headers: wire.headers });
+    expect(originHeaders(incoming, back.message)).toEqual({
+      [ORIGIN_HEADERS.topic]: "orders",
+      [ORIGIN_HEADERS.partition]: "2",
+      [ORIGIN_HEADERS.offset]: "41",
     });
   });
 
@@ -153,8 +150,10 @@ describe("record mapping", () => {
       headers: { ce_id: "x", ...origin },
       body: new Uint8Array(),
     });
-    const back = fromRecord({ ...record, partition: 1, offset: 99n, key: undefined, value: record.value });
+    const retried = { ...record, partition: 1, offset: 99n, key: undefined, value: record.value };
+    const back = fromRecord(retried);
     expect(back.message.headers).toMatchObject(origin);
+    expect(originHeaders(retried, back.message)).toEqual({}); // the first origin stays
   });
 
   it("refuses names Kafka cannot take", async () => {

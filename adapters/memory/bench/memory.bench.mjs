@@ -4,6 +4,7 @@
 import { performance } from "node:perf_hooks";
 import { createBus, defineMessage } from "@switchyard/core";
 import { z } from "zod";
+import { profiled } from "../../../scripts/bench-kit.mjs";
 
 const Order = defineMessage({
   type: "bench.order",
@@ -92,7 +93,7 @@ const N = quick ? 50_000 : 200_000;
 bareLoop(20_000); // warm-up
 await throughput(bus, "warmup", 20_000);
 const bareMsgPerSec = bareLoop(N);
-const msgPerSec = await throughput(bus, "throughput", N);
+const msgPerSec = await profiled("memory-throughput", () => throughput(bus, "throughput", N));
 const { p50Ms, p99Ms } = await latency(bus, "latency", Math.round(msgPerSec / 2), quick ? 1 : 3);
 
 // Memory over 1,000,000 messages: RSS after warm-up vs at the end.

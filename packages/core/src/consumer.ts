@@ -10,9 +10,8 @@ import {
 } from "./envelope.js";
 import { PermanentError, SwitchyardError } from "./errors.js";
 import { type IdempotencyStore, MemoryIdempotencyStore } from "./idempotency.js";
-import { KeyedSerializer, Limiter } from "./limiter.js";
 import { backoffDelay, defaultRetry, type RetryOptions } from "./retry.js";
-import { applyUpcasters, decideVersion, type MessageType, validateVersion } from "./schema.js";
+import { applyUpcasters, checkVersion, decideVersion, type MessageType } from "./schema.js";
 import {
   type Capabilities,
   type Delivery,
@@ -119,6 +118,58 @@ interface Failure {
 }
 
 const DAY = 24 * 60 * 60 * 1000;
+type Outcome = "ack" | "nack" | "dead-letter";
+
+/**
+ * What a handler gets as `ctx`: one object per message with its methods on the prototype (no
+ * closures per delivery on the hot path). Settling twice is an ALREADY_SETTLED error.
+ */
+class Context implements HandlerContext {
+  settled: Outcome | undefined;
+
+  constructor(
+    readonly consumer: RunningConsumer,
+    readonly delivery: Delivery,
+    readonly envelope: Envelope,
+    readonly registration: Registration,
+    readonly publishedVersion: number | undefined,
+  ) {}
+
+  get attempt(): number {
+    return this.delivery.attempt;
+  }
+  get source(): Source {
+    return this.consumer.source;
+  }
+  get wire(): WireMessage {
+    return this.delivery.message;
+  }
+
+  claim(outcome: Outcome): void {
+    if (this.settled) {
+      throw new SwitchyardError(
+        "ALREADY_SETTLED",
+        `message ${this.envelope.id} was already settled (${this.settled})`,
+      );
+    }
+    this.settled = outcome;
+  }
+
+  async ack(): Promise<void> {
+    this.claim("ack");
+    await this.consumer.settleAck(this.delivery);
+  }
+
+  async nack(options?: { delayMs?: number }): Promise<void> {
+    this.claim("nack");
+    await this.consumer.settleNack(this, options);
+  }
+
+  async deadLetter(reason?: string): Promise<void> {
+    this.claim("dead-letter");
+    await this.consumer.settleDeadLetter(this, reason ?? "explicit");
+  }
+}
 
 export class RunningConsumer implements Consumer {
   readonly #runtime: BusRuntime;
@@ -128,9 +179,20 @@ export class RunningConsumer implements Consumer {
   readonly #unknownVersion: UnknownPolicy;
   readonly #unknownType: UnknownPolicy;
   readonly #idempotency: { store: IdempotencyStore; ttlMs: number } | undefined;
-  readonly #limiter: Limiter;
-  readonly #serializer = new KeyedSerializer();
-  readonly #inFlight = new Set<Promise<void>>();
+  readonly #concurrency: number;
+  /** Handlers running now. */
+  #running = 0;
+  /** Deliveries waiting for a free handler slot, in arrival order (a queue with a moving head). */
+  readonly #waiting: Array<{ delivery: Delivery; envelope: Envelope }> = [];
+  #waitingHead = 0;
+  /**
+   * Per-key order: messages of a key run one after another. A key is in the map while one of its
+   * messages is admitted; later ones of the key wait in its array.
+   */
+  readonly #keys = new Map<string, Array<{ delivery: Delivery; envelope: Envelope }>>();
+  /** Deliveries received and not yet finished (settled or reported); stop() waits for 0. */
+  #unfinished = 0;
+  #drained: (() => void) | undefined;
   readonly #firstFailure = new Map<string, Date>();
   readonly #prefetch: number;
   #transport!: Transport;
@@ -156,7 +218,7 @@ export class RunningConsumer implements Consumer {
         `concurrency must be a positive integer, got ${concurrency}`,
       );
     }
-    this.#limiter = new Limiter(concurrency);
+    this.#concurrency = concurrency;
     this.#prefetch = Math.max(concurrency, options.prefetch ?? concurrency * 2);
     this.#retry = { ...defaultRetry, ...options.retry };
     if (!Number.isInteger(this.#retry.maxAttempts) || this.#retry.maxAttempts < 1) {
@@ -199,11 +261,9 @@ export class RunningConsumer implements Consumer {
         : []),
     ]);
     this.#runtime.register(this);
-    this.#subscription = await this.#transport.subscribe(source, { prefetch: this.#prefetch }, (delivery) => {
-      const work = this.#process(delivery);
-      this.#inFlight.add(work);
-      void work.finally(() => this.#inFlight.delete(work));
-    });
+    this.#subscription = await this.#transport.subscribe(source, { prefetch: this.#prefetch }, (delivery) =>
+      this.#receive(delivery),
+    );
     return this;
   }
 
@@ -211,45 +271,100 @@ export class RunningConsumer implements Consumer {
     this.#stopping ??= (async () => {
       this.#closing = true;
       await this.#subscription?.stop?.();
-      while (this.#inFlight.size > 0) await Promise.allSettled([...this.#inFlight]);
+      if (this.#unfinished > 0) await new Promise<void>((resolve) => (this.#drained = resolve));
       await this.#subscription?.close();
       this.#runtime.unregister(this);
     })();
     return this.#stopping;
   }
 
-  /** Never rejects: every outcome ends in a settlement or a reported error. */
-  async #process(delivery: Delivery): Promise<void> {
-    if (this.#closing) return this.#settle(delivery, "nack", () => delivery.nack());
+  // ---- the pipeline: receive → (per-key order) → a handler slot → handle → settle ----
+
+  #receive(delivery: Delivery): void {
+    this.#unfinished++;
+    if (this.#closing) {
+      void this.#finish(this.#settle(delivery, "nack"));
+      return;
+    }
     let envelope: Envelope;
     try {
       envelope = fromWire(delivery.message, { decodeBody: false });
     } catch (error) {
-      if (!this.#fallback?.foreign) return this.#deadLetter(delivery, { reason: "decode", error });
+      if (!this.#fallback?.foreign) {
+        void this.#finish(this.#deadLetter(delivery, { reason: "decode", error }));
+        return;
+      }
       envelope = foreignEnvelope(delivery.message);
     }
-    await this.#serializer.run(envelope.key, () =>
-      this.#limiter.run(async () => {
-        if (this.#closing) return this.#settle(delivery, "nack", () => delivery.nack());
-        try {
-          await this.#handle(delivery, envelope);
-        } catch (error) {
-          // Only settlement failures get here (a lost connection): the broker will redeliver.
-          this.#runtime.hooks.onError?.({
-            source: this.source,
-            envelope,
-            error,
-            attempt: delivery.attempt,
-            willRetry: true,
-          });
-        }
-      }),
-    );
+    const { key } = envelope;
+    if (key !== undefined) {
+      const queued = this.#keys.get(key);
+      if (queued) {
+        queued.push({ delivery, envelope });
+        return;
+      }
+      this.#keys.set(key, []);
+    }
+    if (this.#running < this.#concurrency) void this.#run(delivery, envelope);
+    else this.#waiting.push({ delivery, envelope });
+  }
+
+  /** Runs one admitted delivery in a handler slot, then hands the slot on. Never rejects. */
+  async #run(delivery: Delivery, envelope: Envelope): Promise<void> {
+    this.#running++;
+    try {
+      if (this.#closing) await this.#settle(delivery, "nack");
+      else await this.#handle(delivery, envelope);
+    } catch (error) {
+      // Only settlement failures get here (a lost connection): the broker will redeliver.
+      this.#runtime.hooks.onError?.({
+        source: this.source,
+        envelope,
+        error,
+        attempt: delivery.attempt,
+        willRetry: true,
+      });
+    }
+    this.#running--;
+    const { key } = envelope;
+    if (key !== undefined) {
+      const queued = this.#keys.get(key)!;
+      // The next message of this key goes to the back of the line for a slot, in arrival order.
+      if (queued.length > 0) this.#waiting.push(queued.shift()!);
+      else this.#keys.delete(key);
+    }
+    if (this.#waitingHead < this.#waiting.length) {
+      const next = this.#waiting[this.#waitingHead]!;
+      this.#waiting[this.#waitingHead++] = undefined!;
+      if (this.#waitingHead === this.#waiting.length) {
+        this.#waiting.length = 0;
+        this.#waitingHead = 0;
+      }
+      void this.#run(next.delivery, next.envelope);
+    }
+    this.#finished();
+  }
+
+  async #finish(work: Promise<void>): Promise<void> {
+    try {
+      await work;
+    } finally {
+      this.#finished();
+    }
+  }
+
+  #finished(): void {
+    if (--this.#unfinished === 0 && this.#drained) {
+      const drained = this.#drained;
+      this.#drained = undefined;
+      drained();
+    }
   }
 
   async #handle(delivery: Delivery, envelope: Envelope): Promise<void> {
     const { source } = this;
-    const redriveTo = delivery.message.headers[REDRIVE_TO];
+    const headers = delivery.message.headers;
+    const redriveTo = headers[REDRIVE_TO];
     if (redriveTo !== undefined && redriveTo !== source.subscription) {
       return this.#skip(delivery, envelope, "redriven-elsewhere");
     }
@@ -274,13 +389,16 @@ export class RunningConsumer implements Consumer {
       return this.#deadLetter(delivery, { reason: "decode", error, envelope, handler: registration.name });
     }
 
-    let message: Message;
+    // The envelope is this delivery's own (fromWire made it): it becomes the handler's message.
+    const publishedVersion = envelope.schemaVersion;
+    const message: Message = envelope;
     if (registration.type.versionList.length === 0) {
-      message = { ...envelope, data };
+      message.data = data;
     } else {
       const type = registration.type;
-      const version = envelope.schemaVersion;
-      const dual = delivery.message.headers[DUAL_VERSIONS]?.split(",").map(Number);
+      const version = publishedVersion;
+      const dualHeader = headers[DUAL_VERSIONS];
+      const dual = dualHeader === undefined ? undefined : dualHeader.split(",").map(Number);
       const decision =
         version === undefined
           ? { action: "unknown" as const }
@@ -296,7 +414,8 @@ export class RunningConsumer implements Consumer {
           registration.name,
         );
       }
-      const valid = await validateVersion(type, version!, data);
+      let valid = checkVersion(type, version!, data);
+      if (valid instanceof Promise) valid = await valid;
       if (!valid.ok) {
         const error = new SwitchyardError(
           "VALIDATION_FAILED",
@@ -315,53 +434,24 @@ export class RunningConsumer implements Consumer {
       } catch (error) {
         return this.#fail(delivery, envelope, error, registration.name);
       }
-      message = { ...envelope, data: value, schemaVersion: decision.version };
+      message.data = value;
+      message.schemaVersion = decision.version;
     }
 
-    const claimKey = `${source.subscription}:${envelope.id}`;
-    if (this.#idempotency && !(await this.#idempotency.store.claim(claimKey, this.#idempotency.ttlMs))) {
+    if (
+      this.#idempotency &&
+      !(await this.#idempotency.store.claim(this.#claimKey(envelope), this.#idempotency.ttlMs))
+    ) {
       return this.#skip(delivery, envelope, "duplicate");
     }
 
-    let settled: "ack" | "nack" | "dead-letter" | undefined;
-    const once = (outcome: NonNullable<typeof settled>) => {
-      if (settled)
-        throw new SwitchyardError(
-          "ALREADY_SETTLED",
-          `message ${envelope.id} was already settled (${settled})`,
-        );
-      settled = outcome;
-    };
-    const context: HandlerContext = {
-      attempt: delivery.attempt,
-      source,
-      publishedVersion: envelope.schemaVersion,
-      wire: delivery.message,
-      ack: async () => {
-        once("ack");
-        await this.#settle(delivery, "ack", () => delivery.ack());
-      },
-      nack: async (options) => {
-        once("nack");
-        await this.#release(claimKey);
-        await this.#settle(delivery, "nack", () => delivery.nack(options));
-      },
-      deadLetter: async (reason) => {
-        once("dead-letter");
-        await this.#deadLetter(delivery, {
-          reason: "explicit",
-          reasonText: reason ?? "explicit",
-          envelope,
-          handler: registration.name,
-        });
-      },
-    };
-
+    const context = new Context(this, delivery, envelope, registration, publishedVersion);
     const started = performance.now();
     try {
-      await registration.handler(message, context);
+      const result = registration.handler(message, context);
+      if (result instanceof Promise) await result;
     } catch (error) {
-      if (settled) {
+      if (context.settled) {
         this.#runtime.hooks.onError?.({
           source,
           envelope,
@@ -371,13 +461,13 @@ export class RunningConsumer implements Consumer {
         });
         return;
       }
-      settled = "nack";
-      await this.#release(claimKey);
+      context.settled = "nack";
+      await this.#release(envelope);
       return this.#fail(delivery, envelope, error, registration.name);
     }
-    if (!settled) {
-      settled = "ack";
-      await this.#settle(delivery, "ack", () => delivery.ack());
+    if (!context.settled) {
+      context.settled = "ack";
+      await this.#settle(delivery, "ack");
     }
     this.#firstFailure.delete(envelope.id);
     this.#runtime.hooks.onHandled?.({
@@ -388,15 +478,41 @@ export class RunningConsumer implements Consumer {
     });
   }
 
-  async #release(claimKey: string): Promise<void> {
-    await this.#idempotency?.store.release(claimKey);
+  // ---- settlements a handler makes through its context ----
+
+  /** @internal ctx.ack() */
+  settleAck(delivery: Delivery): Promise<void> {
+    return this.#settle(delivery, "ack");
+  }
+
+  /** @internal ctx.nack() */
+  async settleNack(context: Context, options: { delayMs?: number } | undefined): Promise<void> {
+    await this.#release(context.envelope);
+    await this.#settle(context.delivery, "nack", options);
+  }
+
+  /** @internal ctx.deadLetter() */
+  settleDeadLetter(context: Context, reasonText: string): Promise<void> {
+    return this.#deadLetter(context.delivery, {
+      reason: "explicit",
+      reasonText,
+      envelope: context.envelope,
+      handler: context.registration.name,
+    });
+  }
+
+  #claimKey(envelope: Envelope): string {
+    return `${this.source.subscription}:${envelope.id}`;
+  }
+
+  async #release(envelope: Envelope): Promise<void> {
+    await this.#idempotency?.store.release(this.#claimKey(envelope));
   }
 
   async #skip(delivery: Delivery, envelope: Envelope, why: SkipReason): Promise<void> {
-    await this.#settle(delivery, "ack", () => delivery.ack());
+    await this.#settle(delivery, "ack");
     this.#runtime.hooks.onSkip?.({ source: this.source, envelope, why });
   }
-
   async #unknown(
     delivery: Delivery,
     envelope: Envelope,
@@ -445,7 +561,7 @@ export class RunningConsumer implements Consumer {
       willRetry: true,
     });
     const delayMs = Math.min(backoffDelay(delivery.attempt, this.#retry), this.#capabilities.maxDelayMs);
-    await this.#settle(delivery, "nack", () => delivery.nack({ delayMs }));
+    await this.#settle(delivery, "nack", { delayMs });
   }
 
   async #deadLetter(delivery: Delivery, failure: Failure): Promise<void> {
@@ -467,11 +583,11 @@ export class RunningConsumer implements Consumer {
     if (envelope) this.#firstFailure.delete(envelope.id);
     try {
       if (this.#capabilities.nativeDeadLetter && delivery.deadLetter) {
-        await delivery.deadLetter(headers);
+        await delivery.deadLetter({ ...delivery.originHeaders?.(), ...headers });
       } else {
         const dead: WireMessage = {
           ...delivery.message,
-          headers: { ...delivery.message.headers, ...headers },
+          headers: { ...delivery.message.headers, ...delivery.originHeaders?.(), ...headers },
         };
         await this.#transport.publish({ kind: "queue", name: this.deadLetterQueue }, [dead]);
         await delivery.ack();
@@ -485,7 +601,7 @@ export class RunningConsumer implements Consumer {
         willRetry: true,
         ...(envelope ? { envelope } : {}),
       });
-      await this.#settle(delivery, "nack", () => delivery.nack({ delayMs: this.#retry.initialDelayMs }));
+      await this.#settle(delivery, "nack", { delayMs: this.#retry.initialDelayMs });
       return;
     }
     this.#runtime.hooks.onDeadLetter?.({
@@ -497,9 +613,10 @@ export class RunningConsumer implements Consumer {
     });
   }
 
-  async #settle(delivery: Delivery, what: string, settle: () => Promise<void>): Promise<void> {
+  /** Awaits a settlement; a failed one is reported (the broker will redeliver), never thrown. */
+  async #settle(delivery: Delivery, what: "ack" | "nack", options?: { delayMs?: number }): Promise<void> {
     try {
-      await settle();
+      await (what === "ack" ? delivery.ack() : delivery.nack(options));
     } catch (error) {
       this.#runtime.hooks.onError?.({
         source: this.source,

@@ -111,10 +111,25 @@ export async function validateVersion(
   version: number,
   value: unknown,
 ): Promise<ValidationResult> {
+  return checkVersion(type, version, value);
+}
+
+/**
+ * The same as `validateVersion`, without a promise when the validator is synchronous (zod,
+ * valibot and arktype usually are): the consume and publish paths then pay no microtask turn.
+ */
+export function checkVersion(
+  type: MessageType,
+  version: number,
+  value: unknown,
+): ValidationResult | Promise<ValidationResult> {
   const schema = type.versions[version];
   if (!schema) return { ok: false, message: `version ${version} is not declared` };
-  let result = schema["~standard"].validate(value);
-  if (result instanceof Promise) result = await result;
+  const result = schema["~standard"].validate(value);
+  return result instanceof Promise ? result.then(toValidationResult) : toValidationResult(result);
+}
+
+function toValidationResult(result: StandardSchemaV1.Result<unknown>): ValidationResult {
   if (result.issues) {
     const message = result.issues
       .slice(0, 5)

@@ -84,6 +84,11 @@ export interface Delivery {
   nack(options?: { delayMs?: number }): Promise<void>;
   /** Present when `capabilities.nativeDeadLetter`: move to the DLQ with these extra headers. */
   deadLetter?(fault: FaultHeaders): Promise<void>;
+  /**
+   * Optional: headers the adapter wants on this message's dead letter (e.g. where it was first
+   * read). Called only when the core dead-letters the message, so a delivery pays nothing for it.
+   */
+  originHeaders?(): Record<string, string>;
 }
 
 export interface TransportSubscription {
