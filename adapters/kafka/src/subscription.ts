@@ -25,6 +25,8 @@ class PartitionState {
   /** One past the highest offset read; records below it are repeats after a rejoin. */
   #next: bigint | undefined;
   committed: bigint | undefined;
+  /** Still assigned to this member: records of a partition taken away are not delivered or committed. */
+  assigned = false;
 
   constructor(
     readonly topic: string,
@@ -74,6 +76,8 @@ const MAX_HELD = 10_000;
 export class KafkaSubscription implements TransportSubscription {
   readonly #setup: SubscriptionSetup;
   readonly #states = new Map<string, PartitionState>();
+  /** The same states by topic and partition number: the per-record lookup builds no string key. */
+  readonly #byTopic = new Map<string, PartitionState[]>();
   readonly #ready: Entry[] = [];
   #readyHead = 0;
   readonly #held = new Set<NodeJS.Timeout>();
@@ -129,19 +133,27 @@ export class KafkaSubscription implements TransportSubscription {
       next.set(id, this.#states.get(id) ?? new PartitionState(topic, partition));
     }
     // Partitions given to another member are forgotten: their unsettled records are its to read.
+    for (const state of this.#states.values()) state.assigned = false;
     this.#states.clear();
-    for (const [id, state] of next) this.#states.set(id, state);
+    this.#byTopic.clear();
+    for (const [id, state] of next) {
+      state.assigned = true;
+      this.#states.set(id, state);
+      let partitions = this.#byTopic.get(state.topic);
+      if (!partitions) this.#byTopic.set(state.topic, (partitions = []));
+      partitions[state.partition] = state;
+    }
   }
 
   #current(entry: Entry): boolean {
-    return this.#states.get(key(entry.state.topic, entry.state.partition)) === entry.state;
+    return entry.state.assigned;
   }
 
   #receive(records: IncomingRecord[]): void {
     if (this.#stopped) return;
     const now = Date.now();
     for (const record of records) {
-      const state = this.#states.get(key(record.topic, record.partition));
+      const state = this.#byTopic.get(record.topic)?.[record.partition];
       if (!state) continue; // a partition that is no longer ours
       const decoded = record.topic === this.#setup.retryTopic ? readRetry(record) : { attempt: 1, dueAt: 0 };
       const entry = state.track(record, decoded.attempt);
@@ -283,7 +295,9 @@ export class KafkaSubscription implements TransportSubscription {
     if (this.#closed || this.#restarting) return;
     const old = this.#consumer;
     this.#consumer = undefined;
+    for (const state of this.#states.values()) state.assigned = false;
     this.#states.clear();
+    this.#byTopic.clear();
     this.#ready.length = 0;
     this.#readyHead = 0;
     const attempt = (delayMs: number) => {

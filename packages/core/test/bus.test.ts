@@ -156,3 +156,100 @@ describe("foreign producers", () => {
     await bus.close();
   });
 });
+
+describe("publish coalescing", () => {
+  async function countingTransport(fail?: () => Error | undefined) {
+    const { MemoryTransport, MemoryBroker } = await import("../src/memory/index.js");
+    const transport = new MemoryTransport({ broker: new MemoryBroker() });
+    const calls: number[][] = [];
+    const publish = transport.publish.bind(transport);
+    transport.publish = async (destination, messages) => {
+      calls.push(messages.map((m) => JSON.parse(Buffer.from(m.body).toString()).n));
+      const error = fail?.();
+      if (error) throw error;
+      return publish(destination, messages);
+    };
+    return { transport, calls };
+  }
+
+  it("publishes made in one turn go out as one batch, in call order, each resolving to its envelope", async () => {
+    const { transport, calls } = await countingTransport();
+    const bus = createBus({ transport });
+    await bus.send("warm", Job, { n: -1 }); // connect and provision first
+    calls.length = 0;
+    const sent = await Promise.all([
+      bus.send("c", Job, { n: 1 }, { key: "k" }),
+      bus.sendBatch("c", Job, [{ data: { n: 2 } }, { data: { n: 3 } }]),
+      bus.send("c", Job, { n: 4 }, { key: "k" }),
+      bus.send("other", Job, { n: 5 }),
+    ]);
+    expect(calls).toEqual([[1, 2, 3, 4], [5]]);
+    expect((sent[0] as { key?: string }).key).toBe("k");
+    expect((sent[1] as unknown[]).length).toBe(2);
+    await bus.close();
+  });
+
+  it("caps a batch at maxMessages, and coalesce: false sends each publish alone", async () => {
+    const capped = await countingTransport();
+    const bus = createBus({ transport: capped.transport, coalesce: { maxMessages: 3 } });
+    await bus.send("warm", Job, { n: -1 });
+    capped.calls.length = 0;
+    await Promise.all(Array.from({ length: 7 }, (_, n) => bus.send("c", Job, { n })));
+    expect(capped.calls).toEqual([[0, 1, 2], [3, 4, 5], [6]]);
+    await bus.close();
+
+    const single = await countingTransport();
+    const alone = createBus({ transport: single.transport, coalesce: false });
+    await alone.send("warm", Job, { n: -1 });
+    single.calls.length = 0;
+    await Promise.all([alone.send("c", Job, { n: 1 }), alone.send("c", Job, { n: 2 })]);
+    expect(single.calls).toEqual([[1], [2]]);
+    await alone.close();
+  });
+
+  it("a refused batch rejects every publish in it; the next batch goes out", async () => {
+    let refuse = true;
+    const { transport, calls } = await countingTransport(() =>
+      refuse ? new Error("broker said no") : undefined,
+    );
+    const bus = createBus({ transport });
+    const results = await Promise.allSettled([bus.send("c", Job, { n: 1 }), bus.send("c", Job, { n: 2 })]);
+    expect(results.map((r) => r.status)).toEqual(["rejected", "rejected"]);
+    expect((results[0] as PromiseRejectedResult).reason.message).toBe("broker said no");
+    refuse = false;
+    await bus.send("c", Job, { n: 3 });
+    expect(calls).toEqual([[1, 2], [3]]);
+    await bus.close();
+  });
+
+  it("lingers up to lingerMs to gather publishes from later turns; close() sends what is gathering", async () => {
+    const { transport, calls } = await countingTransport();
+    const bus = createBus({ transport, coalesce: { lingerMs: 50 } });
+    await bus.send("warm", Job, { n: -1 });
+    calls.length = 0;
+    const first = bus.send("c", Job, { n: 1 });
+    await new Promise((r) => setImmediate(r));
+    const second = bus.send("c", Job, { n: 2 });
+    const third = bus.send("c", Job, { n: 3 });
+    await bus.close(); // well before the 50 ms are up
+    await Promise.all([first, second, third]);
+    expect(calls).toEqual([[1, 2, 3]]);
+  });
+
+  it("refuses bad coalescing options", () => {
+    for (const coalesce of [
+      { lingerMs: -1 },
+      { maxMessages: 0 },
+      { lingerMs: Number.NaN },
+      { maxMessages: 1.5 },
+    ]) {
+      let error: unknown;
+      try {
+        createBus({ url: url(), coalesce });
+      } catch (e) {
+        error = e;
+      }
+      expect(isSwitchyardError(error, "CONFIG_INVALID"), JSON.stringify(coalesce)).toBe(true);
+    }
+  });
+});
