@@ -222,4 +222,39 @@ export const deliveryCases: ConformanceCase[] = [
       expect(seen.items.map((m) => (m.data as { n: number }).n)).toEqual([99]);
     },
   },
+  {
+    name: "batch handlers: messages arrive in batches; a message reported failed is retried alone, the rest settle once",
+    async run(t) {
+      const bus = await t.bus();
+      const queue = t.name("batches");
+      const seen = new Recorder<{ n: number; attempt: number; batch: number }>();
+      let batches = 0;
+      await bus
+        .consume(queue)
+        .onBatch(Ping, { maxMessages: 10, maxWaitMs: 20 }, async (messages, ctx) => {
+          const batch = ++batches;
+          for (const message of messages) {
+            seen.push({ n: message.data.n, attempt: ctx.attempt(message), batch });
+            if (message.data.n === 7 && ctx.attempt(message) === 1) ctx.fail(message, new Error("row 7"));
+          }
+        })
+        .start({ concurrency: 16, retry: { maxAttempts: 3, initialDelayMs: 20, maxDelayMs: 100 } });
+      const total = 20;
+      await bus.sendBatch(
+        queue,
+        Ping,
+        Array.from({ length: total }, (_, n) => ({ data: { n } })),
+      );
+      await seen.count(total + 1, t.ms(20_000));
+      await sleep(t.ms(300)); // a redelivery of a settled message would show up here
+      const attemptsOf = (n: number) => seen.items.filter((s) => s.n === n).map((s) => s.attempt);
+      expect(attemptsOf(7)).toEqual([1, 2]);
+      for (let n = 0; n < total; n++) if (n !== 7) expect(attemptsOf(n), `message ${n}`).toEqual([1]);
+      // Batched: fewer handler calls than messages, none over maxMessages.
+      const sizes = new Map<number, number>();
+      for (const s of seen.items) sizes.set(s.batch, (sizes.get(s.batch) ?? 0) + 1);
+      expect(sizes.size).toBeLessThan(total + 1);
+      expect(Math.max(...sizes.values())).toBeLessThanOrEqual(10);
+    },
+  },
 ];

@@ -1,6 +1,8 @@
 import { basename } from "node:path";
 import { DEFAULT_URL, loadTransport, parseBusUrl } from "./config.js";
 import {
+  type BatchHandler,
+  type BatchOptions,
   type BusHooks,
   type BusRuntime,
   type Consumer,
@@ -138,6 +140,51 @@ export class ConsumerBuilder {
     const handler: Handler = typeof a === "function" ? a : b;
     if (typeof handler !== "function")
       throw new SwitchyardError("CONFIG_INVALID", "on() needs a handler function");
+    return this.#register(type, options, handler);
+  }
+
+  /**
+   * Like `on()`, but the handler takes the messages of this type in batches (up to
+   * `maxMessages`, gathered for at most `maxWaitMs`): each message is still decoded, validated,
+   * upcast and settled on its own, and the handler reports the ones that failed with
+   * `ctx.fail(message, error)`.
+   */
+  onBatch<M extends MessageType<any>, N extends VersionOf<Versions<M>> = LatestVersion<Versions<M>>>(
+    type: M,
+    handler: BatchHandler<OutputOf<Versions<M>, N>>,
+  ): this;
+  onBatch<M extends MessageType<any>, const N extends VersionOf<Versions<M>>>(
+    type: M,
+    options: HandlerOptions<Versions<M>, N> & BatchOptions,
+    handler: BatchHandler<OutputOf<Versions<M>, N>>,
+  ): this;
+  onBatch(type: MessageType, a: any, b?: any): this {
+    const options: HandlerOptions<any, any> & BatchOptions = typeof a === "function" ? {} : a;
+    const handler: BatchHandler = typeof a === "function" ? a : b;
+    if (typeof handler !== "function")
+      throw new SwitchyardError("CONFIG_INVALID", "onBatch() needs a handler function");
+    const maxMessages = options.maxMessages ?? 100;
+    const maxWaitMs = options.maxWaitMs ?? 0;
+    if (!Number.isInteger(maxMessages) || maxMessages < 1 || !(maxWaitMs >= 0 && maxWaitMs <= 60_000)) {
+      throw new SwitchyardError(
+        "CONFIG_INVALID",
+        `onBatch() needs an integer maxMessages ≥ 1 and 0 ≤ maxWaitMs ≤ 60000, got ${maxMessages} and ${maxWaitMs}`,
+      );
+    }
+    const unused: Handler = () => {};
+    return this.#register(type, { ...options, name: options.name ?? (handler.name || type.type) }, unused, {
+      handler,
+      maxMessages,
+      maxWaitMs,
+    });
+  }
+
+  #register(
+    type: MessageType,
+    options: HandlerOptions<any, any>,
+    handler: Handler,
+    batch?: Registration["batch"],
+  ): this {
     if (this.#registrations.has(type.type)) {
       throw new SwitchyardError(
         "CONFIG_INVALID",
@@ -151,6 +198,7 @@ export class ConsumerBuilder {
       versions,
       handler,
       name: options.name ?? (handler.name || type.type),
+      ...(batch ? { batch } : {}),
     });
     return this;
   }

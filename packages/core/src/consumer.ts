@@ -43,6 +43,35 @@ export interface HandlerContext {
 
 export type Handler<T = unknown> = (message: Message<T>, context: HandlerContext) => unknown;
 
+/**
+ * What a batch handler gets beside its messages. Returning acks every message not reported;
+ * throwing fails every message not reported (each is retried or dead-lettered on its own, with its
+ * own attempt count), so one bad message does not redeliver the whole batch.
+ */
+export interface BatchContext<T = unknown> {
+  readonly source: Source;
+  /** The delivery attempt of one message of the batch (1 on the first delivery). */
+  attempt(message: Message<T>): number;
+  /** The message as it came off the wire. */
+  wire(message: Message<T>): WireMessage;
+  /** This message failed: retry it with backoff (or dead-letter it when its attempts are used up). */
+  fail(message: Message<T>, error: unknown): void;
+  /** Move this message to the dead-letter queue now, with reason `explicit`. */
+  deadLetter(message: Message<T>, reason?: string): void;
+}
+
+export type BatchHandler<T = unknown> = (messages: Message<T>[], context: BatchContext<T>) => unknown;
+
+export interface BatchOptions {
+  /** Most messages per call. Default 100; a batch also never holds more than `concurrency`. */
+  maxMessages?: number;
+  /**
+   * How long the first message of a batch waits for more. Default 0: the batch is what arrived in
+   * the same turn of the event loop (typically one fetch from the broker).
+   */
+  maxWaitMs?: number;
+}
+
 export type UnknownPolicy = "skip" | "dead-letter" | "fail";
 
 export interface ConsumerOptions {
@@ -98,6 +127,21 @@ export interface Registration {
   name: string;
   /** onAny({ foreign: true }): messages that are not CloudEvents reach the handler as raw bytes. */
   foreign?: boolean;
+  /** onBatch(): messages are handed over in batches instead (`handler` is then unused). */
+  batch?: { handler: BatchHandler<any>; maxMessages: number; maxWaitMs: number };
+}
+
+/** A message waiting in a batch, holding its handler slot until the batch settles. */
+interface Batched {
+  delivery: Delivery;
+  envelope: Envelope;
+  done: () => void;
+}
+
+/** The batch gathering for one registration. */
+interface Gathering {
+  items: Batched[];
+  cancel: () => void;
 }
 
 /** Type given to a message from a non-Switchyard producer (no CloudEvents attributes). */
@@ -445,6 +489,8 @@ export class RunningConsumer implements Consumer {
       return this.#skip(delivery, envelope, "duplicate");
     }
 
+    if (registration.batch) return this.#gather(registration, delivery, envelope);
+
     const context = new Context(this, delivery, envelope, registration, publishedVersion);
     const started = performance.now();
     try {
@@ -476,6 +522,106 @@ export class RunningConsumer implements Consumer {
       attempt: delivery.attempt,
       durationMs: performance.now() - started,
     });
+  }
+
+  // ---- batch handlers ----
+
+  readonly #gathering = new Map<Registration, Gathering>();
+
+  /** Adds a valid message to its registration's batch; resolves once the batch settled it. */
+  #gather(registration: Registration, delivery: Delivery, envelope: Envelope): Promise<void> {
+    const { maxMessages, maxWaitMs } = registration.batch!;
+    let gathering = this.#gathering.get(registration);
+    if (!gathering) {
+      const created: Gathering = { items: [], cancel: () => {} };
+      const flush = () => void this.#flushBatch(registration, created);
+      if (maxWaitMs > 0) {
+        const timer = setTimeout(flush, maxWaitMs);
+        created.cancel = () => clearTimeout(timer);
+      } else {
+        const immediate = setImmediate(flush);
+        created.cancel = () => clearImmediate(immediate);
+      }
+      this.#gathering.set(registration, created);
+      gathering = created;
+    }
+    const batch = gathering;
+    return new Promise<void>((done) => {
+      batch.items.push({ delivery, envelope, done });
+      // Full, or every handler slot is waiting in it (nothing more can arrive): go now.
+      if (batch.items.length >= maxMessages || this.#running >= this.#concurrency) {
+        void this.#flushBatch(registration, batch);
+      }
+    });
+  }
+
+  async #flushBatch(registration: Registration, batch: Gathering): Promise<void> {
+    if (this.#gathering.get(registration) !== batch) return; // flushed already
+    this.#gathering.delete(registration);
+    batch.cancel();
+    const { items } = batch;
+    const byMessage = new Map<Message, Batched>(items.map((item) => [item.envelope, item]));
+    const outcomes = new Map<Message, { error: unknown } | { deadLetter: string }>();
+    const item = (message: Message): Batched => {
+      const found = byMessage.get(message);
+      if (!found) throw new SwitchyardError("CONFIG_INVALID", "that message is not part of this batch");
+      return found;
+    };
+    const report = (message: Message, outcome: { error: unknown } | { deadLetter: string }) => {
+      item(message);
+      if (outcomes.has(message)) {
+        throw new SwitchyardError("ALREADY_SETTLED", `message ${message.id} was already reported`);
+      }
+      outcomes.set(message, outcome);
+    };
+    const context: BatchContext = {
+      source: this.source,
+      attempt: (message) => item(message).delivery.attempt,
+      wire: (message) => item(message).delivery.message,
+      fail: (message, error) => report(message, { error }),
+      deadLetter: (message, reason) => report(message, { deadLetter: reason ?? "explicit" }),
+    };
+    const started = performance.now();
+    let thrown: { error: unknown } | undefined;
+    try {
+      const result = registration.batch!.handler(
+        items.map((i) => i.envelope),
+        context,
+      );
+      if (result instanceof Promise) await result;
+    } catch (error) {
+      thrown = { error };
+    }
+    const durationMs = performance.now() - started;
+    await Promise.all(
+      items.map(async ({ delivery, envelope, done }) => {
+        try {
+          const outcome = outcomes.get(envelope) ?? thrown;
+          if (outcome && "deadLetter" in outcome) {
+            await this.#deadLetter(delivery, {
+              reason: "explicit",
+              reasonText: outcome.deadLetter,
+              envelope,
+              handler: registration.name,
+            });
+          } else if (outcome) {
+            await this.#release(envelope);
+            await this.#fail(delivery, envelope, outcome.error, registration.name);
+          } else {
+            await this.#settle(delivery, "ack");
+            this.#firstFailure.delete(envelope.id);
+            this.#runtime.hooks.onHandled?.({
+              source: this.source,
+              message: envelope,
+              attempt: delivery.attempt,
+              durationMs,
+            });
+          }
+        } finally {
+          done();
+        }
+      }),
+    );
   }
 
   // ---- settlements a handler makes through its context ----

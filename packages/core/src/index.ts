@@ -8,6 +8,9 @@ export {
 } from "./bus.js";
 export { ADAPTER_PACKAGES, DEFAULT_URL, parseBusUrl, registerAdapter } from "./config.js";
 export type {
+  BatchContext,
+  BatchHandler,
+  BatchOptions,
   BusHooks,
   Consumer,
   ConsumerOptions,

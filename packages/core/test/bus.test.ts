@@ -253,3 +253,126 @@ describe("publish coalescing", () => {
     }
   });
 });
+
+describe("batch handlers", () => {
+  const fast = { retry: { maxAttempts: 3, initialDelayMs: 5, maxDelayMs: 5 } };
+
+  it("hands the messages of a turn over together, up to maxMessages, and acks the batch", async () => {
+    const handled: number[] = [];
+    const bus = createBus({
+      url: url(),
+      hooks: { onHandled: (e) => handled.push((e.message.data as { n: number }).n) },
+    });
+    const batches: number[][] = [];
+    await bus
+      .consume("b")
+      .onBatch(Job, { maxMessages: 4 }, async (messages, ctx) => {
+        batches.push(messages.map((m) => m.data.n));
+        for (const message of messages) expect(ctx.attempt(message)).toBe(1);
+      })
+      .start({ concurrency: 16 });
+    await bus.sendBatch(
+      "b",
+      Job,
+      Array.from({ length: 10 }, (_, n) => ({ data: { n } })),
+    );
+    await expect.poll(() => handled.length).toBe(10);
+    expect(batches.flat().sort((a, b) => a - b)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    expect(Math.max(...batches.map((b) => b.length))).toBe(4);
+    expect(batches.length).toBeLessThan(10); // batched, not one call per message
+    await bus.close();
+  });
+
+  it("retries only the messages reported with ctx.fail, each with its own attempts, then dead-letters them", async () => {
+    const dead: Array<{ n: number; reason: string; attempt: number }> = [];
+    const bus = createBus({
+      url: url(),
+      hooks: {
+        onDeadLetter: (e) =>
+          dead.push({ n: (e.envelope!.data as { n: number }).n, reason: e.reason, attempt: e.attempt }),
+      },
+    });
+    const seen: Array<[number, number]> = [];
+    await bus
+      .consume("f")
+      .onBatch(Job, async function importRows(messages, ctx) {
+        for (const message of messages) {
+          seen.push([message.data.n, ctx.attempt(message)]);
+          if (message.data.n === 2) ctx.fail(message, new Error("row 2 is bad"));
+          if (message.data.n === 3) ctx.deadLetter(message, "not ours");
+        }
+      })
+      .start({ concurrency: 8, ...fast });
+    await bus.sendBatch(
+      "f",
+      Job,
+      [0, 1, 2, 3].map((n) => ({ data: { n } })),
+    );
+    await expect.poll(() => dead.length).toBe(2);
+    expect(dead.sort((a, b) => a.n - b.n)).toEqual([
+      { n: 2, reason: "max-attempts", attempt: 3 },
+      { n: 3, reason: "explicit", attempt: 1 },
+    ]);
+    // 0 and 1 were handled once; 2 three times with attempts 1, 2, 3.
+    expect(
+      seen
+        .filter(([n]) => n !== 2)
+        .map(([n]) => n)
+        .sort(),
+    ).toEqual([0, 1, 3]);
+    expect(seen.filter(([n]) => n === 2).map(([, a]) => a)).toEqual([1, 2, 3]);
+    const letters = await bus.deadLetters({ queue: "f" }).list({ idleMs: 200 });
+    const letter = letters.find((l) => l.reason === "max-attempts");
+    expect(letter?.handler).toBe("importRows");
+    await bus.close();
+  });
+
+  it("a throwing batch handler retries each of its messages; invalid data never reaches it", async () => {
+    const dead: string[] = [];
+    const bus = createBus({ url: url(), hooks: { onDeadLetter: (e) => dead.push(e.reason) } });
+    const attempts: number[] = [];
+    let calls = 0;
+    await bus
+      .consume("t")
+      .onBatch(Job, async (messages, ctx) => {
+        calls++;
+        for (const message of messages) attempts.push(ctx.attempt(message));
+        if (calls === 1) throw new Error("database down");
+      })
+      .start({ concurrency: 8, ...fast });
+    await bus.publishRaw(
+      { kind: "queue", name: "t" },
+      { type: "job", schemaVersion: 1, data: { n: "nope" } },
+    );
+    await bus.sendBatch("t", Job, [{ data: { n: 1 } }, { data: { n: 2 } }]);
+    await expect.poll(() => attempts.length).toBe(4);
+    expect(attempts.sort()).toEqual([1, 1, 2, 2]);
+    expect(dead).toEqual(["validation"]);
+    await bus.close();
+  });
+
+  it("refuses bad batch options and a second handler for the type", () => {
+    const bus = createBus(url());
+    const codeOf = (fn: () => unknown) => {
+      try {
+        fn();
+      } catch (error) {
+        return isSwitchyardError(error) ? error.code : "other";
+      }
+    };
+    expect(codeOf(() => bus.consume("x").onBatch(Job, { maxMessages: 0 }, async () => {}))).toBe(
+      "CONFIG_INVALID",
+    );
+    expect(codeOf(() => bus.consume("x").onBatch(Job, { maxWaitMs: -1 }, async () => {}))).toBe(
+      "CONFIG_INVALID",
+    );
+    expect(
+      codeOf(() =>
+        bus
+          .consume("x")
+          .on(Job, async () => {})
+          .onBatch(Job, async () => {}),
+      ),
+    ).toBe("CONFIG_INVALID");
+  });
+});
