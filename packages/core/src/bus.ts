@@ -60,11 +60,11 @@ export interface BusOptions {
   messages?: MessageType<any>[];
   hooks?: BusHooks;
   /**
-   * Publishes to one destination made while a batch gathers go to the transport as one batch (one
-   * broker round trip where the broker batches). `lingerMs` 0 (default) gathers what is published
-   * in the same turn of the event loop, adding no measurable latency; up to 1–5 ms trades latency
-   * for larger batches. `maxMessages` caps one batch (default 1,000). `false` sends each publish
-   * on its own.
+   * Publishes to one destination made while a batch is in flight go to the transport together, as
+   * one batch (one broker round trip where the broker batches), like a Kafka producer's batching.
+   * `lingerMs` 0 (default) sends at once when nothing is in flight, so it adds no latency; 1–5 ms
+   * makes every batch wait that long for more. `maxMessages` caps one batch (default 1,000).
+   * `false` sends each publish on its own.
    */
   coalesce?: false | { lingerMs?: number; maxMessages?: number };
 }
@@ -247,6 +247,8 @@ export class Bus {
   readonly #coalesce: { lingerMs: number; maxMessages: number } | undefined;
   /** Batches gathering, by destination. */
   readonly #pending = new Map<string, PendingBatch>();
+  /** Batches being sent, by destination. */
+  readonly #inFlight = new Map<string, number>();
 
   constructor(options: BusOptions = {}) {
     this.#options = options;
@@ -496,8 +498,11 @@ export class Bus {
   }
 
   /**
-   * Adds one publish to its destination's gathering batch; resolves (or rejects) with the batch.
-   * A publish call's messages stay together and in order, so per-key order is kept.
+   * Adds one publish to its destination's batch; resolves (or rejects) with the batch. A publish
+   * call's messages stay together and in order, so per-key order is kept. With `lingerMs` 0 a
+   * publish to a destination with nothing in flight goes out at once (a sequential publisher
+   * waits for nothing), and the ones made while a batch is in flight gather behind it and go out
+   * together when it returns; with `lingerMs` > 0 every batch gathers that long.
    */
   #gather(
     destination: Destination,
@@ -516,24 +521,24 @@ export class Bus {
       if (coalesce.lingerMs > 0) {
         const timer = setTimeout(() => void this.#flush(id, created), coalesce.lingerMs);
         created.cancel = () => clearTimeout(timer);
-      } else {
-        const immediate = setImmediate(() => void this.#flush(id, created));
-        created.cancel = () => clearImmediate(immediate);
       }
       this.#pending.set(id, created);
       batch = created;
     }
     const gathering = batch;
-    return new Promise<void>((resolve, reject) => {
+    const published = new Promise<void>((resolve, reject) => {
       for (const wire of wires) gathering.wires.push(wire);
       gathering.callers.push({ count: wires.length, envelopes, resolve, reject });
     });
+    if (coalesce.lingerMs === 0 && !this.#inFlight.has(id)) void this.#flush(id, gathering);
+    return published;
   }
 
   /** Sends a gathered batch; the returned promise settles with it and never rejects. */
   #flush(id: string, batch: PendingBatch): Promise<void> {
     if (this.#pending.get(id) === batch) this.#pending.delete(id);
     batch.cancel();
+    this.#inFlight.set(id, (this.#inFlight.get(id) ?? 0) + 1);
     const { destination, callers } = batch;
     const transport = this.#connected;
     const provisioning = transport && this.#ensureDestination(destination);
@@ -542,19 +547,28 @@ export class Bus {
       : provisioning
         ? provisioning.then(() => transport.publish(destination, batch.wires))
         : transport.publish(destination, batch.wires);
-    return sent.then(
-      () => {
-        for (const caller of callers) {
-          caller.resolve();
-          for (const envelope of caller.envelopes) this.hooks.onPublish?.({ destination, envelope });
-        }
-      },
-      // The broker refused the batch (or the connection dropped): every publish in it fails, so
-      // none is reported as sent when it may not have been.
-      (error: unknown) => {
-        for (const caller of callers) caller.reject(error);
-      },
-    );
+    return sent
+      .then(
+        () => {
+          for (const caller of callers) {
+            caller.resolve();
+            for (const envelope of caller.envelopes) this.hooks.onPublish?.({ destination, envelope });
+          }
+        },
+        // The broker refused the batch (or the connection dropped): every publish in it fails, so
+        // none is reported as sent when it may not have been.
+        (error: unknown) => {
+          for (const caller of callers) caller.reject(error);
+        },
+      )
+      .finally(() => {
+        const left = this.#inFlight.get(id)! - 1;
+        if (left > 0) this.#inFlight.set(id, left);
+        else this.#inFlight.delete(id);
+        // What gathered behind this batch goes now (a lingering batch keeps its own timer).
+        const next = this.#pending.get(id);
+        if (left === 0 && next && this.#coalesce?.lingerMs === 0) void this.#flush(id, next);
+      });
   }
 
   // ---- consuming ----
