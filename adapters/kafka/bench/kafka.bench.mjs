@@ -9,9 +9,13 @@
 //              does), and by a Switchyard consumer (decode, schema check, handler, ack, commit);
 //              timed from the first message (the group join is not in it). consumeRatio is over
 //              the counting raw consumer; consumeRatioVsParse over the parsing one.
-//   same headers  raw publish and parse-consume of records carrying the `ce_` headers Switchyard
-//              writes (throughputRatioSameHeaders, consumeRatioSameHeaders): the client's own cost
-//              of headers is then on both sides, and the ratio is what the pipeline adds.
+//   same format raw publish and parse-consume of records in the format Switchyard writes (BENCH_
+//              CONTENT_MODE: structured by default, one content-type header and the CloudEvent as
+//              the JSON value; binary: six `ce_` headers) — throughputRatioSameHeaders,
+//              consumeRatioSameHeaders: the client's own cost of the format is then on both sides,
+//              and the ratio is what the pipeline adds.
+//   Three rounds (one with --quick, BENCH_ROUNDS=N), alternating which side runs first; every
+//   figure is the median of the rounds.
 //   latency    p50/p99 publish-to-handler at a fixed rate, one message per publish (raw: a plain
 //              producer, acks=all; Switchyard: its idempotent batching producer); both consumers are
 //              seen receiving (a probe message) before the paced run starts.
@@ -37,10 +41,21 @@ const NOTE = "x".repeat(1024 - 40);
 const payload = (id) => ({ id, note: NOTE }); // ~1 KiB as JSON
 const schema = shapeSchema({ id: "number", note: "string" });
 const Bench = defineMessage({ type: "bench.kafka", versions: { 1: schema } });
-/** The headers Switchyard writes on a record (`ce_*` attributes), for raw runs that carry the same. */
-const switchyardHeaders = toWire(
-  createEnvelope({ type: "bench.kafka", schemaVersion: 1, data: payload(0) }, { source: "bench" }),
-).headers;
+const contentMode = process.env.BENCH_CONTENT_MODE ?? "structured";
+/** A record as Switchyard writes it in `contentMode`, for the raw runs that carry the same format. */
+const switchyardRecord = (id) => {
+  const wire = toWire(
+    createEnvelope({ type: "bench.kafka", schemaVersion: 1, data: payload(id) }, { source: "bench" }),
+    {},
+    contentMode,
+  );
+  return { value: Buffer.from(wire.body), headers: wire.headers };
+};
+/** The message id in a record of that format. */
+const idOf = (value) => {
+  const parsed = JSON.parse(value.toString());
+  return contentMode === "structured" ? parsed.data.id : parsed.id;
+};
 /** CPU µs (user + system) this process spent per message while `run` ran. */
 async function cpuPerMessage(count, run) {
   const before = process.cpuUsage();
@@ -187,7 +202,7 @@ async function measureRaw(client, admin) {
   // ratio against it shows what the pipeline costs beyond the client's own header handling.
   const headed = name("raw-headed");
   await admin.createTopics({ waitForLeaders: true, topics: [{ topic: headed, numPartitions: 3 }] });
-  const headedBatch = (from) => batchOf(from).map((m) => ({ ...m, headers: switchyardHeaders }));
+  const headedBatch = (from) => Array.from({ length: BATCH }, (_, i) => switchyardRecord(from + i));
   await producer.send(headed, headedBatch(0).slice(0, 10));
   const th = performance.now();
   for (let sent = 0; sent < N; sent += BATCH) await producer.send(headed, headedBatch(sent));
@@ -198,7 +213,7 @@ async function measureRaw(client, admin) {
     let sink = 0;
     const stop = await client.consume(headed, (_headers, value) => {
       if (got++ === 0) first = performance.now();
-      sink += JSON.parse(value.toString()).id;
+      sink += idOf(value);
     });
     await until(() => got >= N + 10, "raw backlog with headers");
     const rate = (N + 9) / ((performance.now() - first) / 1000);
@@ -243,7 +258,11 @@ async function measureRaw(client, admin) {
 }
 
 async function measureSwitchyard(driver) {
-  const transport = () => createTransport(new URL(`kafka://${brokers.join(",")}?driver=${driver}`), fast);
+  const transport = () =>
+    createTransport(
+      new URL(`kafka://${brokers.join(",")}?driver=${driver}&contentMode=${contentMode}`),
+      fast,
+    );
   const bus = createBus({ transport: transport(), source: "bench" });
   const raw = { type: "bench.bytes", dataContentType: "application/octet-stream", data: body };
   // publish
@@ -323,14 +342,40 @@ async function measureSwitchyard(driver) {
 
 const admin = new Kafka({ clientId: "bench-admin", brokers, logLevel: logLevel.NOTHING }).admin();
 await admin.connect();
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? (quick ? 1 : 3));
+/** Each numeric field's median over the rounds. */
+function medians(rounds) {
+  if (rounds.length === 0) return {};
+  const out = {};
+  for (const field of Object.keys(rounds[0])) {
+    const values = rounds.map((r) => r[field]).sort((a, b) => a - b);
+    out[field] = values[Math.floor(values.length / 2)];
+  }
+  return out;
+}
 const round = (x, d = 0) => (Number.isFinite(x) ? Number(x.toFixed(d)) : null);
 const lines = [];
 for (const driver of (process.env.BENCH_DRIVERS ?? "kafkajs,platformatic").split(",")) {
   const client = driver === "kafkajs" ? rawKafkajs() : rawPlatformatic();
-  // BENCH_SIDE=switchyard|raw runs one side alone (for `node --cpu-prof`); ratios then are NaN.
+  // BENCH_SIDE=switchyard|raw runs one side alone (for profiling); ratios then are null.
   const side = process.env.BENCH_SIDE;
-  const raw = side === "switchyard" ? {} : await measureRaw(client, admin);
-  const sy = side === "raw" ? {} : await measureSwitchyard(driver);
+  // Rounds alternate which side goes first (the broker and the machine warm up, other work
+  // comes and goes); every figure is the median over the rounds.
+  const rawRounds = [];
+  const syRounds = [];
+  for (let r = 0; r < ROUNDS; r++) {
+    const runRaw = async () => side !== "switchyard" && rawRounds.push(await measureRaw(client, admin));
+    const runSy = async () => side !== "raw" && syRounds.push(await measureSwitchyard(driver));
+    if (r % 2 === 0) {
+      await runRaw();
+      await runSy();
+    } else {
+      await runSy();
+      await runRaw();
+    }
+  }
+  const raw = medians(rawRounds);
+  const sy = medians(syRounds);
   console.error(
     `${driver.padEnd(12)} publish/s raw ${round(raw.publish)} switchyard ${round(sy.publish)} | ` +
       `(singles ${round(sy.publishSingles)}) | consume/s raw ${round(raw.consume)} raw+JSON.parse ${round(raw.consumeParse)} switchyard ${round(sy.consume)} | ` +
@@ -365,6 +410,8 @@ for (const driver of (process.env.BENCH_DRIVERS ?? "kafkajs,platformatic").split
     rawConsumeCpuUs: round(raw.consumeCpuUs, 1),
     consumeCpuUs: round(sy.consumeCpuUs, 1),
     loadAverage: os.loadavg().map((x) => round(x, 2)),
+    rounds: ROUNDS,
+    contentMode,
   });
 }
 await admin.disconnect();

@@ -223,9 +223,17 @@ export const deliveryCases: ConformanceCase[] = [
     },
   },
   {
-    name: "batch handlers: messages arrive in batches; a message reported failed is retried alone, the rest settle once",
+    name: "batch handlers: messages arrive in batches; only a message reported failed is retried",
     async run(t) {
-      const bus = await t.bus();
+      // Retries the core scheduled (a nack after a failure), by message number.
+      const retried: number[] = [];
+      const bus = await t.bus({
+        hooks: {
+          onError: (e) => {
+            if (e.willRetry && e.envelope) retried.push((e.envelope.data as { n: number }).n);
+          },
+        },
+      });
       const queue = t.name("batches");
       const seen = new Recorder<{ n: number; attempt: number; batch: number }>();
       let batches = 0;
@@ -245,11 +253,17 @@ export const deliveryCases: ConformanceCase[] = [
         Ping,
         Array.from({ length: total }, (_, n) => ({ data: { n } })),
       );
-      await seen.count(total + 1, t.ms(20_000));
-      await sleep(t.ms(300)); // a redelivery of a settled message would show up here
+      await seen.until(
+        (items) => items.some((s) => s.n === 7 && s.attempt === 2),
+        t.ms(20_000),
+        "the retry of 7",
+      );
       const attemptsOf = (n: number) => seen.items.filter((s) => s.n === n).map((s) => s.attempt);
-      expect(attemptsOf(7)).toEqual([1, 2]);
-      for (let n = 0; n < total; n++) if (n !== 7) expect(attemptsOf(n), `message ${n}`).toEqual([1]);
+      expect(attemptsOf(7).slice(0, 2)).toEqual([1, 2]);
+      // Every other message was handled at its first delivery and acked: the core retried only 7.
+      // (At-least-once: a broker may still redeliver an acked message; the core never asks it to.)
+      for (let n = 0; n < total; n++) if (n !== 7) expect(attemptsOf(n)[0], `message ${n}`).toBe(1);
+      expect(retried).toEqual([7]);
       // Batched: fewer handler calls than messages, none over maxMessages.
       const sizes = new Map<number, number>();
       for (const s of seen.items) sizes.set(s.batch, (sizes.get(s.batch) ?? 0) + 1);
