@@ -139,9 +139,9 @@ export class KafkaSubscription implements TransportSubscription {
     for (const [id, state] of next) {
       state.assigned = true;
       this.#states.set(id, state);
-      let partitions = this.#byTopic.get(state.topic);
-      if (!partitions) this.#byTopic.set(state.topic, (partitions = []));
+      const partitions = this.#byTopic.get(state.topic) ?? [];
       partitions[state.partition] = state;
+      this.#byTopic.set(state.topic, partitions);
     }
   }
 
