@@ -67,8 +67,12 @@ const ATTRIBUTES = {
 } as const satisfies Record<string, string>;
 
 type AttributeField = keyof typeof ATTRIBUTES;
-const FIELD_BY_ATTRIBUTE = new Map<string, AttributeField>(
-  Object.entries(ATTRIBUTES).map(([field, attribute]) => [attribute, field as AttributeField]),
+/** `ce_` header → its envelope field, for fromWire. */
+const FIELD_BY_HEADER = new Map<string, AttributeField>(
+  Object.entries(ATTRIBUTES).map(([field, attribute]) => [
+    RESERVED_PREFIX + attribute,
+    field as AttributeField,
+  ]),
 );
 /** Envelope field → its `ce_` header, precomputed for toWire. */
 const HEADER_BY_FIELD = Object.entries(ATTRIBUTES).map(
@@ -375,12 +379,11 @@ export function fromWire(wire: WireMessage, options: { decodeBody?: boolean } = 
   const attributes: Partial<Record<AttributeField, string>> = {};
   for (const name in wire.headers) {
     const value = wire.headers[name]!;
-    if (name.startsWith(RESERVED_PREFIX)) {
-      const field = FIELD_BY_ATTRIBUTE.get(name.slice(RESERVED_PREFIX.length));
-      if (field) attributes[field] = value;
-    } else {
-      headers[name] = value;
-    }
+    // One lookup by the whole header name (no slice per header): an attribute, another of our
+    // `ce_` headers (ignored), or a user header.
+    const field = FIELD_BY_HEADER.get(name);
+    if (field) attributes[field] = value;
+    else if (!name.startsWith(RESERVED_PREFIX)) headers[name] = value;
   }
   for (const required of ["id", "type", "source", "specversion"] as const) {
     if (!attributes[required]) {
