@@ -60,11 +60,11 @@ export interface BusOptions {
   messages?: MessageType<any>[];
   hooks?: BusHooks;
   /**
-   * Publishes to one destination made while a batch is in flight go to the transport together, as
-   * one batch (one broker round trip where the broker batches), like a Kafka producer's batching.
-   * `lingerMs` 0 (default) sends at once when nothing is in flight, so it adds no latency; 1–5 ms
-   * makes every batch wait that long for more. `maxMessages` caps one batch (default 1,000).
-   * `false` sends each publish on its own.
+   * Publishes to one destination made together go to the transport as one batch (one broker round
+   * trip where the broker batches). `lingerMs` 0 (default) gathers what is published before the
+   * current microtask queue runs out — concurrent publishes, or the callers of a batch that just
+   * returned — and adds no measurable latency; 1–5 ms makes every batch wait that long for more.
+   * `maxMessages` caps one batch (default 1,000). `false` sends each publish on its own.
    */
   coalesce?: false | { lingerMs?: number; maxMessages?: number };
 }
@@ -247,8 +247,6 @@ export class Bus {
   readonly #coalesce: { lingerMs: number; maxMessages: number } | undefined;
   /** Batches gathering, by destination. */
   readonly #pending = new Map<string, PendingBatch>();
-  /** Batches being sent, by destination. */
-  readonly #inFlight = new Map<string, number>();
 
   constructor(options: BusOptions = {}) {
     this.#options = options;
@@ -482,10 +480,11 @@ export class Bus {
       checkLimits(wire, capabilities, transport.name);
       wires[i] = wire;
     }
-    // Gathered in call order, before any await: concurrent publishes keep their order (and so
-    // per-key order) even while the destination is still being provisioned.
+    // The first publish to a destination provisions it; afterwards there is no await before the
+    // batch, so concurrent publishes are gathered in call order (and so keep per-key order).
+    const provisioning = this.#ensureDestination(destination);
+    if (provisioning) await provisioning;
     if (this.#coalesce) return this.#gather(destination, envelopes, wires, this.#coalesce);
-    await this.#ensureDestination(destination);
     await transport.publish(destination, wires);
     for (const envelope of envelopes) this.hooks.onPublish?.({ destination, envelope });
   }
@@ -499,10 +498,10 @@ export class Bus {
 
   /**
    * Adds one publish to its destination's batch; resolves (or rejects) with the batch. A publish
-   * call's messages stay together and in order, so per-key order is kept. With `lingerMs` 0 a
-   * publish to a destination with nothing in flight goes out at once (a sequential publisher
-   * waits for nothing), and the ones made while a batch is in flight gather behind it and go out
-   * together when it returns; with `lingerMs` > 0 every batch gathers that long.
+   * call's messages stay together and in order, so per-key order is kept. With `lingerMs` 0 the
+   * batch goes out at the end of the current microtask queue: publishes made in one synchronous
+   * run — or resumed together, like the callers of a batch that just returned — share it, and a
+   * sequential publisher waits for nothing measurable. With `lingerMs` > 0 it waits that long.
    */
   #gather(
     destination: Destination,
@@ -521,6 +520,9 @@ export class Bus {
       if (coalesce.lingerMs > 0) {
         const timer = setTimeout(() => void this.#flush(id, created), coalesce.lingerMs);
         created.cancel = () => clearTimeout(timer);
+      } else {
+        // #flush ignores a batch that went out already (full, or the bus closed).
+        queueMicrotask(() => void this.#flush(id, created));
       }
       this.#pending.set(id, created);
       batch = created;
@@ -530,45 +532,32 @@ export class Bus {
       for (const wire of wires) gathering.wires.push(wire);
       gathering.callers.push({ count: wires.length, envelopes, resolve, reject });
     });
-    if (coalesce.lingerMs === 0 && !this.#inFlight.has(id)) void this.#flush(id, gathering);
     return published;
   }
 
   /** Sends a gathered batch; the returned promise settles with it and never rejects. */
   #flush(id: string, batch: PendingBatch): Promise<void> {
-    if (this.#pending.get(id) === batch) this.#pending.delete(id);
+    if (this.#pending.get(id) !== batch) return Promise.resolve(); // went out already
+    this.#pending.delete(id);
     batch.cancel();
-    this.#inFlight.set(id, (this.#inFlight.get(id) ?? 0) + 1);
     const { destination, callers } = batch;
     const transport = this.#connected;
-    const provisioning = transport && this.#ensureDestination(destination);
-    const sent = !transport
-      ? Promise.reject(new SwitchyardError("CLOSED", "the bus is closed"))
-      : provisioning
-        ? provisioning.then(() => transport.publish(destination, batch.wires))
-        : transport.publish(destination, batch.wires);
-    return sent
-      .then(
-        () => {
-          for (const caller of callers) {
-            caller.resolve();
-            for (const envelope of caller.envelopes) this.hooks.onPublish?.({ destination, envelope });
-          }
-        },
-        // The broker refused the batch (or the connection dropped): every publish in it fails, so
-        // none is reported as sent when it may not have been.
-        (error: unknown) => {
-          for (const caller of callers) caller.reject(error);
-        },
-      )
-      .finally(() => {
-        const left = this.#inFlight.get(id)! - 1;
-        if (left > 0) this.#inFlight.set(id, left);
-        else this.#inFlight.delete(id);
-        // What gathered behind this batch goes now (a lingering batch keeps its own timer).
-        const next = this.#pending.get(id);
-        if (left === 0 && next && this.#coalesce?.lingerMs === 0) void this.#flush(id, next);
-      });
+    const sent = transport
+      ? transport.publish(destination, batch.wires)
+      : Promise.reject(new SwitchyardError("CLOSED", "the bus is closed"));
+    return sent.then(
+      () => {
+        for (const caller of callers) {
+          caller.resolve();
+          for (const envelope of caller.envelopes) this.hooks.onPublish?.({ destination, envelope });
+        }
+      },
+      // The broker refused the batch (or the connection dropped): every publish in it fails, so
+      // none is reported as sent when it may not have been.
+      (error: unknown) => {
+        for (const caller of callers) caller.reject(error);
+      },
+    );
   }
 
   // ---- consuming ----
