@@ -53,7 +53,10 @@ if (role === "producer") {
 } else if (role === "consumer") {
   let hold = false;
   createInterface({ input: process.stdin }).on("line", (line) => {
-    if (line === "hold") hold = true;
+    if (line === "hold") {
+      hold = true;
+      process.stdout.write("holding\n"); // every handler started after this line never finishes
+    }
   });
   bus = createBus({
     transport: new HttpFeedTransport({
