@@ -11,11 +11,14 @@ import {
   type WireMessage,
 } from "@switchyard/core";
 import amqp, { type Channel, type ChannelModel, type ConfirmChannel, type ConsumeMessage } from "amqplib";
+import { AckBatcher } from "./acks.js";
 import { ATTEMPT_HEADER, fromAmqp, headerBytes, toAmqp } from "./mapping.js";
 import { type RabbitOptions, type ResolvedOptions, resolveOptions } from "./options.js";
 
 /** Room for the AMQP frame envelope around the header table (frame_max is 128 KiB by default). */
 const FRAME_HEADROOM = 4096;
+/** What a delivery's ack returns: the ack frame goes out with the turn's others. */
+const ackQueued: Promise<void> = Promise.resolve();
 
 /** The queue a source reads: the queue itself, or `<topic>.<subscription>` bound to the topic's exchange. */
 export function queueOf(source: Source): string {
@@ -37,6 +40,8 @@ interface Subscription {
   prefetch: number;
   deliver: (delivery: Delivery) => void;
   channel: Channel | undefined;
+  /** The current channel's ack coalescing (multiple acks). */
+  acks: AckBatcher | undefined;
   tag: string | undefined;
   /** A consume in progress, so a reconnect and a retry never open two consumers for one subscription. */
   starting: Promise<void> | undefined;
@@ -383,6 +388,7 @@ export class RabbitTransport implements Transport {
       prefetch: options.prefetch,
       deliver,
       channel: undefined,
+      acks: undefined,
       tag: undefined,
       starting: undefined,
       closed: false,
@@ -401,6 +407,7 @@ export class RabbitTransport implements Transport {
         subscription.closed = true;
         this.#subscriptions.delete(subscription);
         const { channel, tag } = subscription;
+        subscription.acks?.flush(); // acks the core made this turn go out before the channel closes
         subscription.channel = undefined;
         if (channel) {
           if (tag) await channel.cancel(tag).catch(() => {});
@@ -443,6 +450,7 @@ export class RabbitTransport implements Transport {
     });
     await channel.prefetch(subscription.prefetch);
     subscription.channel = channel;
+    subscription.acks = new AckBatcher(channel);
     const queue = queueOf(subscription.source);
     try {
       const reply = await channel.consume(queue, (raw) => {
@@ -475,17 +483,26 @@ export class RabbitTransport implements Transport {
       }
       settled = true;
     };
+    const acks = subscription.acks as AckBatcher;
+    const tag = raw.fields.deliveryTag;
+    acks.track(tag);
     const delivery: Delivery = {
       message,
       attempt,
-      ack: async () => {
-        settle("ack");
-        channel.ack(raw);
+      ack: () => {
+        try {
+          settle("ack");
+        } catch (error) {
+          return Promise.reject(error);
+        }
+        acks.ack(tag); // sent with the turn's other acks as one multiple ack
+        return ackQueued;
       },
       nack: async (options) => {
         settle("nack");
         const delayMs = options?.delayMs ?? 0;
         if (delayMs <= 0 && quorum) {
+          acks.settledElsewhere(tag);
           channel.nack(raw, false, true); // the quorum queue counts it in x-delivery-count
           return;
         }
@@ -504,10 +521,13 @@ export class RabbitTransport implements Transport {
             },
           );
         } catch (error) {
-          if (subscription.channel === channel) channel.nack(raw, false, true);
+          if (subscription.channel === channel) {
+            acks.settledElsewhere(tag);
+            channel.nack(raw, false, true);
+          }
           throw error;
         }
-        channel.ack(raw);
+        acks.ack(tag);
       },
     };
     subscription.deliver(delivery);
@@ -516,7 +536,10 @@ export class RabbitTransport implements Transport {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    for (const subscription of this.#subscriptions) subscription.closed = true;
+    for (const subscription of this.#subscriptions) {
+      subscription.closed = true;
+      subscription.acks?.flush();
+    }
     this.#subscriptions.clear();
     const connecting = this.#connecting;
     const model = this.#model ?? (await connecting?.catch(() => undefined));
