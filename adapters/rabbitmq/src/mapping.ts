@@ -7,6 +7,7 @@ export const AMQP_PREFIX = "cloudEvents:";
 /** Our own internal headers (ignored by fromWire): attempts used before a republish, and a bare key. */
 export const ATTEMPT_HEADER = `${RESERVED_PREFIX}xattempt`;
 export const KEY_HEADER = `${RESERVED_PREFIX}xkey`;
+const DATACONTENTTYPE = `${RESERVED_PREFIX}datacontenttype`;
 
 /** Headers RabbitMQ itself writes; stripped on receive so user headers round-trip exactly. */
 const BROKER_HEADERS = new Set([
@@ -34,12 +35,15 @@ export function toAmqp(message: WireMessage, extra: Record<string, string> = {})
   if (message.key !== undefined && headers[`${RESERVED_PREFIX}partitionkey`] !== message.key) {
     headers[KEY_HEADER] = message.key;
   }
+  // The binding maps `datacontenttype` to the AMQP content-type property, not to an application
+  // property: one header fewer in the table amqplib encodes per message.
+  const contentType = headers[DATACONTENTTYPE];
+  if (contentType !== undefined) delete headers[DATACONTENTTYPE];
   const options: Options.Publish = {
     persistent: true,
     messageId: message.id,
     headers: renamePrefix(headers, RESERVED_PREFIX, AMQP_PREFIX),
   };
-  const contentType = message.headers[`${RESERVED_PREFIX}datacontenttype`];
   if (contentType) options.contentType = contentType;
   const type = message.headers[`${RESERVED_PREFIX}type`];
   if (type) options.type = type;
@@ -64,6 +68,16 @@ export function fromAmqp(
       headers[name] = String(value);
   }
   const wireHeaders = renamePrefix(headers, AMQP_PREFIX, RESERVED_PREFIX);
+  // A CloudEvent's content type travels in the content-type property (see toAmqp); a message
+  // without CloudEvents attributes keeps it out of the envelope.
+  const contentType = delivery.properties.contentType;
+  if (
+    typeof contentType === "string" &&
+    wireHeaders[DATACONTENTTYPE] === undefined &&
+    wireHeaders[`${RESERVED_PREFIX}specversion`] !== undefined
+  ) {
+    wireHeaders[DATACONTENTTYPE] = contentType;
+  }
   const before = Number(wireHeaders[ATTEMPT_HEADER] ?? 0) || 0;
   delete wireHeaders[ATTEMPT_HEADER];
   const deliveryCount = Number(raw["x-delivery-count"] ?? 0) || 0;

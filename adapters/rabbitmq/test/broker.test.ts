@@ -56,7 +56,13 @@ describeWithBroker(["rabbitmq", "rabbitmq-management"], "rabbitmq adapter: on th
     await channel.close();
     expect(got).not.toBe(false);
     const message = got as amqp.GetMessage;
-    expect(message.properties).toMatchObject({ messageId: sent.id, deliveryMode: 2, type: Ping.type });
+    expect(message.properties).toMatchObject({
+      messageId: sent.id,
+      deliveryMode: 2,
+      type: Ping.type,
+      contentType: "application/json", // the binding's home for datacontenttype
+    });
+    expect(message.properties.headers).not.toHaveProperty("cloudEvents:datacontenttype");
     expect(message.properties.headers).toMatchObject({
       "cloudEvents:id": sent.id,
       "cloudEvents:type": Ping.type,
