@@ -205,6 +205,8 @@ class Context implements HandlerContext {
   }
 
   async nack(options?: { delayMs?: number }): Promise<void> {
+    // Checked before the claim: a refused nack leaves the message to be settled another way.
+    if (options?.delayMs !== undefined) this.consumer.checkDelay(options.delayMs);
     this.claim("nack");
     await this.consumer.settleNack(this, options);
   }
@@ -263,14 +265,15 @@ export class RunningConsumer implements Consumer {
       );
     }
     this.#concurrency = concurrency;
-    this.#prefetch = Math.max(concurrency, options.prefetch ?? concurrency * 2);
-    this.#retry = { ...defaultRetry, ...options.retry };
-    if (!Number.isInteger(this.#retry.maxAttempts) || this.#retry.maxAttempts < 1) {
+    if (options.prefetch !== undefined && (!Number.isInteger(options.prefetch) || options.prefetch < 1)) {
       throw new SwitchyardError(
         "CONFIG_INVALID",
-        `retry.maxAttempts must be ≥ 1, got ${this.#retry.maxAttempts}`,
+        `prefetch must be a positive integer, got ${options.prefetch}`,
       );
     }
+    this.#prefetch = Math.max(concurrency, options.prefetch ?? concurrency * 2);
+    this.#retry = { ...defaultRetry, ...options.retry };
+    validateRetry(this.#retry);
     this.#unknownVersion = options.unknownVersion ?? "dead-letter";
     this.#unknownType = options.unknownType ?? (source.kind === "topic" ? "skip" : "dead-letter");
     if (options.idempotency) {
@@ -637,6 +640,17 @@ export class RunningConsumer implements Consumer {
     await this.#settle(context.delivery, "nack", options);
   }
 
+  /** @internal A delay for ctx.nack(): finite, ≥ 0, and within what the transport can honour. */
+  checkDelay(delayMs: number): void {
+    const max = this.#capabilities.maxDelayMs;
+    if (typeof delayMs !== "number" || !Number.isFinite(delayMs) || delayMs < 0 || delayMs > max) {
+      throw new SwitchyardError(
+        "CONFIG_INVALID",
+        `nack delayMs must be a number from 0 to ${max} (the ${this.#transport.name} limit), got ${delayMs}`,
+      );
+    }
+  }
+
   /** @internal ctx.deadLetter() */
   settleDeadLetter(context: Context, reasonText: string): Promise<void> {
     return this.#deadLetter(context.delivery, {
@@ -715,7 +729,8 @@ export class RunningConsumer implements Consumer {
     const headers = faultHeaders({
       reason: failure.reason,
       ...(failure.reasonText ? { reasonText: failure.reasonText } : {}),
-      error: failure.error,
+      // Present when something was thrown, even `undefined`; absent for an explicit dead letter.
+      ...("error" in failure ? { error: failure.error } : {}),
       attempts: delivery.attempt,
       ...(envelope && this.#firstFailure.has(envelope.id)
         ? { firstFailureAt: this.#firstFailure.get(envelope.id)! }
@@ -774,6 +789,22 @@ export class RunningConsumer implements Consumer {
       });
     }
   }
+}
+
+function validateRetry(retry: RetryOptions): void {
+  const problems: string[] = [];
+  if (!Number.isInteger(retry.maxAttempts) || retry.maxAttempts < 1)
+    problems.push(`maxAttempts must be an integer ≥ 1, got ${retry.maxAttempts}`);
+  for (const name of ["initialDelayMs", "maxDelayMs"] as const) {
+    const value = retry[name];
+    if (typeof value !== "number" || !Number.isFinite(value) || value < 0)
+      problems.push(`${name} must be a finite number ≥ 0, got ${value}`);
+  }
+  if (typeof retry.multiplier !== "number" || !Number.isFinite(retry.multiplier) || retry.multiplier < 1)
+    problems.push(`multiplier must be a finite number ≥ 1, got ${retry.multiplier}`);
+  if (typeof retry.jitter !== "number" || !(retry.jitter >= 0 && retry.jitter <= 1))
+    problems.push(`jitter must be from 0 to 1, got ${retry.jitter}`);
+  if (problems.length > 0) throw new SwitchyardError("CONFIG_INVALID", `retry: ${problems.join("; ")}`);
 }
 
 /** A raw message from another producer, as an envelope: bytes as data, its headers as headers. */

@@ -99,13 +99,30 @@ export function faultHeaders(input: FaultInput): FaultHeaders {
   if (input.handler) headers[FAULT.handler] = input.handler;
   if (input.messageType) headers[FAULT.messageType] = input.messageType;
   if (input.schemaVersion !== undefined) headers[FAULT.schemaVersion] = String(input.schemaVersion);
-  if (input.error !== undefined) {
-    const error = input.error instanceof Error ? input.error : new Error(String(input.error));
-    headers[FAULT.errorType] = error.name;
-    headers[FAULT.errorMessage] = truncate(error.message, TEXT_LIMIT);
-    if (error.stack) headers[FAULT.errorStack] = truncate(error.stack, STACK_LIMIT);
+  if ("error" in input) {
+    const error = input.error;
+    if (error instanceof Error) {
+      headers[FAULT.errorType] = error.name;
+      headers[FAULT.errorMessage] = truncate(error.message, TEXT_LIMIT);
+      if (error.stack) headers[FAULT.errorStack] = truncate(error.stack, STACK_LIMIT);
+    } else {
+      // A handler threw a string, an object or undefined: say what it was; there is no stack.
+      headers[FAULT.errorType] = "NonError";
+      headers[FAULT.errorMessage] = truncate(describe(error), TEXT_LIMIT);
+    }
   }
   return headers;
+}
+
+/** A thrown non-Error as text, never throwing itself (a cycle, a hostile toString). */
+function describe(value: unknown): string {
+  if (typeof value === "string") return value;
+  try {
+    if (value !== null && typeof value === "object") return JSON.stringify(value) ?? String(value);
+    return String(value);
+  } catch {
+    return `<${typeof value} that cannot be printed>`;
+  }
 }
 
 function truncate(text: string, limit: number): string {

@@ -173,7 +173,17 @@ function isTextContentType(contentType: string): boolean {
 /** Encodes `data` according to the content type: JSON → UTF-8 JSON, text → UTF-8, else raw bytes. */
 export function encodeData(data: unknown, contentType: string): Uint8Array {
   if (isJsonContentType(contentType)) {
-    const json = JSON.stringify(data);
+    let json: string | undefined;
+    try {
+      json = JSON.stringify(data);
+    } catch (cause) {
+      // A BigInt, a cycle, a throwing toJSON: a typed error, before anything is sent.
+      throw new SwitchyardError(
+        "INVALID_PAYLOAD",
+        `data cannot be encoded as JSON: ${(cause as Error).message}`,
+        { cause },
+      );
+    }
     if (json === undefined) {
       throw new SwitchyardError("INVALID_PAYLOAD", `data of type ${typeof data} cannot be encoded as JSON`);
     }
