@@ -1,8 +1,10 @@
 import {
   type Capabilities,
+  CONTENT_TYPE_HEADER,
   type Delivery,
   type Destination,
   type Source,
+  STRUCTURED_CONTENT_TYPE,
   SwitchyardError,
   type TopologyEntity,
   type Transport,
@@ -103,6 +105,11 @@ export class StompTransport implements Transport {
     const headers: Record<string, string> = {};
     for (const [name, value] of Object.entries(message.headers)) {
       if (name === ATTEMPT_HEADER) continue;
+      // A structured-mode CloudEvent says so in STOMP's own content-type header (the body's type).
+      if (name === CONTENT_TYPE_HEADER && value.startsWith(STRUCTURED_CONTENT_TYPE)) {
+        headers[name] = value;
+        continue;
+      }
       if (this.dialect.isBrokerHeader(name)) {
         throw new SwitchyardError(
           "INVALID_HEADER",
@@ -183,6 +190,10 @@ export class StompTransport implements Transport {
   #delivery(source: Source, frame: Frame, track: <T>(work: Promise<T>) => Promise<T>): Delivery {
     const headers: Record<string, string> = {};
     for (const [name, value] of Object.entries(frame.headers)) {
+      if (name === CONTENT_TYPE_HEADER && value.startsWith(STRUCTURED_CONTENT_TYPE)) {
+        headers[name] = value; // a structured-mode CloudEvent (see #headers)
+        continue;
+      }
       if (name === ATTEMPT_HEADER || this.dialect.isBrokerHeader(name)) continue;
       headers[name] = value;
     }
