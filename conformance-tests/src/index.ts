@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, it } from "vitest";
+import { badInputCases } from "./cases/bad-input.js";
 import { deadLetterCases } from "./cases/dead-letters.js";
 import { deliveryCases } from "./cases/delivery.js";
 import { envelopeCases } from "./cases/envelope.js";
@@ -23,6 +24,7 @@ export const conformanceCases: readonly ConformanceCase[] = [
   ...deliveryCases,
   ...deadLetterCases,
   ...versionCases,
+  ...badInputCases,
 ];
 
 export interface SuiteOptions {

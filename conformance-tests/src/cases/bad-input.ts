@@ -1,0 +1,276 @@
+import { type Bus, isSwitchyardError, type WireMessage } from "@switchyard/core";
+import { expect } from "vitest";
+import type { CaseContext, ConformanceCase } from "../harness.js";
+import { Recorder } from "../harness.js";
+import { Ping } from "../messages.js";
+
+/** The error `run` rejects (or throws) with; fails the case when it does not. */
+async function refusal(run: () => unknown): Promise<unknown> {
+  try {
+    await run();
+  } catch (error) {
+    return error;
+  }
+  throw new Error("expected a refusal, but it went through");
+}
+
+async function expectCode(code: string, run: () => unknown): Promise<void> {
+  const error = await refusal(run);
+  expect(isSwitchyardError(error), `a SwitchyardError, got ${String(error)}`).toBe(true);
+  expect((error as { code: string }).code).toBe(code);
+}
+
+/**
+ * Proves that what was refused never reached the broker: a marker sent after the refusals is the
+ * first and only message the queue's consumer sees.
+ */
+async function expectOnlyMarker(t: CaseContext, bus: Bus, queue: string): Promise<void> {
+  const got = new Recorder<number>();
+  await bus
+    .consume(queue)
+    .onAny(async (msg) => got.push((msg.data as { n?: number } | undefined)?.n ?? -1))
+    .start();
+  await bus.send(queue, Ping, { n: 424242 });
+  await got.count(1, t.ms(15_000), "the marker");
+  // Anything refused but sent anyway would have been published before the marker.
+  expect(got.items[0]).toBe(424242);
+  await bus.send(queue, Ping, { n: 424243 });
+  await got.count(2, t.ms(15_000), "the second marker");
+  expect(got.items).toEqual([424242, 424243]);
+}
+
+export const badInputCases: ConformanceCase[] = [
+  {
+    name: "bad input: data JSON cannot encode (a BigInt, a cycle, undefined) is INVALID_PAYLOAD and nothing is sent",
+    async run(t) {
+      const bus = await t.bus();
+      const queue = t.name("bad-payload");
+      const destination = { kind: "queue" as const, name: queue };
+      const cycle: Record<string, unknown> = { n: 1 };
+      cycle.self = cycle;
+      await expectCode("INVALID_PAYLOAD", () =>
+        bus.publishRaw(destination, { type: "conformance.raw", data: { n: 10n } }),
+      );
+      await expectCode("INVALID_PAYLOAD", () =>
+        bus.publishRaw(destination, { type: "conformance.raw", data: cycle }),
+      );
+      await expectCode("INVALID_PAYLOAD", () =>
+        bus.publishRaw(destination, { type: "conformance.raw", data: undefined }),
+      );
+      await expectOnlyMarker(t, bus, queue);
+    },
+  },
+  {
+    name: "bad input: invalid header names and values are INVALID_HEADER and nothing is sent",
+    async run(t) {
+      const bus = await t.bus();
+      const queue = t.name("bad-headers");
+      const send = (headers: Record<string, unknown>) =>
+        bus.send(queue, Ping, { n: 1 }, { headers: headers as Record<string, string> });
+      await expectCode("INVALID_HEADER", () => send({ "": "empty name" }));
+      await expectCode("INVALID_HEADER", () => send({ ce_id: "reserved prefix" }));
+      await expectCode("INVALID_HEADER", () => send({ CE_Type: "reserved, any case" }));
+      await expectCode("INVALID_HEADER", () => send({ count: 3 }));
+      await expectCode("INVALID_HEADER", () => send({ missing: undefined }));
+      await expectOnlyMarker(t, bus, queue);
+    },
+  },
+  {
+    name: "bad input: more headers than the broker takes is TOO_MANY_HEADERS and nothing is sent",
+    applies: (c) =>
+      c.maxHeaders > 2000
+        ? `maxHeaders is ${c.maxHeaders}: no limit to reach with a sane message`
+        : undefined,
+    async run(t) {
+      const bus = await t.bus();
+      const queue = t.name("many-headers");
+      const headers: Record<string, string> = {};
+      for (let i = 0; i <= t.capabilities.maxHeaders; i++) headers[`h${i}`] = "v";
+      await expectCode("TOO_MANY_HEADERS", () => bus.send(queue, Ping, { n: 1 }, { headers }));
+      await expectOnlyMarker(t, bus, queue);
+    },
+  },
+  {
+    name: "bad input: a batch with one invalid message is refused whole; none of it is sent",
+    async run(t) {
+      const bus = await t.bus();
+      const queue = t.name("bad-batch");
+      await expectCode("VALIDATION_FAILED", () =>
+        bus.sendBatch(queue, Ping, [{ data: { n: 1 } }, { data: { n: "two" } as never }, { data: { n: 3 } }]),
+      );
+      await expectCode("INVALID_HEADER", () =>
+        bus.sendBatch(queue, Ping, [
+          { data: { n: 1 } },
+          { data: { n: 2 }, options: { headers: { ce_source: "forged" } } },
+        ]),
+      );
+      await expectOnlyMarker(t, bus, queue);
+    },
+  },
+  {
+    name: "bad input: consumer options out of range are CONFIG_INVALID and nothing is consumed",
+    async run(t) {
+      const bus = await t.bus();
+      const queue = t.name("bad-options");
+      const taken = new Recorder<number>();
+      const start = (options: Record<string, unknown>) =>
+        bus
+          .consume(queue)
+          .on(Ping, async (msg) => taken.push(msg.data.n))
+          .start(options as never);
+      const bad: Record<string, unknown>[] = [
+        { concurrency: 0 },
+        { concurrency: Number.NaN },
+        { concurrency: 1.5 },
+        { concurrency: -4 },
+        { prefetch: 0 },
+        { prefetch: Number.POSITIVE_INFINITY },
+        { retry: { maxAttempts: 0 } },
+        { retry: { maxAttempts: Number.NaN } },
+        { retry: { initialDelayMs: -1 } },
+        { retry: { maxDelayMs: Number.NaN } },
+        { retry: { multiplier: 0.5 } },
+        { retry: { jitter: 2 } },
+      ];
+      for (const options of bad) {
+        const error = await refusal(() => start(options));
+        expect(
+          isSwitchyardError(error, "CONFIG_INVALID"),
+          `${JSON.stringify(options)}: ${String(error)}`,
+        ).toBe(true);
+      }
+      // None of the refused consumers subscribed: the one valid consumer gets every message.
+      const good = new Recorder<number>();
+      await bus
+        .consume(queue)
+        .on(Ping, async (msg) => good.push(msg.data.n))
+        .start();
+      await bus.sendBatch(
+        queue,
+        Ping,
+        [1, 2, 3].map((n) => ({ data: { n } })),
+      );
+      await good.count(3, t.ms(15_000));
+      expect(good.items.sort()).toEqual([1, 2, 3]);
+      expect(taken.items).toEqual([]);
+    },
+  },
+  {
+    name: "bad input: ctx.nack with a negative, non-finite or too long delay is CONFIG_INVALID; the message can still be settled",
+    async run(t) {
+      const bus = await t.bus();
+      const queue = t.name("bad-delay");
+      const codes = new Recorder<string>();
+      const handled = new Recorder<number>();
+      await bus
+        .consume(queue)
+        .on(Ping, async (msg, ctx) => {
+          for (const delayMs of [-1, Number.NaN, Number.POSITIVE_INFINITY, t.capabilities.maxDelayMs + 1]) {
+            const error = await refusal(() => ctx.nack({ delayMs }));
+            codes.push(isSwitchyardError(error) ? error.code : String(error));
+          }
+          handled.push(ctx.attempt);
+          await ctx.ack(); // the refusals did not settle it
+          void msg;
+        })
+        .start();
+      await bus.send(queue, Ping, { n: 1 });
+      await handled.count(1, t.ms(15_000));
+      expect(codes.items).toEqual(["CONFIG_INVALID", "CONFIG_INVALID", "CONFIG_INVALID", "CONFIG_INVALID"]);
+      // Acked at its first attempt: it never comes back.
+      await bus.send(queue, Ping, { n: 2 });
+      await handled.count(2, t.ms(15_000));
+      expect(handled.items).toEqual([1, 1]);
+    },
+  },
+  {
+    name: "bad input: a handler that rejects with a non-Error is retried, then dead-lettered describing what it threw",
+    async run(t) {
+      const bus = await t.bus();
+      const queue = t.name("non-error");
+      const dead = new Recorder<string>();
+      const hooked = await t.bus({ hooks: { onDeadLetter: (e) => dead.push(e.envelope!.id) } });
+      const thrown: Record<number, unknown> = { 1: "a bare string", 2: { code: 42 }, 3: undefined };
+      await hooked
+        .consume(queue)
+        .on(Ping, async (msg) => {
+          throw thrown[msg.data.n];
+        })
+        .start({ retry: { maxAttempts: 2, initialDelayMs: 10, maxDelayMs: 50 } });
+      await bus.sendBatch(
+        queue,
+        Ping,
+        [1, 2, 3].map((n) => ({ data: { n } })),
+      );
+      await dead.count(3, t.ms(20_000));
+      const letters = await bus.deadLetters({ queue }).list({ idleMs: t.ms(1000) });
+      const byN = new Map(letters.map((l) => [(l.envelope?.data as { n: number } | undefined)?.n, l]));
+      for (const n of [1, 2, 3]) {
+        expect(byN.get(n)?.reason, `message ${n}`).toBe("max-attempts");
+        expect(byN.get(n)?.attempts, `message ${n}`).toBe(2);
+        expect(byN.get(n)?.error?.type, `message ${n}`).toBe("NonError");
+      }
+      expect(byN.get(1)?.error?.message).toBe("a bare string");
+      expect(byN.get(2)?.error?.message).toBe('{"code":42}');
+      expect(byN.get(3)?.error?.message).toBe("undefined");
+    },
+  },
+  {
+    name: "bad input: a body claiming to be a structured CloudEvent that is not one is dead-lettered as decode; the consumer goes on",
+    async run(t) {
+      const bus = await t.bus();
+      const queue = t.name("bad-structured");
+      const got = new Recorder<number>();
+      await bus
+        .consume(queue)
+        .on(Ping, async (msg) => got.push(msg.data.n))
+        .start({ retry: { maxAttempts: 2, initialDelayMs: 10 } });
+      const transport = await bus.transport();
+      const forged = (label: string, body: string): WireMessage => ({
+        id: `forged-${label}-${t.runId}`,
+        headers: { "content-type": "application/cloudevents+json" },
+        body: new TextEncoder().encode(body),
+      });
+      await transport.publish({ kind: "queue", name: queue }, [
+        forged("not-json", "{ this is not json"),
+        forged("array", "[1, 2, 3]"),
+        forged("no-id", JSON.stringify({ specversion: "1.0", type: "x", source: "y", data: {} })),
+        forged("specversion", JSON.stringify({ specversion: "0.3", id: "1", type: "x", source: "y" })),
+      ]);
+      await bus.send(queue, Ping, { n: 9 });
+      await got.count(1, t.ms(15_000));
+      const letters = await bus.deadLetters({ queue }).list({ idleMs: t.ms(1000) });
+      expect(letters.map((l) => l.reason)).toEqual(["decode", "decode", "decode", "decode"]);
+      expect(letters.every((l) => l.error?.type === "SwitchyardError")).toBe(true);
+      expect(got.items).toEqual([9]);
+    },
+  },
+  {
+    name: "bad input: publishing, sending and consuming on a closed bus is CLOSED",
+    async run(t) {
+      const bus = await t.bus();
+      const queue = t.name("closed");
+      await bus.send(queue, Ping, { n: 1 }); // connected and provisioned first
+      await bus.close();
+      await expectCode("CLOSED", () => bus.send(queue, Ping, { n: 2 }));
+      await expectCode("CLOSED", () => bus.publish(t.name("closed-topic"), Ping, { n: 3 }));
+      await expectCode("CLOSED", () => bus.sendBatch(queue, Ping, [{ data: { n: 4 } }]));
+      await expectCode("CLOSED", () =>
+        bus
+          .consume(queue)
+          .on(Ping, async () => {})
+          .start(),
+      );
+      // What was sent before the close is still there for another bus; what was refused is not.
+      const other = await t.bus();
+      const got = new Recorder<number>();
+      await other
+        .consume(queue)
+        .on(Ping, async (msg) => got.push(msg.data.n))
+        .start();
+      await other.send(queue, Ping, { n: 5 });
+      await got.count(2, t.ms(15_000));
+      expect(got.items.sort()).toEqual([1, 5]);
+    },
+  },
+];
