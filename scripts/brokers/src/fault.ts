@@ -60,7 +60,14 @@ export class Handled {
       };
       const timer = setTimeout(() => {
         this.#waiters = this.#waiters.filter((w) => w !== check);
-        reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what} (have ${this.ids.size})`));
+        // Name what is missing (numbers are 0…count-1), so a failure says which messages to look for.
+        const missing: number[] = [];
+        for (let n = 0; n < count && missing.length < 40; n++) if (!this.ids.has(n)) missing.push(n);
+        reject(
+          new Error(
+            `timed out after ${timeoutMs} ms waiting for ${what} (have ${this.ids.size}; missing ${missing.join(",")})`,
+          ),
+        );
       }, timeoutMs);
       this.#waiters.push(check);
       check();
