@@ -30,6 +30,13 @@ export {
   REDRIVE_TO,
   readDeadLetter,
 } from "./dead-letter.js";
+export {
+  type DeadLetterMonitor,
+  type DeadLetterSample,
+  type DeadLetterTarget,
+  type MonitorDeadLettersOptions,
+  monitorDeadLetters,
+} from "./dead-letter-monitor.js";
 export { type BrowseOptions, DeadLetterQueue } from "./dead-letter-queue.js";
 export {
   BYTES_CONTENT_TYPE,
