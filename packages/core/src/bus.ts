@@ -23,7 +23,8 @@ import {
   wireSize,
   wireSizeUpperBound,
 } from "./envelope.js";
-import { SwitchyardError } from "./errors.js";
+import { redactUrl, SwitchyardError } from "./errors.js";
+import type { Instrumentation, InstrumentationScope, Logger } from "./instrumentation.js";
 import {
   assertDeclaredVersion,
   checkVersion,
@@ -59,6 +60,10 @@ export interface BusOptions {
   /** Types that may be published by name (`publish(topic, "blog.created", …)`). */
   messages?: MessageType<any>[];
   hooks?: BusHooks;
+  /** Tracing and metrics (e.g. `otel()` from `@switchyard/opentelemetry`). Absent: no cost. */
+  instrumentation?: Instrumentation;
+  /** A pino-compatible logger for connect, close, failed settlements and dead letters. Default: silent. */
+  logger?: Logger;
   /**
    * Publishes to one destination made together go to the transport as one batch (one broker round
    * trip where the broker batches). `lingerMs` 0 (default) gathers what is published before the
@@ -247,10 +252,13 @@ export class Bus {
   readonly #coalesce: { lingerMs: number; maxMessages: number } | undefined;
   /** Batches gathering, by destination. */
   readonly #pending = new Map<string, PendingBatch>();
+  readonly #instrumentation: Instrumentation | undefined;
+  #scope: InstrumentationScope | undefined;
 
   constructor(options: BusOptions = {}) {
     this.#options = options;
     this.hooks = options.hooks ?? {};
+    this.#instrumentation = options.instrumentation;
     this.#source =
       options.source ?? process.env.SWITCHYARD_SOURCE ?? basename(process.argv[1] ?? "switchyard");
     for (const type of options.messages ?? []) this.#registry.set(type.type, type);
@@ -271,6 +279,8 @@ export class Bus {
       capabilities: () => this.capabilities(),
       ensure: (entities) => this.ensure(entities),
       hooks: this.hooks,
+      instrumentation: options.instrumentation,
+      logger: options.logger,
       register: (consumer) => this.#consumers.add(consumer),
       unregister: (consumer) => this.#consumers.delete(consumer),
     };
@@ -291,9 +301,19 @@ export class Bus {
           this.#options.adapterOptions ?? {},
           this.#options.adapter,
         ));
-      await transport.connect?.();
+      try {
+        await transport.connect?.();
+      } catch (error) {
+        this.#options.logger?.error(
+          { transport: transport.name, url: redactUrl(this.url), error: String(error) },
+          "connect failed",
+        );
+        throw error;
+      }
       this.#capabilities = resolveCapabilities(transport.capabilities);
+      this.#scope = { system: transport.name };
       this.#connected = transport;
+      this.#options.logger?.info({ transport: transport.name, url: redactUrl(this.url) }, "connected");
       return transport;
     })();
     return this.#transport;
@@ -464,7 +484,23 @@ export class Bus {
     return createEnvelope(input, { source: this.#source });
   }
 
-  async #send(
+  #send(
+    destination: Destination,
+    envelopes: Envelope[],
+    extraHeaders?: Record<string, string>,
+  ): Promise<void> {
+    const instrumentation = this.#instrumentation;
+    if (instrumentation?.publish) {
+      return (this.#scope ? Promise.resolve() : this.transport()).then(() =>
+        instrumentation.publish!(this.#scope!, destination, envelopes, () =>
+          this.#sendNow(destination, envelopes, extraHeaders),
+        ),
+      );
+    }
+    return this.#sendNow(destination, envelopes, extraHeaders);
+  }
+
+  async #sendNow(
     destination: Destination,
     envelopes: Envelope[],
     extraHeaders?: Record<string, string>,
@@ -627,7 +663,11 @@ export class Bus {
       const transport = this.#transport;
       this.#closed = true;
       this.#connected = undefined;
-      if (transport) await (await transport).close();
+      if (transport) {
+        const connected = await transport;
+        await connected.close();
+        this.#options.logger?.info({ transport: connected.name, url: redactUrl(this.url) }, "closed");
+      }
     })();
     return this.#closing;
   }

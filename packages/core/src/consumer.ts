@@ -10,6 +10,7 @@ import {
 } from "./envelope.js";
 import { PermanentError, SwitchyardError } from "./errors.js";
 import { type IdempotencyStore, MemoryIdempotencyStore } from "./idempotency.js";
+import type { Instrumentation, InstrumentationScope, Logger } from "./instrumentation.js";
 import { backoffDelay, defaultRetry, type RetryOptions } from "./retry.js";
 import { applyUpcasters, checkVersion, decideVersion, type MessageType } from "./schema.js";
 import {
@@ -116,6 +117,9 @@ export interface BusRuntime {
   capabilities(): Promise<Capabilities>;
   ensure(entities: TopologyEntity[]): Promise<void>;
   hooks: BusHooks;
+  /** Tracing/metrics seam (absent: nothing is called or allocated per message). */
+  instrumentation?: Instrumentation | undefined;
+  logger?: Logger | undefined;
   register(consumer: Consumer): void;
   unregister(consumer: Consumer): void;
 }
@@ -246,6 +250,8 @@ export class RunningConsumer implements Consumer {
   #subscription: TransportSubscription | undefined;
   #stopping: Promise<void> | undefined;
   #closing = false;
+  readonly #instrumentation: Instrumentation | undefined;
+  #scope!: InstrumentationScope;
 
   constructor(
     runtime: BusRuntime,
@@ -255,6 +261,7 @@ export class RunningConsumer implements Consumer {
     options: ConsumerOptions,
   ) {
     this.#runtime = runtime;
+    this.#instrumentation = runtime.instrumentation;
     this.#registrations = registrations;
     this.#fallback = fallback;
     const concurrency = options.concurrency ?? 8;
@@ -289,6 +296,7 @@ export class RunningConsumer implements Consumer {
   async start(): Promise<this> {
     this.#transport = await this.#runtime.transport();
     this.#capabilities = await this.#runtime.capabilities();
+    this.#scope = { system: this.#transport.name };
     const { source } = this;
     // A broker that keeps dead letters itself (deadLetterSource) needs no DLQ queue of ours.
     const nativeDeadLetters = this.#transport.deadLetterSource?.(source) !== undefined;
@@ -360,8 +368,13 @@ export class RunningConsumer implements Consumer {
   async #run(delivery: Delivery, envelope: Envelope): Promise<void> {
     this.#running++;
     try {
+      const instrumentation = this.#instrumentation;
       if (this.#closing) await this.#settle(delivery, "nack");
-      else await this.#handle(delivery, envelope);
+      else if (instrumentation?.process) {
+        await instrumentation.process(this.#scope, this.source, delivery, envelope, () =>
+          this.#handle(delivery, envelope),
+        );
+      } else await this.#handle(delivery, envelope);
     } catch (error) {
       // Only settlement failures get here (a lost connection): the broker will redeliver.
       this.#runtime.hooks.onError?.({
@@ -721,7 +734,7 @@ export class RunningConsumer implements Consumer {
       willRetry: true,
     });
     const delayMs = Math.min(backoffDelay(delivery.attempt, this.#retry), this.#capabilities.maxDelayMs);
-    await this.#settle(delivery, "nack", { delayMs });
+    await this.#settle(delivery, "nack", { delayMs }, error);
   }
 
   async #deadLetter(delivery: Delivery, failure: Failure): Promise<void> {
@@ -765,6 +778,21 @@ export class RunningConsumer implements Consumer {
       await this.#settle(delivery, "nack", { delayMs: this.#retry.initialDelayMs });
       return;
     }
+    this.#instrumentation?.settled?.(this.#scope, this.source, delivery, {
+      kind: "dead-letter",
+      reason: failure.reason,
+      ...(failure.reasonText ? { reasonText: failure.reasonText } : {}),
+      error: failure.error,
+    });
+    this.#runtime.logger?.warn(
+      {
+        source: this.source,
+        reason: failure.reason,
+        messageId: delivery.message.id,
+        attempt: delivery.attempt,
+      },
+      "message dead-lettered",
+    );
     this.#runtime.hooks.onDeadLetter?.({
       source: this.source,
       reason: failure.reason,
@@ -775,10 +803,19 @@ export class RunningConsumer implements Consumer {
   }
 
   /** Awaits a settlement; a failed one is reported (the broker will redeliver), never thrown. */
-  async #settle(delivery: Delivery, what: "ack" | "nack", options?: { delayMs?: number }): Promise<void> {
+  async #settle(
+    delivery: Delivery,
+    what: "ack" | "nack",
+    options?: { delayMs?: number },
+    failure?: unknown,
+  ): Promise<void> {
     try {
       await (what === "ack" ? delivery.ack() : delivery.nack(options));
     } catch (error) {
+      this.#runtime.logger?.warn(
+        { source: this.source, messageId: delivery.message.id, error: String(error) },
+        `${what} failed`,
+      );
       this.#runtime.hooks.onError?.({
         source: this.source,
         error: new SwitchyardError("TRANSPORT_ERROR", `${what} of message ${delivery.message.id} failed`, {
@@ -787,6 +824,22 @@ export class RunningConsumer implements Consumer {
         attempt: delivery.attempt,
         willRetry: true,
       });
+      return;
+    }
+    const instrumentation = this.#instrumentation;
+    if (instrumentation?.settled) {
+      instrumentation.settled(
+        this.#scope,
+        this.source,
+        delivery,
+        what === "ack"
+          ? { kind: "ack" }
+          : {
+              kind: "nack",
+              ...(options?.delayMs !== undefined ? { delayMs: options.delayMs } : {}),
+              error: failure,
+            },
+      );
     }
   }
 }

@@ -65,6 +65,19 @@ export class DeadLetterQueue {
     return count;
   }
 
+  /**
+   * How many letters wait here, counted by browsing (every letter is read and released, none
+   * removed), up to `limit` (default 10,000): a number ≥ `limit` means "at least".
+   */
+  async depth(options: BrowseOptions = {}): Promise<number> {
+    let count = 0;
+    await this.#drain({ limit: 10_000, idleMs: 300, ...options }, () => {
+      count++;
+      return "keep";
+    });
+    return count;
+  }
+
   /** Removes letters for good. `ids` limits it to some letters. Returns the count. */
   async purge(options: BrowseOptions & { ids?: readonly string[] } = {}): Promise<number> {
     const wanted = options.ids ? new Set(options.ids) : undefined;

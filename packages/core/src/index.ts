@@ -30,6 +30,13 @@ export {
   REDRIVE_TO,
   readDeadLetter,
 } from "./dead-letter.js";
+export {
+  type DeadLetterMonitor,
+  type DeadLetterSample,
+  type DeadLetterTarget,
+  type MonitorDeadLettersOptions,
+  monitorDeadLetters,
+} from "./dead-letter-monitor.js";
 export { type BrowseOptions, DeadLetterQueue } from "./dead-letter-queue.js";
 export {
   BYTES_CONTENT_TYPE,
@@ -55,6 +62,7 @@ export {
 } from "./envelope.js";
 export { type ErrorCode, isSwitchyardError, PermanentError, redactUrl, SwitchyardError } from "./errors.js";
 export { type IdempotencyStore, MemoryIdempotencyStore } from "./idempotency.js";
+export type { Instrumentation, InstrumentationScope, Logger, Settlement } from "./instrumentation.js";
 export { backoffDelay, defaultRetry, type RetryOptions } from "./retry.js";
 export {
   defineMessage,

@@ -1,0 +1,92 @@
+import { createBus, monitorDeadLetters, SwitchyardError } from "@switchyard/core";
+import { MemoryBroker, MemoryTransport } from "@switchyard/core/memory";
+import { describe, expect, it } from "vitest";
+import { deadLetterDepthGauge, formatTraceparent, otel, parseTraceContext } from "../src/index.js";
+import { Job, telemetry } from "./scenario.js";
+
+const TP = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+
+describe("trace context", () => {
+  it("parses and formats W3C traceparent/tracestate, refusing malformed ones", () => {
+    const context = parseTraceContext(TP, "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE")!;
+    expect(context).toMatchObject({
+      traceId: "0af7651916cd43dd8448eb211c80319c",
+      spanId: "b7ad6b7169203331",
+      traceFlags: 1,
+      isRemote: true,
+    });
+    expect(context.traceState?.get("congo")).toBe("t61rcWkgMzE");
+    expect(formatTraceparent(context)).toBe(TP);
+    for (const bad of [
+      "garbage",
+      "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+      "00-00000000000000000000000000000000-b7ad6b7169203331-01",
+      "00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01",
+      `${TP}-extra`,
+    ]) {
+      expect(parseTraceContext(bad), bad).toBeUndefined();
+    }
+  });
+});
+
+describe("otel()", () => {
+  it("continues a trace the caller put on the message when no span is active; messaging/dup adds the old names", async () => {
+    const t = telemetry();
+    const bus = createBus({
+      url: `memory://otel-${Math.random()}`,
+      instrumentation: otel({ ...t, semconvStabilityOptIn: "http,messaging/dup" }),
+    });
+    const envelope = await bus.send("q", Job, { n: 1 }, { traceparent: TP });
+    const [span] = t.exporter.getFinishedSpans();
+    expect(span!.name).toBe("send q");
+    expect(span!.spanContext().traceId).toBe("0af7651916cd43dd8448eb211c80319c");
+    expect(span!.parentSpanContext?.spanId).toBe("b7ad6b7169203331");
+    expect(envelope.traceparent).toBe(`00-0af7651916cd43dd8448eb211c80319c-${span!.spanContext().spanId}-01`);
+    expect(span!.attributes).toMatchObject({
+      "messaging.operation.name": "send",
+      "messaging.operation": "publish",
+      "messaging.destination": "q",
+      "messaging.destination_kind": "queue",
+      "messaging.message_id": envelope.id,
+    });
+    await bus.sendBatch("q", Job, [{ data: { n: 2 } }, { data: { n: 3 } }]);
+    const batch = t.exporter.getFinishedSpans()[1]!;
+    expect(batch.attributes["messaging.batch.message_count"]).toBe(2);
+    expect(batch.attributes["messaging.message.id"]).toBeUndefined();
+    await bus.close();
+  });
+
+  it("records a publish the broker refused as an error and counts it with error.type", async () => {
+    const t = telemetry();
+    const transport = new MemoryTransport({ broker: new MemoryBroker() });
+    transport.publish = () => Promise.reject(new SwitchyardError("TRANSPORT_ERROR", "refused"));
+    const bus = createBus({ transport, instrumentation: otel(t) });
+    await expect(bus.send("q", Job, { n: 1 })).rejects.toThrow("refused");
+    const [span] = t.exporter.getFinishedSpans();
+    expect(span!.status.code).toBe(2); // ERROR
+    expect(span!.attributes["error.type"]).toBe("TRANSPORT_ERROR");
+    expect(span!.events.map((e) => e.name)).toEqual(["exception"]);
+    expect(await t.total("messaging.client.sent.messages", { "error.type": "TRANSPORT_ERROR" })).toBe(1);
+    expect(await t.total("messaging.client.sent.messages")).toBe(1);
+    await bus.close();
+  });
+
+  it("feeds the DLQ depth a monitor counted into a gauge", async () => {
+    const t = telemetry();
+    const bus = createBus(`memory://otel-${Math.random()}`);
+    await bus
+      .consume("w")
+      .on(Job, (_m, ctx) => ctx.deadLetter())
+      .start();
+    await bus.send("w", Job, { n: 1 });
+    await bus.send("w", Job, { n: 2 });
+    const monitor = monitorDeadLetters(bus, { sources: [{ queue: "w" }], intervalMs: 60_000 });
+    await expect.poll(async () => (await monitor.check())[0]?.depth, { timeout: 5000 }).toBe(2);
+    const stop = deadLetterDepthGauge(monitor, { meterProvider: t.meterProvider, system: "memory" });
+    const points = await t.points("switchyard.messaging.dead_letter.depth");
+    expect(points.map((p) => [p.attributes["messaging.destination.name"], p.value])).toEqual([["w.dlq", 2]]);
+    stop();
+    monitor.stop();
+    await bus.close();
+  });
+});
