@@ -55,6 +55,7 @@ export {
 } from "./envelope.js";
 export { type ErrorCode, isSwitchyardError, PermanentError, redactUrl, SwitchyardError } from "./errors.js";
 export { type IdempotencyStore, MemoryIdempotencyStore } from "./idempotency.js";
+export { prepareEnvelope } from "./prepare.js";
 export { backoffDelay, defaultRetry, type RetryOptions } from "./retry.js";
 export {
   defineMessage,
