@@ -29,11 +29,11 @@ describe("prepareEnvelope and publishEnvelopes", () => {
     const seen: Array<{ id: string; source: string; time: string; n: number }> = [];
     await bus
       .consume("jobs")
-      .on(Job, (msg, ctx) => {
+      .on(Job, (msg) => {
         seen.push({
-          id: ctx.envelope.id,
-          source: ctx.envelope.source,
-          time: ctx.envelope.time,
+          id: msg.id,
+          source: msg.source,
+          time: msg.time,
           n: msg.data.n,
         });
       })
