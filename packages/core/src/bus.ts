@@ -405,6 +405,18 @@ export class Bus {
     return envelope;
   }
 
+  /**
+   * Publishes envelopes built earlier (by `prepareEnvelope`, or read back from a store such as an
+   * outbox) in one transport call, in order, keeping their ids, times and sources: the wire is
+   * what the original publish would have sent. No schema validation (it happened when they were built).
+   */
+  async publishEnvelopes(destination: Destination, inputs: readonly EnvelopeInput[]): Promise<Envelope[]> {
+    validateName(destination.name);
+    const envelopes = inputs.map((input) => createEnvelope(input, { source: this.#source }));
+    if (envelopes.length > 0) await this.#send(destination, envelopes);
+    return envelopes;
+  }
+
   async #publishTyped(
     destination: Destination,
     typeOrName: MessageType | string,

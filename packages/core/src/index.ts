@@ -63,6 +63,7 @@ export {
 export { type ErrorCode, isSwitchyardError, PermanentError, redactUrl, SwitchyardError } from "./errors.js";
 export { type IdempotencyStore, MemoryIdempotencyStore } from "./idempotency.js";
 export type { Instrumentation, InstrumentationScope, Logger, Settlement } from "./instrumentation.js";
+export { prepareEnvelope } from "./prepare.js";
 export { backoffDelay, defaultRetry, type RetryOptions } from "./retry.js";
 export {
   defineMessage,
