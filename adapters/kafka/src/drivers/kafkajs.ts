@@ -39,6 +39,23 @@ function headersOf(headers: IHeaders | undefined): Array<[string, Buffer]> {
   return out;
 }
 
+/** Errors after which the idempotent producer's id or sequence is no use (kafkajs does not recover). */
+const LOST_PRODUCER_STATE = new Set([
+  "OUT_OF_ORDER_SEQUENCE_NUMBER",
+  "UNKNOWN_PRODUCER_ID",
+  "INVALID_PRODUCER_EPOCH",
+]);
+
+/** True when `error`, or an error it wraps (`cause`), is one of LOST_PRODUCER_STATE. */
+export function hasLostProducerState(error: unknown): boolean {
+  let current = error as { type?: unknown; cause?: unknown } | undefined;
+  for (let depth = 0; current && depth < 5; depth++) {
+    if (typeof current.type === "string" && LOST_PRODUCER_STATE.has(current.type)) return true;
+    current = current.cause as typeof current;
+  }
+  return false;
+}
+
 class KafkajsGroup implements GroupConsumer {
   readonly #consumer: Consumer;
   readonly #topics: string[];
@@ -229,6 +246,26 @@ export class KafkajsDriver implements KafkaDriver {
   }
 
   async send(records: OutgoingRecord[]): Promise<void> {
+    try {
+      await this.#sendOnce(records);
+    } catch (error) {
+      if (!hasLostProducerState(error)) throw error;
+      // kafkajs keeps the idempotent producer's id and sequence numbers after the broker refused
+      // them (after a broker restart its sequence can run ahead of what the broker kept), and
+      // every later send fails the same way. A new producer gets a new id; the refused batch was
+      // not written, so sending it again under that id adds nothing twice.
+      await this.#resetProducer();
+      await this.#sendOnce(records);
+    }
+  }
+
+  async #resetProducer(): Promise<void> {
+    const producer = this.#producer;
+    this.#producer = undefined;
+    await producer?.then((p) => p.disconnect()).catch(() => {});
+  }
+
+  async #sendOnce(records: OutgoingRecord[]): Promise<void> {
     const producer = await this.#producerClient();
     const byTopic = new Map<string, OutgoingRecord[]>();
     for (const record of records) {
