@@ -86,31 +86,45 @@ export interface Decoded {
   dueAt: number | undefined;
 }
 
+/** What a record says besides its wire message: filled in by readRecord. */
+export interface RecordMeta {
+  attempt: number;
+  dueAt: number | undefined;
+}
+
 export function fromRecord(record: IncomingRecord): Decoded {
+  const meta: RecordMeta = { attempt: 1, dueAt: undefined };
+  const message = readRecord(record, meta);
+  return { message, attempt: meta.attempt, dueAt: meta.dueAt };
+}
+
+const EMPTY = new Uint8Array(0);
+
+/**
+ * The wire message of a record; its attempt and due time go into `meta` (on the consume path that
+ * is the delivery itself, so reading a record allocates the message and its headers, nothing else).
+ */
+export function readRecord(record: IncomingRecord, meta: RecordMeta): WireMessage {
   // The adapter's own headers are read aside, never added (a `delete` would turn the object into a
   // slow dictionary on the consume path).
   const headers: Record<string, string> = {};
   let attemptHeader: string | undefined;
   let dueHeader: string | undefined;
   let idHeader: string | undefined;
-  for (const [name, value] of record.headers) {
-    if (name === ATTEMPT_HEADER) attemptHeader = value.toString("utf8");
-    else if (name === DUE_HEADER) dueHeader = value.toString("utf8");
-    else if (name === ID_HEADER) idHeader = value.toString("utf8");
-    else headers[name] = value.toString("utf8");
+  for (const [rawName, rawValue] of record.headerEntries) {
+    const name = typeof rawName === "string" ? rawName : rawName.toString("utf8");
+    const value = rawValue ? rawValue.toString("utf8") : "";
+    if (name === ATTEMPT_HEADER) attemptHeader = value;
+    else if (name === DUE_HEADER) dueHeader = value;
+    else if (name === ID_HEADER) idHeader = value;
+    else headers[name] = value;
   }
-  const attempt = Number(attemptHeader ?? 1);
+  const attempt = attemptHeader === undefined ? 1 : Number(attemptHeader);
+  meta.attempt = Number.isInteger(attempt) && attempt >= 1 ? attempt : 1;
   const due = dueHeader === undefined ? undefined : Number(dueHeader);
+  meta.dueAt = due !== undefined && Number.isFinite(due) ? due : undefined;
   const id = headers[CE_ID] ?? idHeader ?? `kafka:${record.topic}/${record.partition}/${record.offset}`;
-  const message: WireMessage = {
-    id,
-    headers,
-    body: record.value ?? new Uint8Array(0),
-  };
-  if (record.key !== undefined) message.key = record.key.toString("utf8");
-  return {
-    message,
-    attempt: Number.isInteger(attempt) && attempt >= 1 ? attempt : 1,
-    dueAt: due !== undefined && Number.isFinite(due) ? due : undefined,
-  };
+  const message: WireMessage = { id, headers, body: record.value ?? EMPTY };
+  if (record.key) message.key = record.key.toString("utf8");
+  return message;
 }

@@ -8,19 +8,26 @@ import {
   type WireMessage,
 } from "@switchyard/core";
 import type { GroupConsumer, IncomingRecord, KafkaDriver, TopicPartition } from "./driver.js";
-import { ATTEMPT_HEADER, DUE_HEADER, fromRecord, originHeaders, toRecord } from "./mapping.js";
+import {
+  ATTEMPT_HEADER,
+  DUE_HEADER,
+  originHeaders,
+  type RecordMeta,
+  readRecord,
+  toRecord,
+} from "./mapping.js";
 
-interface Entry {
-  record: IncomingRecord;
-  state: PartitionState;
-  /** Attempt of the next delivery. */
-  attempt: number;
-  done: boolean;
-}
-
-/** The offsets of one assigned partition that were read and are not yet committed. */
+/**
+ * The offsets of one assigned partition that were read and are not yet committed: parallel arrays
+ * (offset, done) with a moving head, so tracking a record allocates nothing of its own. A delivery
+ * knows its slot (the position since this state began) and marks it done.
+ */
 class PartitionState {
-  readonly #entries: Entry[] = [];
+  readonly #offsets: bigint[] = [];
+  readonly #done: boolean[] = [];
+  /** Slot number of #offsets[0]. */
+  #base = 0;
+  /** Index of the first slot not done. */
   #head = 0;
   /** One past the highest offset read; records below it are repeats after a rejoin. */
   #next: bigint | undefined;
@@ -33,22 +40,30 @@ class PartitionState {
     readonly partition: number,
   ) {}
 
-  track(record: IncomingRecord, attempt: number): Entry | undefined {
-    if (this.#next !== undefined && record.offset < this.#next) return undefined;
-    this.#next = record.offset + 1n;
-    const entry: Entry = { record, state: this, attempt, done: false };
-    this.#entries.push(entry);
-    return entry;
+  /** The slot of a newly read offset, or -1 for a repeat. */
+  track(offset: bigint): number {
+    if (this.#next !== undefined && offset < this.#next) return -1;
+    this.#next = offset + 1n;
+    this.#offsets.push(offset);
+    this.#done.push(false);
+    return this.#base + this.#offsets.length - 1;
+  }
+
+  finish(slot: number): void {
+    const index = slot - this.#base;
+    if (index >= 0) this.#done[index] = true;
   }
 
   /** The offset to commit: the lowest unfinished one, or one past the last read when all are done. */
   committable(): bigint | undefined {
-    while (this.#head < this.#entries.length && this.#entries[this.#head]!.done) this.#head++;
-    if (this.#head > 1024 && this.#head * 2 > this.#entries.length) {
-      this.#entries.splice(0, this.#head);
+    while (this.#head < this.#done.length && this.#done[this.#head]) this.#head++;
+    if (this.#head > 1024 && this.#head * 2 > this.#done.length) {
+      this.#offsets.splice(0, this.#head);
+      this.#done.splice(0, this.#head);
+      this.#base += this.#head;
       this.#head = 0;
     }
-    return this.#head < this.#entries.length ? this.#entries[this.#head]!.record.offset : this.#next;
+    return this.#head < this.#offsets.length ? this.#offsets[this.#head] : this.#next;
   }
 }
 
@@ -78,7 +93,7 @@ export class KafkaSubscription implements TransportSubscription {
   readonly #states = new Map<string, PartitionState>();
   /** The same states by topic and partition number: the per-record lookup builds no string key. */
   readonly #byTopic = new Map<string, PartitionState[]>();
-  readonly #ready: Entry[] = [];
+  readonly #ready: KafkaDelivery[] = [];
   #readyHead = 0;
   readonly #held = new Set<NodeJS.Timeout>();
   /** Retry copies being written: close() waits for them, so their offsets can be committed. */
@@ -113,7 +128,7 @@ export class KafkaSubscription implements TransportSubscription {
         maxWaitMs: this.#setup.maxWaitMs,
       },
       {
-        records: (records) => this.#receive(records),
+        record: (record) => this.#receive(record),
         assigned: (partitions) => this.#assigned(partitions),
         rebalancing: () => void this.#flush(),
         failed: () => this.#restart(),
@@ -145,45 +160,59 @@ export class KafkaSubscription implements TransportSubscription {
     }
   }
 
-  #current(entry: Entry): boolean {
-    return entry.state.assigned;
-  }
-
-  #receive(records: IncomingRecord[]): void {
+  /**
+   * One fetched record: decoded into its delivery at once (one object per record besides the wire
+   * message), queued, and handed out by a pump that runs once per turn for the whole fetch.
+   */
+  #receive(record: IncomingRecord): void {
     if (this.#stopped) return;
-    const now = Date.now();
-    for (const record of records) {
-      const state = this.#byTopic.get(record.topic)?.[record.partition];
-      if (!state) continue; // a partition that is no longer ours
-      const decoded = record.topic === this.#setup.retryTopic ? readRetry(record) : { attempt: 1, dueAt: 0 };
-      const entry = state.track(record, decoded.attempt);
-      if (!entry) continue;
-      if (decoded.dueAt > now) this.#hold(entry, decoded.dueAt - now);
-      else this.#ready.push(entry);
+    const state = this.#byTopic.get(record.topic)?.[record.partition];
+    if (!state) return; // a partition that is no longer ours
+    const slot = state.track(record.offset);
+    if (slot < 0) return;
+    const delivery = new KafkaDelivery(this, record, state, slot);
+    if (delivery.dueAt !== undefined && delivery.dueAt > Date.now()) {
+      this.#hold(delivery, delivery.dueAt - Date.now());
+    } else {
+      this.#ready.push(delivery);
+      this.#schedulePump();
     }
-    this.#pump();
   }
 
-  #hold(entry: Entry, delayMs: number): void {
+  #hold(delivery: KafkaDelivery, delayMs: number): void {
     const timer = setTimeout(() => {
       this.#held.delete(timer);
-      if (this.#stopped || !this.#current(entry)) return;
-      this.#ready.push(entry);
+      if (this.#stopped || !delivery.state.assigned) return;
+      this.#ready.push(delivery);
       this.#pump();
     }, delayMs);
     this.#held.add(timer);
   }
 
+  #schedulePump(): void {
+    if (this.#pumpScheduled) return;
+    this.#pumpScheduled = true;
+    queueMicrotask(this.#scheduledPump);
+  }
+
+  readonly #scheduledPump = () => {
+    this.#pumpScheduled = false;
+    this.#pump();
+  };
+
   #pump(): void {
-    while (!this.#stopped && this.#unsettled < this.#setup.prefetch && this.#backlog > 0) {
-      const entry = this.#ready[this.#readyHead++]!;
+    const deliver = this.#setup.deliver;
+    const prefetch = this.#setup.prefetch;
+    while (!this.#stopped && this.#unsettled < prefetch && this.#readyHead < this.#ready.length) {
+      const delivery = this.#ready[this.#readyHead]!;
+      this.#ready[this.#readyHead++] = undefined!;
       if (this.#readyHead > 1024 && this.#readyHead * 2 > this.#ready.length) {
         this.#ready.splice(0, this.#readyHead);
         this.#readyHead = 0;
       }
-      if (!this.#current(entry)) continue;
+      if (!delivery.state.assigned) continue;
       this.#unsettled++;
-      this.#setup.deliver(this.#delivery(entry));
+      deliver(delivery);
     }
     this.#flowControl();
   }
@@ -205,26 +234,17 @@ export class KafkaSubscription implements TransportSubscription {
     }
   }
 
-  #delivery(entry: Entry): Delivery {
-    return new KafkaDelivery(this, entry, fromRecord(entry.record).message);
-  }
-
   /** A delivery was settled: its slot is free; refill once per turn, not once per settlement. */
   released(): void {
     this.#unsettled--;
-    if (this.#pumpScheduled) return;
-    this.#pumpScheduled = true;
-    queueMicrotask(() => {
-      this.#pumpScheduled = false;
-      this.#pump();
-    });
+    this.#schedulePump();
   }
 
   /** nack(): the copy goes to the group's retry topic with its next attempt and due time. */
-  async retry(entry: Entry, message: WireMessage, delayMs: number): Promise<void> {
-    const attempt = entry.attempt;
+  async retry(delivery: KafkaDelivery, delayMs: number): Promise<void> {
+    const { message, attempt } = delivery;
     const retry = toRecord(this.#setup.retryTopic, message, {
-      ...originHeaders(entry.record, message),
+      ...originHeaders(delivery.record, message),
       [ATTEMPT_HEADER]: String(attempt + 1),
       [DUE_HEADER]: String(Date.now() + delayMs),
     });
@@ -234,18 +254,17 @@ export class KafkaSubscription implements TransportSubscription {
       await sending;
     } catch (error) {
       // The retry copy could not be written: redeliver from memory; its offset stays uncommitted.
-      entry.attempt = attempt + 1;
-      if (!this.#stopped && this.#current(entry)) this.#hold(entry, Math.max(delayMs, 100));
+      if (!this.#stopped && delivery.state.assigned) this.#hold(delivery.again(), Math.max(delayMs, 100));
       throw error;
     } finally {
       this.#nacking.delete(sending);
     }
-    this.done(entry);
+    this.done(delivery);
   }
 
-  done(entry: Entry): void {
-    entry.done = true;
-    if (!this.#current(entry)) return;
+  done(delivery: KafkaDelivery): void {
+    delivery.state.finish(delivery.slot);
+    if (!delivery.state.assigned) return;
     if (this.#commitTimer === undefined && !this.#closed) {
       this.#commitTimer = setTimeout(() => {
         this.#commitTimer = undefined;
@@ -343,25 +362,34 @@ export class KafkaSubscription implements TransportSubscription {
   }
 }
 
-function readRetry(record: IncomingRecord): { attempt: number; dueAt: number } {
-  const { attempt, dueAt } = fromRecord(record);
-  return { attempt, dueAt: dueAt ?? 0 };
-}
-
 const SETTLED = Promise.resolve();
 
-/** One delivery: settlement methods on the prototype (no closures per record on the hot path). */
-class KafkaDelivery implements Delivery {
+/**
+ * One delivery, and the record's place in its partition: built when the record is read (its wire
+ * message decoded once), with settlement methods on the prototype (no closures per record).
+ */
+class KafkaDelivery implements Delivery, RecordMeta {
+  readonly message: WireMessage;
+  attempt = 1;
+  /** Epoch ms before which a retry copy must not be delivered. */
+  dueAt: number | undefined;
   #settled: string | undefined;
-  /** Fixed at delivery: the entry's own count moves on if it is redelivered from memory. */
-  readonly attempt: number;
 
   constructor(
     readonly subscription: KafkaSubscription,
-    readonly entry: Entry,
-    readonly message: WireMessage,
+    readonly record: IncomingRecord,
+    readonly state: PartitionState,
+    readonly slot: number,
+    message?: WireMessage,
   ) {
-    this.attempt = entry.attempt;
+    this.message = message ?? readRecord(record, this);
+  }
+
+  /** The same record delivered again from memory (its retry copy could not be written). */
+  again(): KafkaDelivery {
+    const next = new KafkaDelivery(this.subscription, this.record, this.state, this.slot, this.message);
+    next.attempt = this.attempt + 1;
+    return next;
   }
 
   #settle(what: string): void {
@@ -381,16 +409,16 @@ class KafkaDelivery implements Delivery {
     } catch (error) {
       return Promise.reject(error);
     }
-    this.subscription.done(this.entry);
+    this.subscription.done(this);
     return SETTLED;
   }
 
   async nack(options?: { delayMs?: number }): Promise<void> {
     this.#settle("nack");
-    await this.subscription.retry(this.entry, this.message, Math.max(0, options?.delayMs ?? 0));
+    await this.subscription.retry(this, Math.max(0, options?.delayMs ?? 0));
   }
 
   originHeaders(): Record<string, string> {
-    return originHeaders(this.entry.record, this.message);
+    return originHeaders(this.record, this.message);
   }
 }

@@ -107,9 +107,9 @@ describe("record mapping", () => {
       ["ce_type", "t"],
       ["x-user", "ü"],
     ]);
-    const back = fromRecord({ ...record, partition: 2, offset: 41n, key: record.key, value: record.value });
+    const incoming = { ...record, headerEntries: record.headers, partition: 2, offset: 41n, key: record.key };
+    const back = fromRecord(incoming);
     expect(back.attempt).toBe(1);
-    const incoming = { ...record, partition: 2, offset: 41n, key: record.key, value: record.value };
     expect(back.message).toEqual({ id: "id-1", key: "kü", body: record.value, headers: wire.headers });
     expect(originHeaders(incoming, back.message)).toEqual({
       [ORIGIN_HEADERS.topic]: "orders",
@@ -122,7 +122,13 @@ describe("record mapping", () => {
     const foreign: WireMessage = { id: "mine", headers: { foreign: "yes" }, body: new Uint8Array() };
     const record = toRecord("q", foreign, { [ATTEMPT_HEADER]: "3", [DUE_HEADER]: "1234" });
     expect(record.headers.find(([n]) => n === ID_HEADER)?.[1].toString()).toBe("mine");
-    const back = fromRecord({ ...record, partition: 0, offset: 5n, key: undefined, value: record.value });
+    const back = fromRecord({
+      ...record,
+      headerEntries: record.headers,
+      partition: 0,
+      offset: 5n,
+      key: undefined,
+    });
     expect(back).toMatchObject({ attempt: 3, dueAt: 1234, message: { id: "mine" } });
     expect(Object.keys(back.message.headers)).not.toContain(ATTEMPT_HEADER);
     expect(Object.keys(back.message.headers)).not.toContain(ID_HEADER);
@@ -133,7 +139,7 @@ describe("record mapping", () => {
       offset: 9n,
       key: undefined,
       value: undefined,
-      headers: [],
+      headerEntries: [],
     });
     expect(raw.message.id).toBe("kafka:q/1/9");
     expect(raw.message.body.byteLength).toBe(0);
@@ -150,7 +156,7 @@ describe("record mapping", () => {
       headers: { ce_id: "x", ...origin },
       body: new Uint8Array(),
     });
-    const retried = { ...record, partition: 1, offset: 99n, key: undefined, value: record.value };
+    const retried = { ...record, headerEntries: record.headers, partition: 1, offset: 99n, key: undefined };
     const back = fromRecord(retried);
     expect(back.message.headers).toMatchObject(origin);
     expect(originHeaders(retried, back.message)).toEqual({}); // the first origin stays
@@ -231,11 +237,17 @@ function record(
     offset: BigInt(offset),
     key: undefined,
     value: Buffer.from(`m${offset}`),
-    headers: Object.entries({ ce_id: `${topic}-${partition}-${offset}`, ...headers }).map(([n, v]) => [
+    headerEntries: Object.entries({ ce_id: `${topic}-${partition}-${offset}`, ...headers }).map(([n, v]) => [
       n,
       Buffer.from(v),
     ]),
   };
+}
+
+/** Hands records to the member as a fetch does (one call each, in one turn); its pump runs after. */
+async function feed(driver: FakeDriver, records: IncomingRecord[]): Promise<void> {
+  for (const r of records) driver.handlers.record(r);
+  await Promise.resolve();
 }
 
 const tick = (ms = 20) => new Promise((r) => setTimeout(r, ms));
@@ -304,7 +316,10 @@ describe("a group member", () => {
 
   it("keeps at most prefetch deliveries out and pauses fetching when its buffer is full", async () => {
     const { driver, deliveries } = await member(3);
-    driver.handlers.records(Array.from({ length: 600 }, (_, i) => record("q", 0, i)));
+    await feed(
+      driver,
+      Array.from({ length: 600 }, (_, i) => record("q", 0, i)),
+    );
     expect(deliveries).toHaveLength(3);
     expect(driver.paused).toBe(true);
     for (const d of deliveries.splice(0)) await d.ack();
@@ -315,7 +330,7 @@ describe("a group member", () => {
 
   it("commits only up to the lowest unsettled offset of each partition", async () => {
     const { driver, deliveries } = await member();
-    driver.handlers.records([record("q", 0, 10), record("q", 0, 11), record("q", 0, 12), record("q", 1, 4)]);
+    await feed(driver, [record("q", 0, 10), record("q", 0, 11), record("q", 0, 12), record("q", 1, 4)]);
     const [a, b, c, d] = deliveries;
     await c!.ack();
     await b!.ack();
@@ -331,11 +346,11 @@ describe("a group member", () => {
 
   it("drops repeats after a rejoin and records of partitions that went to another member", async () => {
     const { driver, deliveries } = await member();
-    driver.handlers.records([record("q", 0, 0), record("q", 0, 1), record("q", 1, 0)]);
+    await feed(driver, [record("q", 0, 0), record("q", 0, 1), record("q", 1, 0)]);
     expect(deliveries).toHaveLength(3);
     // Rejoin: partition 1 moved away; partition 0 is re-fetched from the committed offset.
     driver.handlers.assigned([{ topic: "q", partition: 0 }]);
-    driver.handlers.records([record("q", 0, 0), record("q", 0, 1), record("q", 0, 2), record("q", 1, 1)]);
+    await feed(driver, [record("q", 0, 0), record("q", 0, 1), record("q", 0, 2), record("q", 1, 1)]);
     expect(deliveries.map((d) => d.message.id)).toEqual(["q-0-0", "q-0-1", "q-1-0", "q-0-2"]);
     for (const d of deliveries) await d.ack();
     await tick();
@@ -345,7 +360,7 @@ describe("a group member", () => {
 
   it("nack writes a retry copy (attempt + 1, due time) before the offset counts as done", async () => {
     const { driver, deliveries } = await member();
-    driver.handlers.records([record("q", 0, 0)]);
+    await feed(driver, [record("q", 0, 0)]);
     const before = Date.now();
     await deliveries[0]!.nack({ delayMs: 5000 });
     const [retry] = driver.sent.at(-1)!;
@@ -360,7 +375,7 @@ describe("a group member", () => {
 
   it("holds a retry copy until it is due, then delivers it with its attempt", async () => {
     const { driver, deliveries } = await member();
-    driver.handlers.records([
+    await feed(driver, [
       record("q.retry", 0, 0, { [ATTEMPT_HEADER]: "4", [DUE_HEADER]: String(Date.now() + 150) }),
       record("q.retry", 0, 1, { [ATTEMPT_HEADER]: "2", [DUE_HEADER]: String(Date.now() - 1) }),
     ]);
@@ -377,7 +392,7 @@ describe("a group member", () => {
 
   it("a nack whose retry copy cannot be written is redelivered from memory, never committed past", async () => {
     const { driver, deliveries } = await member();
-    driver.handlers.records([record("q", 0, 0)]);
+    await feed(driver, [record("q", 0, 0)]);
     driver.failSends = true;
     await expect(deliveries[0]!.nack()).rejects.toSatisfy((e) => isSwitchyardError(e, "TRANSPORT_ERROR"));
     await tick(150);
@@ -390,12 +405,12 @@ describe("a group member", () => {
 
   it("stop() ends deliveries while those out stay settleable; close() commits them", async () => {
     const { driver, deliveries, subscription } = await member(2);
-    driver.handlers.records([record("q", 0, 0), record("q", 0, 1), record("q", 0, 2)]);
+    await feed(driver, [record("q", 0, 0), record("q", 0, 1), record("q", 0, 2)]);
     await subscription.stop?.();
     expect(driver.paused).toBe(true);
     await deliveries[0]!.ack();
     await deliveries[1]!.ack();
-    driver.handlers.records([record("q", 0, 3)]);
+    await feed(driver, [record("q", 0, 3)]);
     await tick();
     expect(deliveries).toHaveLength(2);
     await subscription.close();

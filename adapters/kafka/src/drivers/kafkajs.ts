@@ -16,7 +16,6 @@ import type {
   GroupConsumer,
   GroupHandlers,
   GroupOptions,
-  IncomingRecord,
   KafkaDriver,
   OutgoingRecord,
   TopicPartition,
@@ -27,9 +26,10 @@ process.env.KAFKAJS_NO_PARTITIONER_WARNING ??= "1";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-function headersOf(headers: IHeaders | undefined): Array<[string, Buffer]> {
+function headerEntriesOf(headers: IHeaders | undefined): Array<[string, Buffer]> {
   const out: Array<[string, Buffer]> = [];
-  for (const [name, value] of Object.entries(headers ?? {})) {
+  for (const name in headers) {
+    const value = headers[name];
     const values = Array.isArray(value) ? value : [value];
     for (const v of values) {
       if (v === undefined) continue;
@@ -101,15 +101,17 @@ class KafkajsGroup implements GroupConsumer {
       // Records are handed over and the batch returns at once: the fetch position moves on,
       // commits follow the handlers (the adapter commits the acknowledged prefix itself).
       eachBatch: async ({ batch }) => {
-        const records: IncomingRecord[] = batch.messages.map((m) => ({
-          topic: batch.topic,
-          partition: batch.partition,
-          offset: BigInt(m.offset),
-          key: m.key ?? undefined,
-          value: m.value ?? undefined,
-          headers: headersOf(m.headers),
-        }));
-        if (records.length > 0) this.handlers.records(records);
+        const { topic, partition } = batch;
+        for (const m of batch.messages) {
+          this.handlers.record({
+            topic,
+            partition,
+            offset: BigInt(m.offset),
+            key: m.key,
+            value: m.value,
+            headerEntries: headerEntriesOf(m.headers),
+          });
+        }
       },
     });
   }

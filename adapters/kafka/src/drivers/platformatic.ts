@@ -17,7 +17,6 @@ import type {
   GroupConsumer,
   GroupHandlers,
   GroupOptions,
-  IncomingRecord,
   KafkaDriver,
   OutgoingRecord,
   TopicPartition,
@@ -59,17 +58,6 @@ function connectionOptions(config: DriverConfig): ConnectionOptions & {
 
 function assignmentOf(assignments: GroupAssignment[] | null | undefined): TopicPartition[] {
   return (assignments ?? []).flatMap((a) => a.partitions.map((partition) => ({ topic: a.topic, partition })));
-}
-
-function toIncoming(message: Message<Buffer, Buffer, Buffer, Buffer>): IncomingRecord {
-  return {
-    topic: message.topic,
-    partition: message.partition,
-    offset: message.offset,
-    key: message.key ?? undefined,
-    value: message.value ?? undefined,
-    headers: message.headerEntries.map(([name, value]) => [name.toString("utf8"), value ?? Buffer.alloc(0)]),
-  };
 }
 
 class PlatformaticGroup implements GroupConsumer {
@@ -116,8 +104,10 @@ class PlatformaticGroup implements GroupConsumer {
     });
     this.#stream = stream;
     this.#handlers.assigned(assignmentOf(this.#consumer.assignments));
+    // The client's message is an IncomingRecord already (topic, partition, offset, key, value,
+    // headerEntries): handed over as it is.
     stream.on("data", (message: Message<Buffer, Buffer, Buffer, Buffer>) => {
-      if (stream === this.#stream) this.#handlers.records([toIncoming(message)]);
+      if (stream === this.#stream) this.#handlers.record(message);
     });
     stream.on("error", (error) => this.#restart(stream, error));
     stream.on("close", () => this.#restart(stream, undefined));
