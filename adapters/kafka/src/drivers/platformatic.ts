@@ -104,14 +104,13 @@ class PlatformaticGroup implements GroupConsumer {
     });
     this.#stream = stream;
     this.#handlers.assigned(assignmentOf(this.#consumer.assignments));
+    // Pulled, not flowing: records are read while this member has room (pause() stops reading), so
+    // the stream's own buffer holds back the fetch loop and nothing is paused or resumed per fetch.
     // The client's message is an IncomingRecord already (topic, partition, offset, key, value,
     // headerEntries): handed over as it is.
-    stream.on("data", (message: Message<Buffer, Buffer, Buffer, Buffer>) => {
-      if (stream === this.#stream) this.#handlers.record(message);
-    });
+    stream.on("readable", () => this.#read(stream));
     stream.on("error", (error) => this.#restart(stream, error));
     stream.on("close", () => this.#restart(stream, undefined));
-    if (this.#paused) stream.pause();
   }
 
   /** A stream that died (a broker restart, a fenced member) is replaced; the group stays. */
@@ -127,14 +126,22 @@ class PlatformaticGroup implements GroupConsumer {
     attempt(200);
   }
 
+  #read(stream: MessagesStream<Buffer, Buffer, Buffer, Buffer>): void {
+    while (!this.#paused && stream === this.#stream) {
+      const message: Message<Buffer, Buffer, Buffer, Buffer> | null = stream.read();
+      if (message === null) return;
+      this.#handlers.record(message);
+    }
+  }
+
   pause(): void {
     this.#paused = true;
-    this.#stream?.pause();
   }
 
   resume(): void {
     this.#paused = false;
-    this.#stream?.resume();
+    // What the stream buffered meanwhile raises no new 'readable' event: read it now.
+    if (this.#stream) this.#read(this.#stream);
   }
 
   async commit(offsets: Array<TopicPartition & { offset: bigint }>): Promise<void> {
