@@ -12,7 +12,13 @@ import { PermanentError, SwitchyardError } from "./errors.js";
 import { type IdempotencyStore, MemoryIdempotencyStore } from "./idempotency.js";
 import type { Instrumentation, InstrumentationScope, Logger } from "./instrumentation.js";
 import { backoffDelay, defaultRetry, type RetryOptions } from "./retry.js";
-import { applyUpcasters, checkVersion, decideVersion, type MessageType } from "./schema.js";
+import {
+  applyUpcasters,
+  checkVersion,
+  decideVersion,
+  type MessageType,
+  type VersionDecision,
+} from "./schema.js";
 import {
   type Capabilities,
   type Delivery,
@@ -166,6 +172,9 @@ interface Failure {
 }
 
 const DAY = 24 * 60 * 60 * 1000;
+const UNKNOWN_DECISION: VersionDecision = { action: "unknown" };
+/** fromWire's options on the consume path: a binary body is decoded once its handler is known. */
+const LAZY_BODY = { decodeBody: false } as const;
 type Outcome = "ack" | "nack" | "dead-letter";
 
 /**
@@ -343,7 +352,7 @@ export class RunningConsumer implements Consumer {
     }
     let envelope: Envelope;
     try {
-      envelope = fromWire(delivery.message, { decodeBody: false });
+      envelope = fromWire(delivery.message, LAZY_BODY);
     } catch (error) {
       if (!this.#fallback?.foreign) {
         void this.#finish(this.#deadLetter(delivery, { reason: "decode", error }));
@@ -461,8 +470,10 @@ export class RunningConsumer implements Consumer {
       const dual = dualHeader === undefined ? undefined : dualHeader.split(",").map(Number);
       const decision =
         version === undefined
-          ? { action: "unknown" as const }
-          : decideVersion(type, registration.versions, version, dual);
+          ? UNKNOWN_DECISION
+          : dual === undefined
+            ? this.#decide(registration, version)
+            : decideVersion(type, registration.versions, version, dual);
       if (decision.action === "sibling") return this.#skip(delivery, envelope, "sibling");
       if (decision.action === "unknown") {
         return this.#unknown(
@@ -508,7 +519,8 @@ export class RunningConsumer implements Consumer {
     if (registration.batch) return this.#gather(registration, delivery, envelope);
 
     const context = new Context(this, delivery, envelope, registration, publishedVersion);
-    const started = performance.now();
+    const onHandled = this.#runtime.hooks.onHandled;
+    const started = onHandled ? performance.now() : 0;
     try {
       const result = registration.handler(message, context);
       if (result instanceof Promise) await result;
@@ -531,14 +543,29 @@ export class RunningConsumer implements Consumer {
       context.settled = "ack";
       await this.#settle(delivery, "ack");
     }
-    this.#firstFailure.delete(envelope.id);
-    this.#runtime.hooks.onHandled?.({
-      source,
-      message,
-      attempt: delivery.attempt,
-      durationMs: performance.now() - started,
-    });
+    if (this.#firstFailure.size > 0) this.#firstFailure.delete(envelope.id);
+    onHandled?.({ source, message, attempt: delivery.attempt, durationMs: performance.now() - started });
   }
+
+  /**
+   * decideVersion for a message that is not dual-published, remembered per registration and
+   * version: the answer depends on nothing else, and the consume path then allocates nothing for it.
+   */
+  #decide(registration: Registration, version: number): VersionDecision {
+    let decisions = this.#decisions.get(registration);
+    if (!decisions) {
+      decisions = new Map();
+      this.#decisions.set(registration, decisions);
+    }
+    let decision = decisions.get(version);
+    if (!decision) {
+      decision = decideVersion(registration.type, registration.versions, version);
+      if (decisions.size < 1024) decisions.set(version, decision);
+    }
+    return decision;
+  }
+
+  readonly #decisions = new Map<Registration, Map<number, VersionDecision>>();
 
   // ---- batch handlers ----
 

@@ -80,6 +80,8 @@ const HEADER_BY_FIELD = Object.entries(ATTRIBUTES).map(
 );
 
 export const JSON_CONTENT_TYPE = "application/json";
+/** The CloudEvents attributes a message must carry (a constant: checked per received message). */
+const REQUIRED_ATTRIBUTES = ["id", "type", "source", "specversion"] as const;
 export const BYTES_CONTENT_TYPE = "application/octet-stream";
 
 export type EnvelopeInput<T = unknown> = Partial<Omit<Envelope<T>, "specversion" | "data" | "type">> & {
@@ -335,7 +337,7 @@ function fromStructuredWire(wire: WireMessage): Envelope {
   if (event === null || typeof event !== "object" || Array.isArray(event)) {
     throw new SwitchyardError("DECODE_FAILED", `a ${STRUCTURED_CONTENT_TYPE} body must be a JSON object`);
   }
-  for (const required of ["id", "type", "source", "specversion"] as const) {
+  for (const required of REQUIRED_ATTRIBUTES) {
     if (typeof event[required] !== "string" || event[required] === "") {
       throw new SwitchyardError(
         "DECODE_FAILED",
@@ -395,7 +397,7 @@ export function fromWire(wire: WireMessage, options: { decodeBody?: boolean } = 
     if (field) attributes[field] = value;
     else if (!name.startsWith(RESERVED_PREFIX)) headers[name] = value;
   }
-  for (const required of ["id", "type", "source", "specversion"] as const) {
+  for (const required of REQUIRED_ATTRIBUTES) {
     if (!attributes[required]) {
       throw new SwitchyardError(
         "DECODE_FAILED",
