@@ -12,7 +12,15 @@ import { PermanentError, SwitchyardError } from "./errors.js";
 import { type IdempotencyStore, MemoryIdempotencyStore } from "./idempotency.js";
 import type { Instrumentation, InstrumentationScope, Logger } from "./instrumentation.js";
 import { backoffDelay, defaultRetry, type RetryOptions } from "./retry.js";
-import { applyUpcasters, checkVersion, decideVersion, type MessageType } from "./schema.js";
+import {
+  applyUpcasters,
+  checkVersion,
+  decideVersion,
+  type InputOf,
+  type LatestVersion,
+  type MessageType,
+  type VersionOf,
+} from "./schema.js";
 import {
   type Capabilities,
   type Delivery,
@@ -40,6 +48,25 @@ export interface HandlerContext {
   nack(options?: { delayMs?: number }): Promise<void>;
   /** Move the message to the dead-letter queue now, with reason `explicit`. */
   deadLetter(reason?: string): Promise<void>;
+  /**
+   * Answers a `bus.request()`: sends `data` as `type` to the requester's reply queue, with this
+   * message's id as causation id. NOT_A_REQUEST when the message has no reply-to. Settling is
+   * separate: the message is acked when the handler returns, as always.
+   */
+  reply<M extends MessageType<any>, N extends VersionOf<VersionsOf<M>> = LatestVersion<VersionsOf<M>>>(
+    type: M,
+    data: InputOf<VersionsOf<M>, N>,
+    options?: ReplyOptions<N>,
+  ): Promise<Envelope>;
+}
+
+type VersionsOf<M> = M extends MessageType<infer V> ? V : never;
+
+/** Publish options a reply may set; its ids and destination come from the request. */
+export interface ReplyOptions<N extends number = number> {
+  version?: N;
+  subject?: string;
+  headers?: Record<string, string>;
 }
 
 export type Handler<T = unknown> = (message: Message<T>, context: HandlerContext) => unknown;
@@ -122,6 +149,13 @@ export interface BusRuntime {
   logger?: Logger | undefined;
   register(consumer: Consumer): void;
   unregister(consumer: Consumer): void;
+  /** Sends a reply to `request` (ctx.reply); see request-reply.ts. */
+  reply(
+    request: Envelope,
+    type: MessageType,
+    data: unknown,
+    options: ReplyOptions | undefined,
+  ): Promise<Envelope>;
 }
 
 export interface Registration {
@@ -218,6 +252,10 @@ class Context implements HandlerContext {
   async deadLetter(reason?: string): Promise<void> {
     this.claim("dead-letter");
     await this.consumer.settleDeadLetter(this, reason ?? "explicit");
+  }
+
+  reply(type: MessageType, data: unknown, options?: ReplyOptions): Promise<Envelope> {
+    return this.consumer.sendReply(this.envelope, type, data, options);
   }
 }
 
@@ -441,10 +479,13 @@ export class RunningConsumer implements Consumer {
 
     let data: unknown;
     try {
-      // A structured-mode message was decoded whole by fromWire; a binary one only now.
-      data = isStructured(delivery.message)
-        ? envelope.data
-        : decodeData(delivery.message.body, envelope.dataContentType);
+      // A structured-mode message was decoded whole by fromWire; a binary one only now. A
+      // tombstone has no data at all.
+      data = envelope.tombstone
+        ? null
+        : isStructured(delivery.message)
+          ? envelope.data
+          : decodeData(delivery.message.body, envelope.dataContentType);
     } catch (error) {
       return this.#deadLetter(delivery, { reason: "decode", error, envelope, handler: registration.name });
     }
@@ -452,7 +493,8 @@ export class RunningConsumer implements Consumer {
     // The envelope is this delivery's own (fromWire made it): it becomes the handler's message.
     const publishedVersion = envelope.schemaVersion;
     const message: Message = envelope;
-    if (registration.type.versionList.length === 0) {
+    // Untyped handlers and tombstones (null data by definition) skip version checks and validation.
+    if (registration.type.versionList.length === 0 || envelope.tombstone) {
       message.data = data;
     } else {
       const type = registration.type;
@@ -662,6 +704,11 @@ export class RunningConsumer implements Consumer {
         `nack delayMs must be a number from 0 to ${max} (the ${this.#transport.name} limit), got ${delayMs}`,
       );
     }
+  }
+
+  /** @internal ctx.reply() */
+  sendReply(request: Envelope, type: MessageType, data: unknown, options?: ReplyOptions): Promise<Envelope> {
+    return this.#runtime.reply(request, type, data, options);
   }
 
   /** @internal ctx.deadLetter() */

@@ -17,6 +17,7 @@ export type {
   Handler,
   HandlerContext,
   Message,
+  ReplyOptions,
   SkipReason,
   UnknownPolicy,
 } from "./consumer.js";
@@ -51,6 +52,7 @@ export {
   isJsonContentType,
   isStructured,
   JSON_CONTENT_TYPE,
+  newId,
   packHeaders,
   RESERVED_PREFIX,
   renamePrefix,
@@ -64,6 +66,7 @@ export { type ErrorCode, isSwitchyardError, PermanentError, redactUrl, Switchyar
 export { type IdempotencyStore, MemoryIdempotencyStore } from "./idempotency.js";
 export type { Instrumentation, InstrumentationScope, Logger, Settlement } from "./instrumentation.js";
 export { prepareEnvelope } from "./prepare.js";
+export { DEFAULT_REQUEST_TIMEOUT_MS, type RequestOptions } from "./request-reply.js";
 export { backoffDelay, defaultRetry, type RetryOptions } from "./retry.js";
 export {
   defineMessage,
