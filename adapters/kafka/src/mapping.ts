@@ -53,14 +53,17 @@ export function toRecord(
   if (message.headers[CE_ID] !== message.id && !isStructured(message))
     headers.push([ID_HEADER, Buffer.from(message.id, "utf8")]);
   for (const [name, value] of Object.entries(extra ?? {})) headers.push([name, Buffer.from(value, "utf8")]);
-  const record: OutgoingRecord = { topic, value: buffer(message.body), headers };
+  // A tombstone is a record with a null value: what compaction deletes a key by. (The driver seam
+  // types values as Buffer; both drivers write a null value as Kafka's null.)
+  const value = message.tombstone ? (null as unknown as Buffer) : buffer(message.body);
+  const record: OutgoingRecord = { topic, value, headers };
   if (message.key !== undefined) record.key = Buffer.from(message.key, "utf8");
   return record;
 }
 
 /** Bytes a record adds to a produce request, roughly: what we count against the batch limit. */
 export function recordBytes(record: OutgoingRecord): number {
-  let bytes = record.value.byteLength + (record.key?.byteLength ?? 0) + 24;
+  let bytes = (record.value?.byteLength ?? 0) + (record.key?.byteLength ?? 0) + 24;
   for (const [name, value] of record.headers) bytes += Buffer.byteLength(name) + value.byteLength + 4;
   return bytes;
 }
@@ -108,6 +111,8 @@ export function fromRecord(record: IncomingRecord): Decoded {
     body: record.value ?? new Uint8Array(0),
   };
   if (record.key !== undefined) message.key = record.key.toString("utf8");
+  // A null value (not an empty one) is a tombstone: the drivers report it as `undefined`.
+  if (record.value === undefined) message.tombstone = true;
   return {
     message,
     attempt: Number.isInteger(attempt) && attempt >= 1 ? attempt : 1,
