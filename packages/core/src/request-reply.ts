@@ -95,6 +95,9 @@ export class RequestClient {
       }, timeoutMs);
       this.#pending.set(id, { resolve, reject, timer, replyType });
     });
+    // The timeout may fire while the send below is still in progress, before the caller holds the
+    // promise: mark it handled so that is no unhandled rejection (the caller still gets it).
+    reply.catch(() => {});
     try {
       await this.#runtime.send(queue, type, data, {
         ...publish,
@@ -108,7 +111,6 @@ export class RequestClient {
         clearTimeout(pending.timer);
         this.#pending.delete(id);
       }
-      reply.catch(() => {}); // it will never settle now; the send error is what the caller gets
       throw error;
     }
     return reply;

@@ -239,6 +239,32 @@ describe("request-reply", () => {
   });
 });
 
+describe("request-reply on a slow broker", () => {
+  it("times out even while the request is still being sent, without an unhandled rejection", async () => {
+    const inner = new MemoryTransport({ broker: new MemoryBroker() });
+    const transport: Transport = {
+      name: "slow",
+      capabilities: inner.capabilities,
+      provision: (entities) => inner.provision(entities),
+      // Every publish takes 200 ms: longer than the request's timeout.
+      publish: async (destination, messages) => {
+        await new Promise((r) => setTimeout(r, 200));
+        await inner.publish(destination, messages);
+      },
+      subscribe: (source, options, deliver) => inner.subscribe(source, options, deliver),
+      close: () => inner.close(),
+    };
+    const bus = createBus({ transport });
+    const started = Date.now();
+    const error = await bus
+      .request("slow-queue", ReviewBlog, { blogId: "b", title: "t" }, { timeoutMs: 20 })
+      .catch((e: unknown) => e);
+    expect(isSwitchyardError(error, "TIMEOUT")).toBe(true);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(190); // the send's outcome is awaited first
+    await bus.close();
+  });
+});
+
 describe("tombstones", () => {
   it("are refused with CAPABILITY_MISSING where the transport has no compaction, and checked first", async () => {
     const bus = createBus(`memory://tomb-${Math.random()}`);
