@@ -10,7 +10,6 @@ import {
   type Handler,
   type Message,
   type Registration,
-  type ReplyOptions,
   RunningConsumer,
 } from "./consumer.js";
 import { DUAL_VERSIONS } from "./dead-letter.js";
@@ -26,7 +25,7 @@ import {
 } from "./envelope.js";
 import { redactUrl, SwitchyardError } from "./errors.js";
 import type { Instrumentation, InstrumentationScope, Logger } from "./instrumentation.js";
-import { RequestClient, type RequestOptions } from "./request-reply.js";
+import { type ReplyOptions, RequestClient, type RequestOptions } from "./request-reply.js";
 import {
   assertDeclaredVersion,
   checkVersion,

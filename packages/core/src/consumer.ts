@@ -11,6 +11,7 @@ import {
 import { PermanentError, SwitchyardError } from "./errors.js";
 import { type IdempotencyStore, MemoryIdempotencyStore } from "./idempotency.js";
 import type { Instrumentation, InstrumentationScope, Logger } from "./instrumentation.js";
+import type { ReplyOptions } from "./request-reply.js";
 import { backoffDelay, defaultRetry, type RetryOptions } from "./retry.js";
 import {
   applyUpcasters,
@@ -61,13 +62,6 @@ export interface HandlerContext {
 }
 
 type VersionsOf<M> = M extends MessageType<infer V> ? V : never;
-
-/** Publish options a reply may set; its ids and destination come from the request. */
-export interface ReplyOptions<N extends number = number> {
-  version?: N;
-  subject?: string;
-  headers?: Record<string, string>;
-}
 
 export type Handler<T = unknown> = (message: Message<T>, context: HandlerContext) => unknown;
 

@@ -17,7 +17,6 @@ export type {
   Handler,
   HandlerContext,
   Message,
-  ReplyOptions,
   SkipReason,
   UnknownPolicy,
 } from "./consumer.js";
@@ -66,7 +65,7 @@ export { type ErrorCode, isSwitchyardError, PermanentError, redactUrl, Switchyar
 export { type IdempotencyStore, MemoryIdempotencyStore } from "./idempotency.js";
 export type { Instrumentation, InstrumentationScope, Logger, Settlement } from "./instrumentation.js";
 export { prepareEnvelope } from "./prepare.js";
-export { DEFAULT_REQUEST_TIMEOUT_MS, type RequestOptions } from "./request-reply.js";
+export { DEFAULT_REQUEST_TIMEOUT_MS, type ReplyOptions, type RequestOptions } from "./request-reply.js";
 export { backoffDelay, defaultRetry, type RetryOptions } from "./retry.js";
 export {
   defineMessage,

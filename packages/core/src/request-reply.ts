@@ -22,6 +22,13 @@ export interface RequestOptions<N extends number = number> extends Omit<PublishO
   replyType?: MessageType<any>;
 }
 
+/** Publish options a reply may set (`ctx.reply`); its ids and destination come from the request. */
+export interface ReplyOptions<N extends number = number> {
+  version?: N;
+  subject?: string;
+  headers?: Record<string, string>;
+}
+
 export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
 /** Longest timeout a timer can hold (2^31 − 1 ms, about 24.8 days). */
 const MAX_TIMEOUT_MS = 2_147_483_647;
