@@ -371,14 +371,27 @@ export class Bus {
    */
   request<
     M extends MessageType<any>,
-    R extends MessageType<any> = MessageType<any>,
+    R extends MessageType<any>,
     N extends VersionOf<Versions<M>> = LatestVersion<Versions<M>>,
   >(
     queue: string,
     type: M | string,
     data: InputOf<Versions<M>, N>,
-    options?: RequestOptions<N> & { replyType?: R },
-  ): Promise<Message<OutputOf<Versions<R>, LatestVersion<Versions<R>>>>> {
+    options: RequestOptions<N> & { replyType: R },
+  ): Promise<Message<OutputOf<Versions<R>, LatestVersion<Versions<R>>>>>;
+  /** Without `replyType` the reply's data is whatever its content type decodes to, unchecked. */
+  request<M extends MessageType<any>, N extends VersionOf<Versions<M>> = LatestVersion<Versions<M>>>(
+    queue: string,
+    type: M | string,
+    data: InputOf<Versions<M>, N>,
+    options?: RequestOptions<N>,
+  ): Promise<Message<unknown>>;
+  request(
+    queue: string,
+    type: MessageType | string,
+    data: unknown,
+    options?: RequestOptions,
+  ): Promise<Message> {
     if (this.#closed) return Promise.reject(new SwitchyardError("CLOSED", "the bus is closed"));
     validateName(queue);
     this.#requests ??= new RequestClient(
@@ -391,7 +404,7 @@ export class Bus {
       },
       this.#options.replyQueue,
     );
-    return this.#requests.request(queue, type, data, options) as Promise<any>;
+    return this.#requests.request(queue, type, data, options);
   }
 
   /** ctx.reply(): the reply goes to the request's reply queue, linked to it by its ids. */

@@ -166,6 +166,27 @@ describe("request-reply", () => {
     await Promise.all([requester.close(), responder.close()]);
   });
 
+  it("without replyType the reply's data is decoded by content type, typed unknown, and not checked", async () => {
+    const { requester, responder } = pair();
+    await responder
+      .consume("untyped")
+      .on(ReviewBlog, (msg, ctx) =>
+        ctx.reply(ReviewResult, { blogId: msg.data.blogId, ok: true }, { version: 1 }),
+      )
+      .start();
+    const reply = await requester.request(
+      "untyped",
+      ReviewBlog,
+      { blogId: "b9", title: "x" },
+      { timeoutMs: 5000 },
+    );
+    // @ts-expect-error: without replyType nothing is known about the data
+    reply.data.blogId;
+    expect(reply.data).toEqual({ blogId: "b9", ok: true }); // v1 as sent: no upcasting either
+    expect(reply.schemaVersion).toBe(1);
+    await Promise.all([requester.close(), responder.close()]);
+  });
+
   it("rejects a reply of another type than replyType with UNKNOWN_MESSAGE_TYPE", async () => {
     const { requester, responder } = pair();
     await responder
