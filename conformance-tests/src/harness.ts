@@ -4,6 +4,7 @@ import {
   type BusHooks,
   type Capabilities,
   createBus,
+  type Logger,
   resolveCapabilities,
   type Transport,
 } from "@switchyard/core";
@@ -87,12 +88,13 @@ export class CaseContext {
   }
 
   /** A bus on a fresh transport of the target; closed when the case ends. */
-  async bus(options: { hooks?: BusHooks; source?: string } = {}): Promise<Bus> {
+  async bus(options: { hooks?: BusHooks; source?: string; logger?: Logger } = {}): Promise<Bus> {
     const transport = await this.target.createTransport();
     const bus = createBus({
       transport,
       source: options.source ?? "conformance",
       ...(options.hooks ? { hooks: options.hooks } : {}),
+      ...(options.logger ? { logger: options.logger } : {}),
     });
     this.#buses.push(bus);
     return bus;

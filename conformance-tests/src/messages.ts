@@ -43,3 +43,9 @@ export const NoUpcast = defineMessage({
     2: z.object({ firstName: z.string(), lastName: z.string() }),
   },
 });
+
+/** The reply a responder sends to a `Ping` request in the request-reply cases. */
+export const Pong = defineMessage({
+  type: "conformance.pong",
+  versions: { 1: z.object({ n: z.number().int(), by: z.string() }) },
+});

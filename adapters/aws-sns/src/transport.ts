@@ -119,6 +119,11 @@ export class SnsTransport implements Transport {
     }
   }
 
+  /** Deletes the SQS queues a bus made for itself alone (the reply queue of `bus.request()`). */
+  async unprovision(entities: TopologyEntity[]): Promise<void> {
+    await this.base.deleteQueues(entities);
+  }
+
   async #subscribe(entity: Extract<TopologyEntity, { kind: "subscription" }>): Promise<void> {
     const [topicArn, queue] = await Promise.all([
       this.topicArn(entity.topic),

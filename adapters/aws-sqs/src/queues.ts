@@ -4,6 +4,7 @@ import {
   ChangeMessageVisibilityCommand,
   CreateQueueCommand,
   DeleteMessageBatchCommand,
+  DeleteQueueCommand,
   GetQueueAttributesCommand,
   GetQueueUrlCommand,
   ListQueuesCommand,
@@ -180,6 +181,27 @@ export class SqsQueues {
       await this.client.send(new SetQueueAttributesCommand({ QueueUrl: url, Attributes: attributes }));
     } catch (error) {
       throw awsError("SetQueueAttributes", error);
+    }
+  }
+
+  /** Deletes a queue and forgets its URL; a queue that does not exist is not an error. */
+  async delete(sqsName: string): Promise<void> {
+    let url: string;
+    try {
+      url =
+        (await this.#urls.get(sqsName)) ??
+        (await this.client.send(new GetQueueUrlCommand({ QueueName: sqsName }))).QueueUrl!;
+    } catch (error) {
+      if (/NonExistentQueue|QueueDoesNotExist/.test((error as { name?: string }).name ?? "")) return;
+      throw awsError("GetQueueUrl", error);
+    }
+    this.#urls.delete(sqsName);
+    this.#arns.delete(sqsName);
+    try {
+      await this.client.send(new DeleteQueueCommand({ QueueUrl: url }));
+    } catch (error) {
+      if (/NonExistentQueue|QueueDoesNotExist/.test((error as { name?: string }).name ?? "")) return;
+      throw awsError(`DeleteQueue ${sqsName}`, error);
     }
   }
 

@@ -54,6 +54,13 @@ export class SqsBase {
     this.queues = new SqsQueues(this.client, options);
   }
 
+  /** Deletes the SQS queues of the `queue` entities (others are left alone). */
+  async deleteQueues(entities: TopologyEntity[]): Promise<void> {
+    for (const entity of entities) {
+      if (entity.kind === "queue") await this.queues.delete(this.queueName(entity.name));
+    }
+  }
+
   queueName(name: string): string {
     return sqsQueueName(name, { fifo: this.options.fifo });
   }
@@ -166,6 +173,11 @@ export class SqsTransport implements Transport {
       }
       // A topic alone needs nothing: it is the set of its subscription queues.
     }
+  }
+
+  /** Deletes the queues a bus made for itself alone (the reply queue of `bus.request()`). */
+  async unprovision(entities: TopologyEntity[]): Promise<void> {
+    await this.base.deleteQueues(entities);
   }
 
   async publish(destination: Destination, messages: WireMessage[]): Promise<void> {

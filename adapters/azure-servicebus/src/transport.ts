@@ -140,6 +140,47 @@ export class ServiceBusTransport implements Transport {
   }
 
   /**
+   * Deletes queues a bus made for itself alone (the reply queue of `bus.request()`), on its close.
+   * A queue that is already gone is fine; with `provisioning=none` nothing is deleted.
+   */
+  async unprovision(entities: TopologyEntity[]): Promise<void> {
+    if (this.options.provisioning === "none") return;
+    for (const entity of entities) {
+      if (entity.kind !== "queue") continue;
+      try {
+        if (this.options.provisioning === "emulator") {
+          const response = await fetch(
+            new URL(`/queues/${encodeURIComponent(entity.name)}`, this.options.adminUrl),
+            {
+              method: "DELETE",
+            },
+          );
+          if (!response.ok && response.status !== 404)
+            throw new Error(`${response.status} ${await response.text()}`);
+        } else {
+          const admin = this.#administration();
+          if (admin && (await admin.queueExists(entity.name))) await admin.deleteQueue(entity.name);
+        }
+      } catch (cause) {
+        throw new SwitchyardError(
+          "TRANSPORT_ERROR",
+          `cannot delete queue "${entity.name}" on ${this.options.display}: ${(cause as Error).message}`,
+          { cause, details: { entity: entity.name } },
+        );
+      }
+    }
+  }
+
+  /** The management client for `provisioning=azure`, when credentials allow one. */
+  #administration(): ServiceBusAdministrationClient | undefined {
+    if (!this.options.connectionString && !this.options.credential) return undefined;
+    this.#admin ??= this.options.connectionString
+      ? new ServiceBusAdministrationClient(this.options.connectionString)
+      : new ServiceBusAdministrationClient(this.options.namespace!, this.options.credential as never);
+    return this.#admin;
+  }
+
+  /**
    * Sessions mode covers every entity but the core's dead-letter queues (`….dlq`): dead letters owe
    * no order, and the DLQ browser must hold many letters at once.
    */
@@ -154,11 +195,8 @@ export class ServiceBusTransport implements Transport {
   }
 
   async #azureProvision(entity: TopologyEntity, sessionful: boolean): Promise<void> {
-    if (!this.options.connectionString && !this.options.credential) return;
-    this.#admin ??= this.options.connectionString
-      ? new ServiceBusAdministrationClient(this.options.connectionString)
-      : new ServiceBusAdministrationClient(this.options.namespace!, this.options.credential as never);
-    const admin = this.#admin;
+    const admin = this.#administration();
+    if (!admin) return;
     const lockDuration = `PT${Math.round(this.options.lockDurationMs / 1000)}S`;
     const ignoreExists = (error: unknown) => {
       if ((error as { code?: string }).code === "MessageEntityAlreadyExistsError") return;

@@ -161,6 +161,36 @@ export class PubsubTransport implements Transport {
     }
   }
 
+  /**
+   * Deletes what `provision` made for a queue a bus used alone (the reply queue of
+   * `bus.request()`): its subscription, its topic and its dead-letter topic. Already gone is fine.
+   */
+  async unprovision(entities: TopologyEntity[]): Promise<void> {
+    this.#assertOpen();
+    for (const entity of entities) {
+      if (entity.kind !== "queue") continue;
+      const source: Source = { kind: "queue", name: entity.name, subscription: entity.name };
+      const subscription = this.names.queueSubscription(entity.name);
+      await this.#ignoreNotFound(`cannot delete subscription ${subscription}`, () =>
+        this.client.subscription(subscription).delete(),
+      );
+      for (const topic of [
+        this.names.queueTopic(entity.name),
+        this.names.queueTopic(deadLetterQueueName(source)),
+      ]) {
+        await this.#ignoreNotFound(`cannot delete topic ${topic}`, () => this.client.topic(topic).delete());
+      }
+    }
+  }
+
+  async #ignoreNotFound(what: string, operation: () => Promise<unknown>): Promise<void> {
+    try {
+      await operation();
+    } catch (error) {
+      if (grpcCode(error) !== NOT_FOUND) throw transportError(what, error);
+    }
+  }
+
   async #createTopic(id: string): Promise<void> {
     try {
       await this.client.createTopic(id);

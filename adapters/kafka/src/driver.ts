@@ -23,11 +23,11 @@ export interface DriverConfig {
   requestTimeoutMs: number;
 }
 
-/** A record to produce: key and value as bytes, headers as name/bytes pairs. */
+/** A record to produce: key and value as bytes (a null value is a tombstone), headers as name/bytes pairs. */
 export interface OutgoingRecord {
   topic: string;
   key?: Buffer;
-  value: Buffer;
+  value: Buffer | null;
   headers: Array<[string, Buffer]>;
 }
 

@@ -53,14 +53,16 @@ export function toRecord(
   if (message.headers[CE_ID] !== message.id && !isStructured(message))
     headers.push([ID_HEADER, Buffer.from(message.id, "utf8")]);
   for (const [name, value] of Object.entries(extra ?? {})) headers.push([name, Buffer.from(value, "utf8")]);
-  const record: OutgoingRecord = { topic, value: buffer(message.body), headers };
+  // A tombstone is a record with a null value: what compaction deletes a key by.
+  const value = message.tombstone ? null : buffer(message.body);
+  const record: OutgoingRecord = { topic, value, headers };
   if (message.key !== undefined) record.key = Buffer.from(message.key, "utf8");
   return record;
 }
 
 /** Bytes a record adds to a produce request, roughly: what we count against the batch limit. */
 export function recordBytes(record: OutgoingRecord): number {
-  let bytes = record.value.byteLength + (record.key?.byteLength ?? 0) + 24;
+  let bytes = (record.value?.byteLength ?? 0) + (record.key?.byteLength ?? 0) + 24;
   for (const [name, value] of record.headers) bytes += Buffer.byteLength(name) + value.byteLength + 4;
   return bytes;
 }
@@ -126,5 +128,7 @@ export function readRecord(record: IncomingRecord, meta: RecordMeta): WireMessag
   const id = headers[CE_ID] ?? idHeader ?? `kafka:${record.topic}/${record.partition}/${record.offset}`;
   const message: WireMessage = { id, headers, body: record.value ?? EMPTY };
   if (record.key) message.key = record.key.toString("utf8");
+  // A null value (not an empty one) is a tombstone: the drivers report it as null or undefined.
+  if (record.value == null) message.tombstone = true;
   return message;
 }

@@ -1,6 +1,19 @@
 import type { ConnectionOptions as TlsOptions } from "node:tls";
-import { type ContentMode, redactUrl, SwitchyardError } from "@switchyard/core";
+import { type ContentMode, redactUrl, SwitchyardError, type WireMessage } from "@switchyard/core";
 import type { Compression, DriverConfig, DriverName, SaslOptions } from "./driver.js";
+import { assertTopicName } from "./mapping.js";
+
+/** Settings of one topic the adapter creates (`options.topics[name]`). */
+export interface KafkaTopicOptions {
+  /**
+   * `cleanup.policy=compact`: Kafka keeps at least the latest record of each key (the envelope's
+   * `key`), and a tombstone (`publish(topic, Type, null, { key, tombstone: true })`) deletes the
+   * key. Every message published to it needs a key.
+   */
+  compacted?: boolean;
+  /** Topic configs for this topic only, over `topicConfig`, e.g. `{ "min.cleanable.dirty.ratio": "0.1" }`. */
+  configs?: Record<string, string>;
+}
 
 /** Options of `createTransport(url, options)`; each wins over the same URL parameter. */
 export interface KafkaOptions {
@@ -16,6 +29,8 @@ export interface KafkaOptions {
   replicationFactor?: number;
   /** Extra configs for created topics, e.g. `{ "retention.ms": "604800000" }`. */
   topicConfig?: Record<string, string>;
+  /** Per-topic settings by topic name, e.g. `{ "user-profiles": { compacted: true } }`. */
+  topics?: Record<string, KafkaTopicOptions>;
   /** Producer compression. URL: `?compression=`. Default `none` (kafkajs has only gzip built in). */
   compression?: Compression;
   /** TLS: `true` or Node TLS options. URL: `?ssl=true`. */
@@ -51,6 +66,7 @@ export interface KafkaConfig extends DriverConfig {
   partitions: number;
   replicationFactor: number;
   topicConfig: Record<string, string>;
+  topics: Record<string, KafkaTopicOptions>;
   maxMessageBytes: number;
   startFrom: "earliest" | "latest";
   groupPrefix: string;
@@ -200,6 +216,7 @@ export function parseKafkaConfig(url: URL | undefined, options: KafkaOptions = {
     partitions: integer("partitions", 3, 1),
     replicationFactor: integer("replicationFactor", -1, -1),
     topicConfig: { ...(options.topicConfig ?? {}) },
+    topics: topicOptions(options.topics),
     maxMessageBytes: integer("maxMessageBytes", DEFAULT_MAX_MESSAGE_BYTES, 1024),
     startFrom,
     groupPrefix: options.groupPrefix ?? param("groupPrefix") ?? "",
@@ -222,6 +239,60 @@ export function parseKafkaConfig(url: URL | undefined, options: KafkaOptions = {
   if (ssl !== undefined) config.ssl = ssl;
   if (sasl) config.sasl = sasl;
   return config;
+}
+
+/** Checks `options.topics`: valid names, a boolean `compacted`, string configs. */
+function topicOptions(given: unknown): Record<string, KafkaTopicOptions> {
+  if (given === undefined) return {};
+  if (given === null || typeof given !== "object" || Array.isArray(given)) {
+    throw invalid("topics must be an object of per-topic settings by topic name");
+  }
+  const topics: Record<string, KafkaTopicOptions> = {};
+  for (const [name, settings] of Object.entries(given)) {
+    assertTopicName(name);
+    if (settings === null || typeof settings !== "object" || Array.isArray(settings)) {
+      throw invalid(`topics["${name}"] must be an object like { compacted: true }`);
+    }
+    const { compacted, configs, ...unknown } = settings as KafkaTopicOptions;
+    const extra = Object.keys(unknown);
+    if (extra.length > 0) throw invalid(`topics["${name}"] has unknown settings: ${extra.join(", ")}`);
+    if (compacted !== undefined && typeof compacted !== "boolean") {
+      throw invalid(`topics["${name}"].compacted must be true or false, got ${String(compacted)}`);
+    }
+    for (const [config, value] of Object.entries(configs ?? {})) {
+      if (typeof value !== "string") throw invalid(`topics["${name}"].configs["${config}"] must be a string`);
+    }
+    topics[name] = { ...(compacted ? { compacted } : {}), ...(configs ? { configs: { ...configs } } : {}) };
+  }
+  return topics;
+}
+
+/**
+ * The configs a created topic gets: the size limit, then `topicConfig`, then the topic's own
+ * settings (a compacted topic's `cleanup.policy` wins over a global one).
+ */
+export function topicConfigs(config: KafkaConfig, topic: string): Record<string, string> {
+  const own = config.topics[topic];
+  return {
+    "max.message.bytes": String(topicMaxMessageBytes(config)),
+    ...config.topicConfig,
+    ...(own?.compacted ? { "cleanup.policy": "compact" } : {}),
+    ...own?.configs,
+  };
+}
+
+/**
+ * Kafka refuses a record without a key on a compacted topic (it could never be compacted away):
+ * refuse it here, before the batch goes out, with a typed error that says why.
+ */
+export function assertKeyedForCompaction(config: KafkaConfig, topic: string, messages: WireMessage[]): void {
+  if (!config.topics[topic]?.compacted) return;
+  if (messages.some((message) => message.key === undefined || message.key === "")) {
+    throw new SwitchyardError(
+      "CONFIG_INVALID",
+      `kafka: topic "${topic}" is compacted, so every message published to it needs a key`,
+    );
+  }
 }
 
 /** `max.message.bytes` of the topics the adapter creates: what we accept plus the record framing. */

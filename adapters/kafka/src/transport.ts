@@ -14,7 +14,13 @@ import type { KafkaDriver, OutgoingRecord } from "./driver.js";
 import { KafkajsDriver } from "./drivers/kafkajs.js";
 import { PlatformaticDriver } from "./drivers/platformatic.js";
 import { assertTopicName, recordBytes, toRecord } from "./mapping.js";
-import { type KafkaConfig, type KafkaOptions, parseKafkaConfig, topicMaxMessageBytes } from "./options.js";
+import {
+  assertKeyedForCompaction,
+  type KafkaConfig,
+  type KafkaOptions,
+  parseKafkaConfig,
+  topicConfigs,
+} from "./options.js";
 import { KafkaSubscription } from "./subscription.js";
 
 /** What Kafka gives (see README: why each value). */
@@ -31,6 +37,7 @@ export function kafkaCapabilities(config: Pick<KafkaConfig, "maxMessageBytes" | 
     redeliveryCount: false, // counted by the adapter in a header of the retry copy
     balancedConsumers: true,
     maxDelayMs: 24 * 60 * 60 * 1000,
+    tombstones: true, // a null record value; compacted topics (options.topics) delete the key
   } satisfies Partial<Capabilities>;
 }
 
@@ -173,10 +180,7 @@ export class KafkaTransport implements Transport {
             topic,
             partitions: this.config.partitions,
             replicationFactor: this.config.replicationFactor,
-            configs: {
-              "max.message.bytes": String(topicMaxMessageBytes(this.config)),
-              ...this.config.topicConfig,
-            },
+            configs: topicConfigs(this.config, topic),
           },
         ])
         .catch((cause: unknown) => {
@@ -198,6 +202,7 @@ export class KafkaTransport implements Transport {
     this.#assertOpen();
     assertTopicName(destination.name);
     if (messages.length === 0) return;
+    assertKeyedForCompaction(this.config, destination.name, messages);
     await this.send(messages.map((message) => toRecord(destination.name, message)));
   }
 

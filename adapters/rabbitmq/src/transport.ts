@@ -191,6 +191,27 @@ export class RabbitTransport implements Transport {
     }
   }
 
+  /**
+   * Deletes queues a bus made for itself alone (the reply queue of `bus.request()`), on its close;
+   * they are no longer declared again after a reconnect. Other entities are left alone.
+   */
+  async unprovision(entities: TopologyEntity[]): Promise<void> {
+    for (const entity of entities) {
+      if (entity.kind !== "queue") continue;
+      this.#declared.delete(JSON.stringify(entity));
+      const model = await this.#connection();
+      const channel = await model.createChannel();
+      channel.on("error", () => {});
+      try {
+        await channel.deleteQueue(entity.name);
+      } catch (cause) {
+        throw topologyError(`queue "${entity.name}"`, cause);
+      } finally {
+        await channel.close().catch(() => {});
+      }
+    }
+  }
+
   #queueArguments(): Record<string, unknown> {
     const args: Record<string, unknown> = { "x-queue-type": this.options.queueType };
     if (this.options.singleActiveConsumer) args["x-single-active-consumer"] = true;

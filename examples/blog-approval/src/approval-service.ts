@@ -1,5 +1,12 @@
 import type { Bus } from "@switchyard/core";
-import { APPROVAL_EVENTS, BLOG_EVENTS, BlogApproval, BlogCreated } from "./messages.js";
+import {
+  APPROVAL_EVENTS,
+  BLOG_EVENTS,
+  BlogApproval,
+  BlogCreated,
+  CheckTitle,
+  TITLE_CHECKS,
+} from "./messages.js";
 
 export type TaskState = "To Do" | "In Progress" | "Done";
 
@@ -30,6 +37,21 @@ export class ApprovalService {
           { blogId: data.blogId, status, reason },
           { key: data.blogId, causationId: ctx.wire.id, correlationId: data.blogId },
         );
+      })
+      .start();
+  }
+
+  /** Answers instant title checks (request-reply): the same verdict, on the title alone. */
+  async answerTitleChecks(): Promise<void> {
+    await this.bus
+      .consume(TITLE_CHECKS)
+      .on(CheckTitle, async ({ data }, ctx) => {
+        const banned = BANNED.find((word) => data.title.toLowerCase().includes(word));
+        await ctx.reply(BlogApproval, {
+          blogId: data.blogId,
+          status: banned ? "Rejected" : "Approved",
+          reason: banned ? `mentions "${banned}"` : "looks fine",
+        });
       })
       .start();
   }

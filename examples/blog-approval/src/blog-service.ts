@@ -1,5 +1,12 @@
-import type { Bus } from "@switchyard/core";
-import { APPROVAL_EVENTS, BLOG_EVENTS, BlogApproval, BlogCreated } from "./messages.js";
+import { type Bus, isSwitchyardError } from "@switchyard/core";
+import {
+  APPROVAL_EVENTS,
+  BLOG_EVENTS,
+  BlogApproval,
+  BlogCreated,
+  CheckTitle,
+  TITLE_CHECKS,
+} from "./messages.js";
 
 export interface Post {
   blogId: string;
@@ -33,6 +40,28 @@ export class BlogService {
         this.#settled.get(data.blogId)?.();
       })
       .start();
+  }
+
+  /**
+   * Asks the approval service about a draft title and waits for its answer (request-reply);
+   * `undefined` when no answer came within `timeoutMs` (the reviewer is busy or down).
+   */
+  async checkTitle(blogId: string, title: string, timeoutMs = 2_000) {
+    try {
+      const reply = await this.bus.request(
+        TITLE_CHECKS,
+        CheckTitle,
+        { blogId, title },
+        {
+          timeoutMs,
+          replyType: BlogApproval,
+        },
+      );
+      return reply.data; // { blogId, status: "Approved" | "Rejected", reason }, validated
+    } catch (error) {
+      if (isSwitchyardError(error, "TIMEOUT")) return undefined;
+      throw error;
+    }
   }
 
   /** Saves a post and announces it; resolves once its review came back. */

@@ -17,5 +17,13 @@ export const BlogApproval = defineMessage({
   },
 });
 
+/** Sent by the blog service with `bus.request()`: may a draft title be used? Answered by a BlogApproval. */
+export const CheckTitle = defineMessage({
+  type: "blog.title-check-requested",
+  versions: { 1: z.object({ blogId: z.string(), title: z.string() }) },
+});
+
 export const BLOG_EVENTS = "blog-events";
+/** The queue the approval service answers title checks on (request-reply). */
+export const TITLE_CHECKS = "title-checks";
 export const APPROVAL_EVENTS = "approval-events";

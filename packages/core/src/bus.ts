@@ -25,6 +25,7 @@ import {
 } from "./envelope.js";
 import { redactUrl, SwitchyardError } from "./errors.js";
 import type { Instrumentation, InstrumentationScope, Logger } from "./instrumentation.js";
+import { type ReplyOptions, RequestClient, type RequestOptions } from "./request-reply.js";
 import {
   assertDeclaredVersion,
   checkVersion,
@@ -72,6 +73,11 @@ export interface BusOptions {
    * `maxMessages` caps one batch (default 1,000). `false` sends each publish on its own.
    */
   coalesce?: false | { lingerMs?: number; maxMessages?: number };
+  /**
+   * Name of this bus's reply queue for `request()`. Default: `switchyard-reply-<random>`, unique
+   * per bus. Two buses must never share one (each would take the other's replies).
+   */
+  replyQueue?: string;
 }
 
 /** Publishes waiting to go out to one destination together. */
@@ -92,11 +98,18 @@ export interface PublishOptions<N extends number = number> {
   id?: string;
   correlationId?: string;
   causationId?: string;
+  /** Where replies go (`bus.request()` sets it to the bus's reply queue). */
+  replyTo?: string;
   traceparent?: string;
   tracestate?: string;
   headers?: Record<string, string>;
   source?: string;
   time?: string;
+  /**
+   * Publish a tombstone for `key` (data must be `null`): on a compacted Kafka topic it deletes the
+   * key. Not validated. CAPABILITY_MISSING on transports without `capabilities.tombstones`.
+   */
+  tombstone?: boolean;
 }
 
 type Versions<M> = M extends MessageType<infer V> ? V : never;
@@ -254,6 +267,8 @@ export class Bus {
   readonly #pending = new Map<string, PendingBatch>();
   readonly #instrumentation: Instrumentation | undefined;
   #scope: InstrumentationScope | undefined;
+  /** Outstanding `request()`s and the reply queue, created by the first request. */
+  #requests: RequestClient | undefined;
 
   constructor(options: BusOptions = {}) {
     this.#options = options;
@@ -283,6 +298,7 @@ export class Bus {
       logger: options.logger,
       register: (consumer) => this.#consumers.add(consumer),
       unregister: (consumer) => this.#consumers.delete(consumer),
+      reply: (request, type, data, options) => this.#reply(request, type, data, options),
     };
   }
 
@@ -331,8 +347,84 @@ export class Bus {
     type: M | string,
     data: InputOf<Versions<M>, N>,
     options?: PublishOptions<N>,
+  ): Promise<Envelope>;
+  /** A tombstone: deletes `key` on a compacted topic (see `PublishOptions.tombstone`). */
+  publish<M extends MessageType<any>>(
+    topic: string,
+    type: M | string,
+    data: null,
+    options: PublishOptions & { key: string; tombstone: true },
+  ): Promise<Envelope>;
+  publish(
+    topic: string,
+    type: MessageType | string,
+    data: unknown,
+    options?: PublishOptions,
   ): Promise<Envelope> {
     return this.#publishTyped({ kind: "topic", name: topic }, type, data, options);
+  }
+
+  /**
+   * Sends `data` to `queue` and waits for the responder's `ctx.reply()`: resolves with the reply
+   * (its envelope, `data` validated against `replyType` when given), rejects with TIMEOUT after
+   * `timeoutMs` (default 30 s). The first request creates this bus's reply queue.
+   */
+  request<
+    M extends MessageType<any>,
+    R extends MessageType<any>,
+    N extends VersionOf<Versions<M>> = LatestVersion<Versions<M>>,
+  >(
+    queue: string,
+    type: M | string,
+    data: InputOf<Versions<M>, N>,
+    options: RequestOptions<N> & { replyType: R },
+  ): Promise<Message<OutputOf<Versions<R>, LatestVersion<Versions<R>>>>>;
+  /** Without `replyType` the reply's data is whatever its content type decodes to, unchecked. */
+  request<M extends MessageType<any>, N extends VersionOf<Versions<M>> = LatestVersion<Versions<M>>>(
+    queue: string,
+    type: M | string,
+    data: InputOf<Versions<M>, N>,
+    options?: RequestOptions<N>,
+  ): Promise<Message<unknown>>;
+  request(
+    queue: string,
+    type: MessageType | string,
+    data: unknown,
+    options?: RequestOptions,
+  ): Promise<Message> {
+    if (this.#closed) return Promise.reject(new SwitchyardError("CLOSED", "the bus is closed"));
+    validateName(queue);
+    this.#requests ??= new RequestClient(
+      {
+        transport: () => this.transport(),
+        ensure: (entities) => this.ensure(entities),
+        send: (to, requestType, requestData, publishOptions) =>
+          this.#publishTyped({ kind: "queue", name: to }, requestType, requestData, publishOptions),
+        logger: this.#options.logger,
+      },
+      this.#options.replyQueue,
+    );
+    return this.#requests.request(queue, type, data, options);
+  }
+
+  /** ctx.reply(): the reply goes to the request's reply queue, linked to it by its ids. */
+  #reply(request: Envelope, type: MessageType, data: unknown, options: ReplyOptions = {}): Promise<Envelope> {
+    if (request.replyTo === undefined) {
+      return Promise.reject(
+        new SwitchyardError(
+          "NOT_A_REQUEST",
+          `message ${request.id} ("${request.type}") has no reply-to: it was not sent by request()`,
+        ),
+      );
+    }
+    const replyOptions: PublishOptions = {
+      ...options,
+      causationId: request.id,
+      correlationId: request.correlationId ?? request.id,
+    };
+    if (request.traceparent !== undefined) replyOptions.traceparent = request.traceparent;
+    if (request.tracestate !== undefined) replyOptions.tracestate = request.tracestate;
+    return this.#publishTyped({ kind: "queue", name: request.replyTo }, type, data, replyOptions);
   }
 
   send<M extends MessageType<any>, N extends VersionOf<Versions<M>> = LatestVersion<Versions<M>>>(
@@ -424,6 +516,11 @@ export class Bus {
     options: PublishOptions = {},
   ): Promise<Envelope> {
     const type = this.#resolveType(typeOrName);
+    if (options.tombstone) {
+      const envelope = this.#tombstone(type, data, options);
+      await this.#send(destination, [envelope]);
+      return envelope;
+    }
     const prepared = this.#prepare(type, data, options);
     const envelope = prepared instanceof Promise ? await prepared : prepared;
     await this.#send(destination, [envelope]);
@@ -461,6 +558,30 @@ export class Bus {
       );
     }
     return type;
+  }
+
+  /** A tombstone's envelope: a key, null data, no validation (there is nothing to validate). */
+  #tombstone(type: MessageType, data: unknown, options: PublishOptions): Envelope {
+    if (data !== null) {
+      throw new SwitchyardError("INVALID_PAYLOAD", `a tombstone's data must be null, got ${typeof data}`);
+    }
+    if (typeof options.key !== "string" || options.key.length === 0) {
+      throw new SwitchyardError("CONFIG_INVALID", "a tombstone needs the key it deletes (options.key)");
+    }
+    const { version, tombstone, ...fields } = options;
+    const schemaVersion = version ?? type.latest;
+    assertDeclaredVersion(type, schemaVersion);
+    return createEnvelope(
+      {
+        ...fields,
+        type: type.type,
+        schemaVersion,
+        dataContentType: type.dataContentType,
+        data: null,
+        tombstone: true,
+      },
+      { source: this.#source },
+    );
   }
 
   /**
@@ -526,6 +647,12 @@ export class Bus {
     for (let i = 0; i < envelopes.length; i++) {
       const wire = toWire(envelopes[i]!, extraHeaders, mode);
       checkLimits(wire, capabilities, transport.name);
+      if (wire.tombstone && !capabilities.tombstones) {
+        throw new SwitchyardError(
+          "CAPABILITY_MISSING",
+          `${transport.name} cannot store tombstones (no compacted topics); message ${wire.id} not sent`,
+        );
+      }
       wires[i] = wire;
     }
     // The first publish to a destination provisions it; afterwards there is no await before the
@@ -672,6 +799,8 @@ export class Bus {
       // Batches still gathering go out now, before the transport closes.
       await Promise.all([...this.#pending].map(([id, batch]) => this.#flush(id, batch)));
       await Promise.all([...this.#consumers].map((consumer) => consumer.stop()));
+      // After the consumers: a responder on this bus may still be replying while it drains.
+      await this.#requests?.close();
       const transport = this.#transport;
       this.#closed = true;
       this.#connected = undefined;

@@ -11,13 +11,17 @@ import {
 import { PermanentError, SwitchyardError } from "./errors.js";
 import { type IdempotencyStore, MemoryIdempotencyStore } from "./idempotency.js";
 import type { Instrumentation, InstrumentationScope, Logger } from "./instrumentation.js";
+import type { ReplyOptions } from "./request-reply.js";
 import { backoffDelay, defaultRetry, type RetryOptions } from "./retry.js";
 import {
   applyUpcasters,
   checkVersion,
   decideVersion,
+  type InputOf,
+  type LatestVersion,
   type MessageType,
   type VersionDecision,
+  type VersionOf,
 } from "./schema.js";
 import {
   type Capabilities,
@@ -46,7 +50,19 @@ export interface HandlerContext {
   nack(options?: { delayMs?: number }): Promise<void>;
   /** Move the message to the dead-letter queue now, with reason `explicit`. */
   deadLetter(reason?: string): Promise<void>;
+  /**
+   * Answers a `bus.request()`: sends `data` as `type` to the requester's reply queue, with this
+   * message's id as causation id. NOT_A_REQUEST when the message has no reply-to. Settling is
+   * separate: the message is acked when the handler returns, as always.
+   */
+  reply<M extends MessageType<any>, N extends VersionOf<VersionsOf<M>> = LatestVersion<VersionsOf<M>>>(
+    type: M,
+    data: InputOf<VersionsOf<M>, N>,
+    options?: ReplyOptions<N>,
+  ): Promise<Envelope>;
 }
+
+type VersionsOf<M> = M extends MessageType<infer V> ? V : never;
 
 export type Handler<T = unknown> = (message: Message<T>, context: HandlerContext) => unknown;
 
@@ -128,6 +144,13 @@ export interface BusRuntime {
   logger?: Logger | undefined;
   register(consumer: Consumer): void;
   unregister(consumer: Consumer): void;
+  /** Sends a reply to `request` (ctx.reply); see request-reply.ts. */
+  reply(
+    request: Envelope,
+    type: MessageType,
+    data: unknown,
+    options: ReplyOptions | undefined,
+  ): Promise<Envelope>;
 }
 
 export interface Registration {
@@ -227,6 +250,10 @@ class Context implements HandlerContext {
   async deadLetter(reason?: string): Promise<void> {
     this.claim("dead-letter");
     await this.consumer.settleDeadLetter(this, reason ?? "explicit");
+  }
+
+  reply(type: MessageType, data: unknown, options?: ReplyOptions): Promise<Envelope> {
+    return this.consumer.sendReply(this.envelope, type, data, options);
   }
 }
 
@@ -450,10 +477,13 @@ export class RunningConsumer implements Consumer {
 
     let data: unknown;
     try {
-      // A structured-mode message was decoded whole by fromWire; a binary one only now.
-      data = isStructured(delivery.message)
-        ? envelope.data
-        : decodeData(delivery.message.body, envelope.dataContentType);
+      // A structured-mode message was decoded whole by fromWire; a binary one only now. A
+      // tombstone has no data at all.
+      data = envelope.tombstone
+        ? null
+        : isStructured(delivery.message)
+          ? envelope.data
+          : decodeData(delivery.message.body, envelope.dataContentType);
     } catch (error) {
       return this.#deadLetter(delivery, { reason: "decode", error, envelope, handler: registration.name });
     }
@@ -461,7 +491,8 @@ export class RunningConsumer implements Consumer {
     // The envelope is this delivery's own (fromWire made it): it becomes the handler's message.
     const publishedVersion = envelope.schemaVersion;
     const message: Message = envelope;
-    if (registration.type.versionList.length === 0) {
+    // Untyped handlers and tombstones (null data by definition) skip version checks and validation.
+    if (registration.type.versionList.length === 0 || envelope.tombstone) {
       message.data = data;
     } else {
       const type = registration.type;
@@ -689,6 +720,11 @@ export class RunningConsumer implements Consumer {
         `nack delayMs must be a number from 0 to ${max} (the ${this.#transport.name} limit), got ${delayMs}`,
       );
     }
+  }
+
+  /** @internal ctx.reply() */
+  sendReply(request: Envelope, type: MessageType, data: unknown, options?: ReplyOptions): Promise<Envelope> {
+    return this.#runtime.reply(request, type, data, options);
   }
 
   /** @internal ctx.deadLetter() */

@@ -26,12 +26,22 @@ export interface Envelope<T = unknown> {
   key?: string;
   correlationId?: string;
   causationId?: string;
+  /**
+   * Where a reply to this message goes (CloudEvents extension `replyto`): a queue name, set by
+   * `bus.request()` and read by `ctx.reply()`.
+   */
+  replyTo?: string;
   /** W3C trace context. */
   traceparent?: string;
   tracestate?: string;
   /** User headers: string values, names must not start with the reserved `ce_` prefix. */
   headers: Record<string, string>;
   data: T;
+  /**
+   * A deletion marker for `key` on a compacted topic (Kafka: a record with a null value). Its `data`
+   * is null and never validated. Only transports with `capabilities.tombstones` carry one.
+   */
+  tombstone?: true;
 }
 
 /**
@@ -44,6 +54,12 @@ export interface WireMessage {
   key?: string;
   headers: Record<string, string>;
   body: Uint8Array;
+  /**
+   * A tombstone: the broker should store no value at all (Kafka: a null record value), so that
+   * compaction removes the key. The body is empty and the attributes travel as `ce_*` headers.
+   * The core hands one only to a transport with `capabilities.tombstones`.
+   */
+  tombstone?: true;
 }
 
 /** Prefix of every header Switchyard itself writes. User headers may not use it. */
@@ -62,6 +78,7 @@ const ATTRIBUTES = {
   key: "partitionkey",
   correlationId: "correlationid",
   causationId: "causationid",
+  replyTo: "replyto",
   traceparent: "traceparent",
   tracestate: "tracestate",
 } as const satisfies Record<string, string>;
@@ -84,9 +101,12 @@ export const JSON_CONTENT_TYPE = "application/json";
 const REQUIRED_ATTRIBUTES = ["id", "type", "source", "specversion"] as const;
 export const BYTES_CONTENT_TYPE = "application/octet-stream";
 
-export type EnvelopeInput<T = unknown> = Partial<Omit<Envelope<T>, "specversion" | "data" | "type">> & {
+export type EnvelopeInput<T = unknown> = Partial<
+  Omit<Envelope<T>, "specversion" | "data" | "type" | "tombstone">
+> & {
   type: string;
   data: T;
+  tombstone?: boolean;
 };
 
 // Bodies are encoded with Buffer.from (a Uint8Array): for small strings it writes into Node's shared
@@ -98,7 +118,8 @@ const utf8 = (text: string): Uint8Array => Buffer.from(text, "utf8");
 // makes id generation ~10× cheaper on the publish path.
 const RANDOM_POOL = new Uint8Array(4096);
 let randomOffset = RANDOM_POOL.length;
-function newId(): string {
+/** A new envelope id (UUIDv7). */
+export function newId(): string {
   if (randomOffset + 16 > RANDOM_POOL.length) {
     randomFillSync(RANDOM_POOL);
     randomOffset = 0;
@@ -129,6 +150,7 @@ const OPTIONAL_ATTRIBUTES = [
   ["key", "partitionkey"],
   ["correlationId", "correlationid"],
   ["causationId", "causationid"],
+  ["replyTo", "replyto"],
   ["traceparent", "traceparent"],
   ["tracestate", "tracestate"],
 ] as const;
@@ -140,6 +162,7 @@ const OPTIONAL_FIELDS = [
   "key",
   "correlationId",
   "causationId",
+  "replyTo",
   "traceparent",
   "tracestate",
 ] as const;
@@ -159,6 +182,7 @@ export function createEnvelope<T>(input: EnvelopeInput<T>, defaults: { source: s
     const value = input[field];
     if (value !== undefined) (envelope as any)[field] = value;
   }
+  if (input.tombstone) envelope.tombstone = true;
   return envelope;
 }
 
@@ -248,7 +272,9 @@ export function toWire(
 ): WireMessage {
   // Raw bytes stay in binary mode even on a structured transport: base64 would make them a third
   // larger, and a consumer tells the two modes apart per message.
-  if (mode === "structured" && !isBytesContent(envelope)) return toStructuredWire(envelope, extraHeaders);
+  // A tombstone has no body to put a structured event in: its attributes always travel as headers.
+  if (mode === "structured" && !isBytesContent(envelope) && !envelope.tombstone)
+    return toStructuredWire(envelope, extraHeaders);
   validateUserHeaders(envelope.headers);
   const headers: Record<string, string> = { ...envelope.headers };
   for (const [field, header] of HEADER_BY_FIELD) {
@@ -259,11 +285,14 @@ export function toWire(
   const wire: WireMessage = {
     id: envelope.id,
     headers,
-    body: encodeData(envelope.data, envelope.dataContentType),
+    body: envelope.tombstone ? EMPTY_BODY : encodeData(envelope.data, envelope.dataContentType),
   };
   if (envelope.key !== undefined) wire.key = envelope.key;
+  if (envelope.tombstone) wire.tombstone = true;
   return wire;
 }
+
+const EMPTY_BODY = new Uint8Array(0);
 
 function isBytesContent(envelope: Envelope): boolean {
   const type = envelope.dataContentType;
@@ -420,8 +449,13 @@ export function fromWire(wire: WireMessage, options: { decodeBody?: boolean } = 
     time: attributes.time ?? new Date(0).toISOString(),
     dataContentType: contentType,
     headers,
-    data: options.decodeBody === false ? wire.body : decodeData(wire.body, contentType),
+    data: wire.tombstone
+      ? null
+      : options.decodeBody === false
+        ? wire.body
+        : decodeData(wire.body, contentType),
   };
+  if (wire.tombstone) envelope.tombstone = true;
   if (attributes.schemaVersion !== undefined) {
     const version = Number(attributes.schemaVersion);
     if (!Number.isInteger(version)) {

@@ -18,6 +18,8 @@ export type ErrorCode =
   | "TIMEOUT"
   | "ALREADY_SETTLED"
   | "CAPABILITY_MISSING"
+  /** `ctx.reply()` on a message that was not sent by `bus.request()` (it has no reply-to). */
+  | "NOT_A_REQUEST"
   | "TRANSPORT_ERROR";
 
 export class SwitchyardError extends Error {

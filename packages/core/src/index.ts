@@ -51,6 +51,7 @@ export {
   isJsonContentType,
   isStructured,
   JSON_CONTENT_TYPE,
+  newId,
   packHeaders,
   RESERVED_PREFIX,
   renamePrefix,
@@ -64,6 +65,7 @@ export { type ErrorCode, isSwitchyardError, PermanentError, redactUrl, Switchyar
 export { type IdempotencyStore, MemoryIdempotencyStore } from "./idempotency.js";
 export type { Instrumentation, InstrumentationScope, Logger, Settlement } from "./instrumentation.js";
 export { prepareEnvelope } from "./prepare.js";
+export { DEFAULT_REQUEST_TIMEOUT_MS, type ReplyOptions, type RequestOptions } from "./request-reply.js";
 export { backoffDelay, defaultRetry, type RetryOptions } from "./retry.js";
 export {
   defineMessage,

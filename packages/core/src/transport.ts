@@ -28,6 +28,11 @@ export interface Capabilities {
   balancedConsumers: boolean;
   /** Upper bound of `nack({ delayMs })` the adapter can honour. */
   maxDelayMs: number;
+  /**
+   * The transport stores tombstones (`WireMessage.tombstone`: no value at all), which delete a key
+   * on a compacted topic (Kafka). Without it the core refuses `publish(…, { tombstone: true })`.
+   */
+  tombstones: boolean;
 }
 
 export const defaultCapabilities: Capabilities = {
@@ -42,6 +47,7 @@ export const defaultCapabilities: Capabilities = {
   redeliveryCount: false,
   balancedConsumers: true,
   maxDelayMs: 15 * 60 * 1000,
+  tombstones: false,
 };
 
 export function resolveCapabilities(partial: Partial<Capabilities> | undefined): Capabilities {
@@ -124,6 +130,12 @@ export interface Transport {
   readonly contentMode?: ContentMode;
   connect?(): Promise<void>;
   provision?(entities: TopologyEntity[]): Promise<void>;
+  /**
+   * Optional: deletes topology a bus created for itself alone (the reply queue of
+   * `bus.request()`), called on close. Absent: it stays on the broker. Deleting what is already
+   * gone is not an error.
+   */
+  unprovision?(entities: TopologyEntity[]): Promise<void>;
   /** Publish a batch to one destination; resolves once the broker accepted all of it. */
   publish(destination: Destination, messages: WireMessage[]): Promise<void>;
   /**

@@ -216,7 +216,8 @@ export class PlatformaticDriver implements KafkaDriver {
       messages: records.map((r) => {
         const message: { topic: string; key?: Buffer; value: Buffer; headers: Map<Buffer, Buffer> } = {
           topic: r.topic,
-          value: r.value,
+          // null is a tombstone: the client's types say Buffer, and it writes null as Kafka's null.
+          value: r.value as Buffer,
           headers: new Map(r.headers.map(([name, value]) => [Buffer.from(name, "utf8"), value])),
         };
         if (r.key !== undefined) message.key = r.key;

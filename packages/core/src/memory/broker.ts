@@ -240,6 +240,13 @@ export class MemoryBroker {
     }
   }
 
+  /** Deletes a queue with what it holds; its receivers get nothing more. */
+  removeQueue(name: string): void {
+    const id = `q:${name}`;
+    this.#queues.get(id)?.close();
+    this.#queues.delete(id);
+  }
+
   depth(source: Source): number {
     return this.queue(source).depth;
   }

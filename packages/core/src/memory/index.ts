@@ -45,6 +45,10 @@ export class MemoryTransport implements Transport {
     }
   }
 
+  async unprovision(entities: TopologyEntity[]): Promise<void> {
+    for (const entity of entities) if (entity.kind === "queue") this.broker.removeQueue(entity.name);
+  }
+
   async publish(destination: Destination, messages: WireMessage[]): Promise<void> {
     this.#assertOpen();
     for (const message of messages) {
