@@ -17,4 +17,5 @@ export {
 } from "./definitions.js";
 export { EXIT } from "./exit-codes.js";
 export type { CliIo } from "./io.js";
+export { processIo } from "./process-io.js";
 export { runCli } from "./program.js";

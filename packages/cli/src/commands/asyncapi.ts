@@ -33,7 +33,7 @@ async function asyncapi(io: CliIo, global: GlobalOptions, options: AsyncApiOptio
   const asJson = global.json || options.out?.endsWith(".json");
   const text = asJson
     ? JSON.stringify(document, null, 2)
-    : stringify(document, { aliasDuplicateObjects: false });
+    : stringify(document, { aliasDuplicateObjects: false, lineWidth: 0 });
   if (!options.out) {
     io.out(text.replace(/\n$/, ""));
     return EXIT.ok;
