@@ -1,7 +1,6 @@
 import { execFileSync, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { fileURLToPath } from "node:url";
-import { expect } from "vitest";
 
 /** The built `switchyard` binary (pnpm build makes it). */
 export const BIN = fileURLToPath(new URL("../dist/main.js", import.meta.url));
@@ -55,7 +54,8 @@ export const jsonLines = (stdout: string) =>
 // ---- a real terminal: tmux on a socket of this test run, so no one else's sessions are touched ----
 
 const SOCKET = `switchyard-cli-test-${process.pid}`;
-const tmux = (...args: string[]) => execFileSync("tmux", ["-L", SOCKET, ...args], { encoding: "utf8" });
+const tmux = (...args: string[]) =>
+  execFileSync("tmux", ["-L", SOCKET, ...args], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
 
 export class Terminal {
   private constructor(readonly name: string) {}
@@ -90,10 +90,14 @@ export class Terminal {
 
   /** Waits until the screen shows `text` (polling the pane: tmux has no change event). */
   async waitFor(text: string | RegExp, timeout = 30_000): Promise<string> {
-    await expect
-      .poll(() => this.screen(), { timeout, interval: 100 })
-      .toMatch(typeof text === "string" ? new RegExp(escapeRegExp(text)) : text);
-    return this.screen();
+    const wanted = typeof text === "string" ? new RegExp(escapeRegExp(text)) : text;
+    const deadline = Date.now() + timeout;
+    for (;;) {
+      const screen = this.screen();
+      if (wanted.test(screen)) return screen;
+      if (Date.now() > deadline) throw new Error(`the terminal never showed ${wanted}; it shows:\n${screen}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
   }
 
   keys(...keys: string[]): void {

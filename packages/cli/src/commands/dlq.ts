@@ -134,7 +134,10 @@ async function settle(
   let read = 0;
   // Letters are read first (the bar's total grows), then each one removed is acked (the bar moves).
   const watch: TransportWatch = {
-    delivered: () => progress.total(ids ? ids.length : ++read),
+    delivered: () => {
+      read++;
+      progress.total(ids ? ids.length : read);
+    },
     acked: () => progress.tick(),
   };
   return withDlq(
@@ -146,6 +149,7 @@ async function settle(
       const location = await dlq.location();
       if (!global.json) progress = progressBar(action, io.terminal);
       const started = Date.now();
+      const { limit } = browseOptions(options);
       let count: number;
       try {
         const settleOptions = { ...browseOptions(options), ...(ids ? { ids } : {}) };
@@ -156,11 +160,13 @@ async function settle(
       const durationMs = Date.now() - started;
       const rate = ratePerSecond(count, durationMs);
       if (global.json) {
-        io.out(JSON.stringify({ action, location, count, durationMs, ratePerSecond: rate }));
+        const limitReached = read >= limit;
+        io.out(JSON.stringify({ action, location, count, durationMs, ratePerSecond: rate, limitReached }));
       } else {
         const verb = action === "redrive" ? "redrove" : "purged";
         io.out(
-          `${verb} ${count} dead letter(s) from ${location} in ${(durationMs / 1000).toFixed(1)} s (${rate} msg/s)`,
+          `${verb} ${count} dead letter(s) from ${location} in ${(durationMs / 1000).toFixed(1)} s (${rate} msg/s)` +
+            (read >= limit ? `; --limit ${limit} reached, run again for more` : ""),
         );
       }
       return EXIT.ok;

@@ -58,6 +58,8 @@ async function tail(io: CliIo, global: GlobalOptions, topic: string, options: Ta
     done = resolve;
   });
   const onStop = () => done();
+  // Nothing else may keep the process alive while it waits (the in-memory broker has no sockets).
+  const keepAlive = setInterval(() => {}, 60_000);
   io.stop?.addEventListener("abort", onStop, { once: true });
   try {
     if (options.fromBeginning && !(await bus.capabilities()).replayFromStart && !isKafka(url)) {
@@ -85,6 +87,7 @@ async function tail(io: CliIo, global: GlobalOptions, topic: string, options: Ta
     if (io.stop?.aborted) done();
     await finished;
   } finally {
+    clearInterval(keepAlive);
     io.stop?.removeEventListener("abort", onStop);
     if (!io.bus) await bus.close();
     if (throwaway) await removeSubscription(io, url, topic, subscription);
