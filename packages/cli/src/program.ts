@@ -1,3 +1,4 @@
+import { createRequire } from "node:module";
 import { Command, CommanderError } from "commander";
 import { registerAsyncApi } from "./commands/asyncapi.js";
 import { registerConformance } from "./commands/conformance.js";
@@ -32,12 +33,17 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
       }
     },
   };
+  // Only on its own: `publish --version N` is the schema version, so commander must not own it.
+  if (argv.length === 1 && (argv[0] === "--version" || argv[0] === "-V")) {
+    io.out(packageVersion());
+    return EXIT.ok;
+  }
   const program = buildProgram(context);
   try {
     await program.parseAsync(argv, { from: "user" });
   } catch (error) {
     if (!(error instanceof CommanderError)) throw error;
-    // --help and --version end with exit code 0; a usage mistake (already printed) with 2.
+    // --help ends with exit code 0; a usage mistake (already printed) with 2.
     return error.exitCode === 0 ? EXIT.ok : EXIT.usage;
   }
   return context.exitCode;
@@ -53,7 +59,8 @@ function buildProgram(context: CommandContext): Command {
     .showHelpAfterError("(run with --help for usage)")
     .addHelpText(
       "after",
-      "\nExit codes: 0 done, 1 failed, 2 bad usage or input, 3 topology drift, 130 interrupted.",
+      "\nExit codes: 0 done, 1 failed, 2 bad usage or input, 3 topology drift, 130 interrupted.\n" +
+        "switchyard --version prints the version.",
     );
   // Every subcommand reports through io and throws instead of exiting, so runCli keeps control.
   const configure = (command: Command) =>
@@ -81,3 +88,7 @@ export type Register = (
   context: CommandContext,
   configure: (command: Command) => Command,
 ) => void;
+
+function packageVersion(): string {
+  return (createRequire(import.meta.url)("../package.json") as { version: string }).version;
+}

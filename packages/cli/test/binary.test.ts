@@ -1,13 +1,36 @@
 // The built binary, driven as a shell script would: exit codes, --json field by field, stdin.
+import { spawn } from "node:child_process";
 import { describe, expect, it } from "vitest";
-import { FIXTURES, jsonLines, runBin, unique } from "./helpers.js";
+import { BIN, FIXTURES, jsonLines, runBin, unique } from "./helpers.js";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/;
 const SHOP = `${FIXTURES}shop-definitions.mjs`;
 
 describe.concurrent("switchyard binary", () => {
+  it("tail ends cleanly on SIGTERM: exit 0, with a count of what it showed", async () => {
+    const child = spawn(process.execPath, [BIN, "tail", "t", "--url", `memory://${unique("m")}`], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stderr = "";
+    const listening = new Promise<void>((resolve) =>
+      child.stderr.on("data", (chunk) => {
+        stderr += chunk;
+        if (stderr.includes("Ctrl-C to stop")) resolve();
+      }),
+    );
+    await listening;
+    child.kill("SIGTERM");
+    const code = await new Promise((resolve) => child.once("close", resolve));
+    expect(code).toBe(0);
+    expect(stderr).toMatch(/subscription tail-[0-9a-f]{8} lives in this process's in-memory broker/);
+    expect(stderr).toContain("0 message(s) shown");
+  });
+
   it("prints help for the program and each subcommand, exit 0", async () => {
+    const version = await runBin(["--version"]);
+    expect(version.code).toBe(0);
+    expect(version.stdout.trim()).toMatch(/^\d+\.\d+\.\d+$/);
     const top = await runBin(["--help"]);
     expect(top.code).toBe(0);
     for (const command of ["tail", "publish", "dlq", "topology", "asyncapi", "conformance"]) {
@@ -197,7 +220,12 @@ describe.concurrent("switchyard binary", () => {
     expect(run.stdout + run.stderr).toMatch(/1 passed/);
     expect(run.code).toBe(0);
 
-    const missing = await runBin(["conformance", `${FIXTURES}no-such-adapter.mjs`, "--only", "x"]);
+    const missing = await runBin(["conformance", `${FIXTURES}no-such-adapter.mjs`, "--only", "x", "--json"]);
     expect(missing.code).toBe(1);
+    expect(JSON.parse(missing.stdout)).toEqual({
+      adapter: `${FIXTURES}no-such-adapter.mjs`,
+      passed: false,
+      exitCode: 1,
+    });
   }, 60_000);
 });

@@ -13,7 +13,9 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 function cliOn(url: string, secret?: string) {
   return () =>
     describe.concurrent(url.replace(/\/\/.*@/, "//"), () => {
-      it("tail shows what publish sends (filtered by --type) and Ctrl-C removes its subscription", async ({ expect }) => {
+      it("tail shows what publish sends (filtered by --type) and Ctrl-C removes its subscription", async ({
+        expect,
+      }) => {
         const topic = unique("cli-tail");
         const terminal = Terminal.start([BIN, "tail", topic, "--url", url, "--type", "order.placed"]);
         try {
@@ -77,7 +79,9 @@ function cliOn(url: string, secret?: string) {
         }
       });
 
-      it("dlq list --json, then a redrive with a progress bar, then the subscription gets them back", async ({ expect }) => {
+      it("dlq list --json, then a redrive with a progress bar, then the subscription gets them back", async ({
+        expect,
+      }) => {
         const topic = unique("cli-dlq");
         const subscription = "billing";
         const count = 30;
@@ -150,7 +154,9 @@ function cliOn(url: string, secret?: string) {
         await consumer.close();
       });
 
-      it("topology diff finds what is missing (exit 3), apply creates it, diff is then clean", async ({ expect }) => {
+      it("topology diff finds what is missing (exit 3), apply creates it, diff is then clean", async ({
+        expect,
+      }) => {
         const prefix = unique("cli-shop");
         const env = { SHOP_PREFIX: prefix };
         const args = ["--module", `${FIXTURES}shop-definitions.mjs`, "--url", url, "--json"];

@@ -27,7 +27,12 @@ export const registerConformance: Register = (program, context, configure) => {
     )
     .option("--time-scale <n>", "multiply every timeout (slow brokers)")
     .action((adapter: string, options: ConformanceOptions, command: Command) =>
-      context.run(command, (global) => conformance(context.io.env, global, adapter, options)),
+      context.run(command, async (global) => {
+        const exitCode = await conformance(context.io.env, global, adapter, options);
+        // With --json the suite's own report went to stderr; stdout gets the verdict alone.
+        if (global.json) context.io.out(JSON.stringify({ adapter, passed: exitCode === 0, exitCode }));
+        return exitCode;
+      }),
     );
 };
 
@@ -47,7 +52,8 @@ async function conformance(
   if (url) args.push("--url", url);
   for (const only of options.only ?? []) args.push("--only", only);
   if (options.timeScale) args.push("--time-scale", options.timeScale);
-  const child = spawn(process.execPath, args, { stdio: "inherit" });
+  // The report is the suite's (vitest's); with --json it goes to stderr so stdout stays JSON.
+  const child = spawn(process.execPath, args, { stdio: ["inherit", global.json ? 2 : "inherit", "inherit"] });
   return new Promise<number>((resolve, reject) => {
     child.once("error", reject);
     child.once("exit", (code, signal) => resolve(code ?? (signal ? 130 : 1)));
