@@ -1,4 +1,5 @@
 // The binary against real brokers, in a real terminal (tmux) where a person would watch it.
+import { spawn } from "node:child_process";
 import { brokerEndpoint, describeWithBroker } from "@switchyard/broker-stack/available";
 import { PermanentError, REDRIVE_TO } from "@switchyard/core";
 import { afterAll, describe, it } from "vitest";
@@ -10,7 +11,8 @@ afterAll(closeTerminals);
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
-function cliOn(url: string, secret?: string) {
+/** `replays`: a new subscription can read what was published before it (Kafka). */
+function cliOn(url: string, replays: boolean, secret?: string) {
   return () =>
     describe.concurrent(url.replace(/\/\/.*@/, "//"), () => {
       it("tail shows what publish sends (filtered by --type) and Ctrl-C removes its subscription", async ({
@@ -77,6 +79,69 @@ function cliOn(url: string, secret?: string) {
         } finally {
           terminal.kill();
         }
+      });
+
+      it("tail --from-beginning --count --json: field by field, replayed where the broker keeps history", async ({
+        expect,
+      }) => {
+        const topic = unique("cli-replay");
+        const publish = () =>
+          runBin(
+            ["publish", topic, "--url", url, "--type", "order.placed", "--version", "2", "--key", "k"].concat(
+              ["--subject", "o-7", "--header", "tenant=acme", "--data", '{"orderId":"o-7"}', "--json"],
+            ),
+          );
+        // Where the broker replays, the message is there before the tail starts; elsewhere it is
+        // published once the tail listens.
+        const early = replays ? jsonLines((await publish()).stdout)[0] : undefined;
+        const child = spawn(
+          process.execPath,
+          [BIN, "tail", topic, "--url", url, "--from-beginning", "--count", "1", "--json"],
+          {
+            stdio: ["ignore", "pipe", "pipe"],
+          },
+        );
+        let stdout = "";
+        let stderr = "";
+        child.stdout.on("data", (chunk) => {
+          stdout += chunk;
+        });
+        const listening = new Promise<void>((resolve) =>
+          child.stderr.on("data", (chunk) => {
+            stderr += chunk;
+            if (stderr.includes("Ctrl-C to stop")) resolve();
+          }),
+        );
+        const closed = new Promise((resolve) => child.once("close", resolve));
+        await listening;
+        const sent = early ?? jsonLines((await publish()).stdout)[0]!;
+        expect(await closed).toBe(0);
+        if (replays) expect(stderr).not.toContain("keeps no history");
+        else expect(stderr).toContain("keeps no history for a new subscription; showing new messages only");
+        const [record] = jsonLines(stdout);
+        expect(Object.keys(record!)).toEqual([
+          "id",
+          "type",
+          "version",
+          "key",
+          "time",
+          "source",
+          "subject",
+          "headers",
+          "data",
+        ]);
+        expect(record).toEqual({
+          id: sent!.id,
+          type: "order.placed",
+          version: 2,
+          key: "k",
+          time: sent!.time,
+          source: "switchyard-cli",
+          subject: "o-7",
+          headers: { tenant: "acme" },
+          data: { orderId: "o-7" },
+        });
+        expect(stderr).toMatch(/removed subscription tail-[0-9a-f]{8}/);
       });
 
       it("dlq list --json, then a redrive with a progress bar, then the subscription gets them back", async ({
@@ -187,10 +252,10 @@ function cliOn(url: string, secret?: string) {
 }
 
 const kafka = `kafka://${brokerEndpoint("kafka").url}`;
-describeWithBroker("kafka", "switchyard CLI on Kafka", cliOn(kafka));
+describeWithBroker("kafka", "switchyard CLI on Kafka", cliOn(kafka, true));
 const rabbit = brokerEndpoint("rabbitmq").url;
 describeWithBroker(
   "rabbitmq",
   "switchyard CLI on RabbitMQ",
-  cliOn(rabbit, new URL(rabbit).password || undefined),
+  cliOn(rabbit, false, new URL(rabbit).password || undefined),
 );
