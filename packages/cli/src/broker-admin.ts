@@ -1,4 +1,4 @@
-import type { TopologyEntity } from "@switchyard/core";
+import { parseBusUrl, type TopologyEntity } from "@switchyard/core";
 import { importFromAdapter } from "./connect.js";
 
 /**
@@ -15,7 +15,7 @@ export interface BrokerAdmin {
 }
 
 export async function brokerAdmin(url: string): Promise<BrokerAdmin | undefined> {
-  const parsed = new URL(url);
+  const parsed = parseBusUrl(url); // also kafka://h1:9092,h2:9092, as the `hosts` parameter
   switch (parsed.protocol) {
     case "kafka:":
       return kafkaAdmin(parsed);

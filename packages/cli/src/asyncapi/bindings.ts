@@ -1,4 +1,4 @@
-import { redactUrl } from "@switchyard/core";
+import { parseBusUrl, redactUrl } from "@switchyard/core";
 
 /**
  * How a URL scheme shows up in AsyncAPI: the server's protocol, and the bindings that say how
@@ -36,7 +36,7 @@ const KAFKA = "0.5.0";
 const AMQP = "0.3.0";
 
 export function bindingsFor(url: string | undefined): BrokerBindings {
-  const parsed = url ? new URL(url) : undefined;
+  const parsed = url ? parseBusUrl(url) : undefined; // also kafka://h1:9092,h2:9092
   const scheme = parsed?.protocol.replace(/:$/, "");
   const protocol = scheme ? PROTOCOLS[scheme] : undefined;
   const server =

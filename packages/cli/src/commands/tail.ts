@@ -47,7 +47,8 @@ async function tail(io: CliIo, global: GlobalOptions, topic: string, options: Ta
   }
   const throwaway = options.subscription === undefined;
   const subscription = options.subscription ?? `tail-${randomBytes(4).toString("hex")}`;
-  const url = startingPoint(brokerUrl(io, global), options.fromBeginning === true);
+  const given = brokerUrl(io, global);
+  const url = startingPoint(given, options.fromBeginning === true);
   const c = colorsFor(io, global);
   const types = options.type ? new Set(options.type) : undefined;
 
@@ -62,7 +63,7 @@ async function tail(io: CliIo, global: GlobalOptions, topic: string, options: Ta
   const keepAlive = setInterval(() => {}, 60_000);
   io.stop?.addEventListener("abort", onStop, { once: true });
   try {
-    if (options.fromBeginning && !(await bus.capabilities()).replayFromStart && !isKafka(url)) {
+    if (options.fromBeginning && !(await bus.capabilities()).replayFromStart) {
       io.err(
         c.yellow(
           `note: ${(await bus.transport()).name} keeps no history for a new subscription; showing new messages only`,
@@ -82,7 +83,7 @@ async function tail(io: CliIo, global: GlobalOptions, topic: string, options: Ta
       )
       .start({ concurrency: 1 });
     io.err(
-      c.dim(`tailing topic ${topic} as subscription ${subscription} on ${shownUrl(url)}; Ctrl-C to stop`),
+      c.dim(`tailing topic ${topic} as subscription ${subscription} on ${shownUrl(given)}; Ctrl-C to stop`),
     );
     if (io.stop?.aborted) done();
     await finished;
@@ -99,7 +100,7 @@ async function tail(io: CliIo, global: GlobalOptions, topic: string, options: Ta
 /** Kafka starts a new consumer group at the earliest offset by default; tail wants the latest. */
 function startingPoint(url: string, fromBeginning: boolean): string {
   if (!isKafka(url)) return url;
-  const parsed = new URL(url);
+  const parsed = parseBusUrl(url);
   if (parsed.searchParams.has("startFrom")) return url;
   parsed.searchParams.set("startFrom", fromBeginning ? "earliest" : "latest");
   return parsed.toString();
