@@ -33,18 +33,27 @@ export function progressBar(label: string, terminal: NodeJS.WriteStream | undefi
     cliProgress.Presets.shades_classic,
   );
   const rate = () => (done / Math.max((Date.now() - started) / 1000, 0.001)).toFixed(1);
-  bar.start(0, 0, { rate: "0.0" });
+  // Drawn from the first letter on: a command that fails or finds nothing leaves no empty bar
+  // (and no hidden cursor) behind.
+  let drawing = false;
+  const draw = () => {
+    if (!drawing) bar.start(Math.max(total, done), done, { rate: rate() });
+    drawing = true;
+  };
   return {
     total(count) {
       total = count;
+      draw();
       bar.setTotal(Math.max(total, done));
     },
     tick() {
       done++;
+      draw();
       bar.setTotal(Math.max(total, done));
       bar.update(done, { rate: rate() });
     },
     stop() {
+      if (!drawing) return;
       bar.update(done, { rate: rate() });
       bar.stop();
     },

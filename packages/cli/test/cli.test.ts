@@ -42,6 +42,25 @@ it("lists, shows, redrives and purges dead letters", async () => {
   await expect.poll(() => handled.sort()).toEqual([1, 2]);
 
   out.length = 0;
+  expect(await runCli(["dlq", "purge", ...args, "--id", "no-such-letter", "--json"], io)).toBe(0);
+  const nothing = JSON.parse(out[0]!);
+  expect(Object.keys(nothing)).toEqual([
+    "action",
+    "location",
+    "count",
+    "durationMs",
+    "ratePerSecond",
+    "limitReached",
+  ]);
+  expect(nothing).toMatchObject({
+    action: "purge",
+    location: "tasks.worker.dlq",
+    count: 0,
+    limitReached: false,
+  });
+  expect(nothing.durationMs).toBeGreaterThanOrEqual(0);
+
+  out.length = 0;
   expect(await runCli(["dlq", "purge", ...args], io)).toBe(0);
   expect(out[0]).toMatch(/^purged 1 dead letter\(s\) from tasks\.worker\.dlq in /);
   await bus.close();

@@ -3,8 +3,8 @@ import type { Command } from "commander";
 import { openBus, type TransportWatch } from "../connect.js";
 import { EXIT } from "../exit-codes.js";
 import { brokerUrl, type CliIo, colorsFor, type GlobalOptions } from "../io.js";
-import type { CommandContext, Register } from "../program.js";
-import { type Progress, progressBar, ratePerSecond } from "../progress.js";
+import type { Register } from "../program.js";
+import { progressBar, ratePerSecond } from "../progress.js";
 
 interface DlqOptions {
   queue?: string;
@@ -40,12 +40,12 @@ export const registerDlq: Register = (program, context, configure) => {
   selectable(common(dlq.command("redrive").description("send letters back to where they failed")))
     .argument("[names...]", target)
     .action((names: string[], options: DlqOptions, command: Command) =>
-      context.run(command, (global) => settle(context, global, "redrive", names, options)),
+      context.run(command, (global) => settle(context.io, global, "redrive", names, options)),
     );
   selectable(common(dlq.command("purge").description("delete letters for good")))
     .argument("[names...]", target)
     .action((names: string[], options: DlqOptions, command: Command) =>
-      context.run(command, (global) => settle(context, global, "purge", names, options)),
+      context.run(command, (global) => settle(context.io, global, "purge", names, options)),
     );
 };
 
@@ -122,15 +122,15 @@ async function show(io: CliIo, global: GlobalOptions, names: string[], options: 
 
 /** Redrive or purge, with a progress bar on a terminal and a summary at the end. */
 async function settle(
-  context: CommandContext,
+  io: CliIo,
   global: GlobalOptions,
   action: "redrive" | "purge",
   names: string[],
   options: DlqOptions,
 ) {
-  const { io } = context;
   const ids = options.id;
-  let progress: Progress = progressBar(action, undefined);
+  const { limit } = browseOptions(options);
+  const progress = progressBar(action, global.json ? undefined : io.terminal);
   let read = 0;
   // Letters are read first (the bar's total grows), then each one removed is acked (the bar moves).
   const watch: TransportWatch = {
@@ -147,9 +147,7 @@ async function settle(
     options,
     async (dlq) => {
       const location = await dlq.location();
-      if (!global.json) progress = progressBar(action, io.terminal);
       const started = Date.now();
-      const { limit } = browseOptions(options);
       let count: number;
       try {
         const settleOptions = { ...browseOptions(options), ...(ids ? { ids } : {}) };
