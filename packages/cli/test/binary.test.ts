@@ -27,6 +27,14 @@ describe.concurrent("switchyard binary", () => {
     expect(stderr).toContain("0 message(s) shown");
   });
 
+  it("an unreachable broker is exit 1 with TRANSPORT_ERROR, and tail leaves nothing to clean up", async () => {
+    const run = await runBin(["tail", "t", "--url", "amqp://guest:hunter2@127.0.0.1:1"]);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toMatch(/^error TRANSPORT_ERROR: cannot connect to RabbitMQ/);
+    expect(run.stderr).not.toContain("hunter2");
+    expect(run.stderr).not.toContain("subscription");
+  });
+
   it("prints help for the program and each subcommand, exit 0", async () => {
     const version = await runBin(["--version"]);
     expect(version.code).toBe(0);

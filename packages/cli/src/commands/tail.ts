@@ -54,6 +54,8 @@ async function tail(io: CliIo, global: GlobalOptions, topic: string, options: Ta
 
   const bus = io.bus ?? (await openBus(url));
   let printed = 0;
+  /** Whether there may be a throwaway subscription to remove (once connected, start() creates it). */
+  let created = false;
   let done!: () => void;
   const finished = new Promise<void>((resolve) => {
     done = resolve;
@@ -63,6 +65,8 @@ async function tail(io: CliIo, global: GlobalOptions, topic: string, options: Ta
   const keepAlive = setInterval(() => {}, 60_000);
   io.stop?.addEventListener("abort", onStop, { once: true });
   try {
+    await bus.transport(); // connect first: if the broker is unreachable, nothing was created
+    created = throwaway;
     if (options.fromBeginning && !(await bus.capabilities()).replayFromStart) {
       io.err(
         c.yellow(
@@ -91,7 +95,7 @@ async function tail(io: CliIo, global: GlobalOptions, topic: string, options: Ta
     clearInterval(keepAlive);
     io.stop?.removeEventListener("abort", onStop);
     if (!io.bus) await bus.close();
-    if (throwaway) await removeSubscription(io, url, topic, subscription);
+    if (created) await removeSubscription(io, url, topic, subscription);
   }
   io.err(c.dim(`${printed} message(s) shown`));
   return EXIT.ok;
