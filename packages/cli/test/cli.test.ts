@@ -35,12 +35,34 @@ it("lists, shows, redrives and purges dead letters", async () => {
   healthy = true;
   out.length = 0;
   expect(await runCli(["dlq", "redrive", ...args, "--id", sent[0]!.id, "--id", sent[1]!.id], io)).toBe(0);
-  expect(out).toEqual(["redrove 2 dead letter(s) from tasks.worker.dlq"]);
+  expect(out).toHaveLength(1);
+  expect(out[0]).toMatch(
+    /^redrove 2 dead letter\(s\) from tasks\.worker\.dlq in [\d.]+ s \([\d.]+ msg\/s\)$/,
+  );
   await expect.poll(() => handled.sort()).toEqual([1, 2]);
 
   out.length = 0;
+  expect(await runCli(["dlq", "purge", ...args, "--id", "no-such-letter", "--json"], io)).toBe(0);
+  const nothing = JSON.parse(out[0]!);
+  expect(Object.keys(nothing)).toEqual([
+    "action",
+    "location",
+    "count",
+    "durationMs",
+    "ratePerSecond",
+    "limitReached",
+  ]);
+  expect(nothing).toMatchObject({
+    action: "purge",
+    location: "tasks.worker.dlq",
+    count: 0,
+    limitReached: false,
+  });
+  expect(nothing.durationMs).toBeGreaterThanOrEqual(0);
+
+  out.length = 0;
   expect(await runCli(["dlq", "purge", ...args], io)).toBe(0);
-  expect(out).toEqual(["purged 1 dead letter(s) from tasks.worker.dlq"]);
+  expect(out[0]).toMatch(/^purged 1 dead letter\(s\) from tasks\.worker\.dlq in /);
   await bus.close();
 });
 
@@ -50,7 +72,7 @@ it("explains bad usage and bad URLs without leaking credentials", async () => {
   expect(await runCli(["dlq", "list"], io)).toBe(2);
   expect(out.join("\n")).toContain("name a topic and a subscription");
   out.length = 0;
-  expect(await runCli(["dlq", "list", "t", "s", "--url", "nats://u:secret@h"], io)).toBe(1);
+  expect(await runCli(["dlq", "list", "t", "s", "--url", "nats://u:secret@h"], io)).toBe(2);
   expect(out.join("\n")).toContain("UNKNOWN_SCHEME");
   expect(out.join("\n")).not.toContain("secret");
 });
