@@ -21,9 +21,10 @@ import { createTransport as kafkaTransport } from "@switchyard/kafka";
 import { createTransport as rabbitTransport } from "@switchyard/rabbitmq";
 import { createTransport as stompTransport } from "@switchyard/stomp";
 import { afterAll, beforeAll, describe, it } from "vitest";
-import { runScenario } from "./scenario.js";
+import { runBacklogScenario, runScenario } from "./scenario.js";
 
 const TEST = "one trace from publish to process, and the metrics of the run";
+const LAG = "the consumer-lag gauge reports the backlog the broker counts";
 
 describeWithBroker("kafka", "otel on Kafka", () => {
   const brokers = brokerEndpoint("kafka").url;
@@ -38,6 +39,13 @@ describeWithBroker("kafka", "otel on Kafka", () => {
     await runScenario({
       system: "kafka",
       bus: () => ({ transport: kafkaTransport(new URL(`kafka://${brokers}`), fastGroups) }),
+      timeoutMs: 45_000,
+    });
+  });
+  it.each(["platformatic", "kafkajs"])(`${LAG} (%s driver)`, { timeout: 60_000 }, async (driver) => {
+    await runBacklogScenario({
+      system: "kafka",
+      bus: () => ({ transport: kafkaTransport(new URL(`kafka://${brokers}?driver=${driver}`), fastGroups) }),
       timeoutMs: 45_000,
     });
   });
@@ -64,12 +72,26 @@ describeWithBroker("elasticmq", "otel on SQS (ElasticMQ)", () => {
       timeoutMs: 30_000,
     });
   });
+  it(LAG, { timeout: 60_000 }, async () => {
+    await runBacklogScenario({
+      system: "sqs",
+      bus: () => ({ transport: new SqsTransport({ endpoint, ...localAws, waitTimeSeconds: 1 }) }),
+      timeoutMs: 30_000,
+    });
+  });
 });
 
 describeWithBroker("moto", "otel on SNS + SQS (moto)", () => {
   const endpoint = brokerEndpoint("moto").url;
   it(TEST, { timeout: 90_000 }, async () => {
     await runScenario({
+      system: "sns",
+      bus: () => ({ transport: new SnsTransport({ endpoint, ...localAws, waitTimeSeconds: 1 }) }),
+      timeoutMs: 60_000,
+    });
+  });
+  it(LAG, { timeout: 90_000 }, async () => {
+    await runBacklogScenario({
       system: "sns",
       bus: () => ({ transport: new SnsTransport({ endpoint, ...localAws, waitTimeSeconds: 1 }) }),
       timeoutMs: 60_000,

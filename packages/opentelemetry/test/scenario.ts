@@ -19,7 +19,7 @@ import {
 import { type Bus, type BusOptions, createBus, defineMessage, type Envelope } from "@switchyard/core";
 import { expect } from "vitest";
 import { z } from "zod";
-import { type OtelOptions, otel } from "../src/index.js";
+import { consumerLagGauge, type OtelOptions, otel } from "../src/index.js";
 
 export const Job = defineMessage({ type: "otel.job", versions: { 1: z.object({ n: z.number() }) } });
 
@@ -197,6 +197,63 @@ export async function runScenario(target: ScenarioTarget, otelOptions: OtelOptio
     expect(attempts.get(1)).toBe(3);
   } finally {
     await Promise.all(buses.map((bus) => bus.close()));
+  }
+}
+
+/**
+ * A known backlog, read back through `bus.backlog()` and the consumer-lag gauge: one message is
+ * consumed (so the subscription exists and its consumers have settled something), five are
+ * published while no consumer runs, then all are consumed. A source that does not exist is left
+ * out of the gauge.
+ */
+export async function runBacklogScenario(target: ScenarioTarget): Promise<void> {
+  const t = telemetry();
+  const topic = `lag-${randomUUID().slice(0, 8)}`;
+  const subscription = "svc";
+  const timeout = target.timeoutMs ?? 20_000;
+  const bus = createBus({ ...target.bus(), source: "lag" });
+  const stopGauge = consumerLagGauge(bus, {
+    sources: [
+      { topic, subscription },
+      { topic: `${topic}-none`, subscription },
+    ],
+    meterProvider: t.meterProvider,
+  });
+  const lag = async () =>
+    (await t.points("switchyard.messaging.consumer.lag")).map((p) => [p.attributes, p.value]);
+  const attributes = {
+    "messaging.system": target.system,
+    "messaging.destination.name": topic,
+    "messaging.destination.subscription.name": subscription,
+    "messaging.consumer.group.name": subscription,
+  };
+  try {
+    const handled = new Set<number>();
+    const start = () =>
+      bus
+        .subscribe(topic, subscription)
+        .on(Job, (message) => {
+          handled.add(message.data.n);
+        })
+        .start();
+    let consumer = await start();
+    await bus.publish(topic, Job, { n: 0 });
+    await expect.poll(() => handled.size, { timeout }).toBe(1);
+    await expect.poll(() => bus.backlog(topic, subscription), { timeout }).toBe(0);
+    await consumer.stop();
+
+    for (let n = 1; n <= 5; n++) await bus.publish(topic, Job, { n });
+    await expect.poll(() => bus.backlog(topic, subscription), { timeout }).toBe(5);
+    expect(await lag()).toEqual([[attributes, 5]]);
+
+    consumer = await start();
+    await expect.poll(() => handled.size, { timeout }).toBe(6);
+    await expect.poll(() => bus.backlog(topic, subscription), { timeout }).toBe(0);
+    expect(await lag()).toEqual([[attributes, 0]]);
+    await consumer.stop();
+  } finally {
+    stopGauge();
+    await bus.close();
   }
 }
 
