@@ -126,6 +126,12 @@ describeWithBroker("servicebus", "otel on Service Bus (Switchyard's emulator)", 
   it(TEST, { timeout: 60_000 }, async () => {
     await runScenario({ system: "azure-servicebus", bus: () => ({ transport: serviceBusTransport(url) }) });
   });
+  it(LAG, { timeout: 60_000 }, async () => {
+    await runBacklogScenario({
+      system: "azure-servicebus",
+      bus: () => ({ transport: serviceBusTransport(url) }),
+    });
+  });
 });
 
 function stompUrl(broker: "activemq" | "rabbitmq-stomp", dialect: "activemq" | "rabbitmq"): URL {
