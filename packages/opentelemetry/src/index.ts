@@ -331,11 +331,12 @@ export function consumerLagGauge(bus: Bus, options: ConsumerLagGaugeOptions): ()
   });
   const observe = async (result: { observe(value: number, attributes?: Attributes): void }) => {
     if (bus.closed) return;
-    const system = (await bus.transport()).name;
     await Promise.all(
       options.sources.map(async (target) => {
+        let system: string;
         let backlog: number | undefined;
         try {
+          system = (await bus.transport()).name;
           backlog =
             "queue" in target
               ? await bus.backlog({ queue: target.queue })

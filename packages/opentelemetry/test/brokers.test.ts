@@ -105,9 +105,9 @@ describeWithBroker("pubsub", "otel on Pub/Sub (emulator)", () => {
     process.env.PUBSUB_EMULATOR_HOST = emulator;
     process.env.METADATA_SERVER_DETECTION = "none";
   });
-  // Message ordering off: with it on, the emulator hands back the keyless messages published after
-  // one that was nacked — even those already acked or dead-lettered — so n=2 would be dead-lettered
-  // twice (real Pub/Sub orders only messages that have an ordering key).
+  // Message ordering off: with it on (the default), the emulator hands n=2 back after n=1 (no key
+  // either) was nacked, although n=2 was already dead-lettered (published to the DLQ and acked), so
+  // it is dead-lettered twice. Not checked against the real service.
   it(TEST, { timeout: 60_000 }, async () => {
     await runScenario({
       system: "pubsub",

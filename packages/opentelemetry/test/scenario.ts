@@ -1,6 +1,7 @@
 // One run, the same on every broker: a producer bus publishes three messages to a topic, a consumer
 // bus (another connection) handles them — one is acked, one fails until it is dead-lettered after
-// its attempts, one is dead-lettered explicitly — and the spans and metrics are read back.
+// its attempts, one is dead-lettered explicitly — and the spans, the metrics and the depth of the
+// dead-letter queue are read back.
 import { randomUUID } from "node:crypto";
 import type { Attributes } from "@opentelemetry/api";
 import {
@@ -16,10 +17,18 @@ import {
   type ReadableSpan,
   SimpleSpanProcessor,
 } from "@opentelemetry/sdk-trace-base";
-import { type Bus, type BusOptions, createBus, defineMessage, type Envelope } from "@switchyard/core";
+import {
+  type Bus,
+  type BusOptions,
+  createBus,
+  deadLetterQueueName,
+  defineMessage,
+  type Envelope,
+  monitorDeadLetters,
+} from "@switchyard/core";
 import { expect } from "vitest";
 import { z } from "zod";
-import { consumerLagGauge, type OtelOptions, otel } from "../src/index.js";
+import { consumerLagGauge, deadLetterDepthGauge, type OtelOptions, otel } from "../src/index.js";
 
 export const Job = defineMessage({ type: "otel.job", versions: { 1: z.object({ n: z.number() }) } });
 
@@ -195,6 +204,19 @@ export async function runScenario(target: ScenarioTarget, otelOptions: OtelOptio
     const active = await t.points("switchyard.messaging.process.active");
     expect(active.map((p) => p.value)).toEqual([0]);
     expect(attempts.get(1)).toBe(3);
+
+    // The two dead letters, counted on the broker by the monitor and reported by the depth gauge.
+    const monitor = monitorDeadLetters(consumer, { sources: [{ topic, subscription }], intervalMs: 60_000 });
+    const stopGauge = deadLetterDepthGauge(monitor, { meterProvider: t.meterProvider });
+    try {
+      await expect.poll(async () => (await monitor.check())[0]?.depth, { timeout }).toBe(2);
+      const depth = await t.points("switchyard.messaging.dead_letter.depth");
+      const dlq = deadLetterQueueName({ kind: "topic", name: topic, subscription });
+      expect(depth.map((p) => [p.attributes["messaging.destination.name"], p.value])).toEqual([[dlq, 2]]);
+    } finally {
+      stopGauge();
+      monitor.stop();
+    }
   } finally {
     await Promise.all(buses.map((bus) => bus.close()));
   }
