@@ -218,6 +218,11 @@ export class SnsTransport implements Transport {
     });
   }
 
+  /** The backlog of the SQS queue a source reads (its subscription queue on a topic). */
+  backlog(source: Source): Promise<number | undefined> {
+    return this.base.backlog(source);
+  }
+
   async close(): Promise<void> {
     await this.base.close();
     this.sns.destroy();

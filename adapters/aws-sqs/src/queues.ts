@@ -23,6 +23,12 @@ export const BATCH = 10;
 /** Longest visibility timeout SQS accepts (12 h). */
 export const MAX_VISIBILITY_SECONDS = 43_200;
 
+const BACKLOG_ATTRIBUTES = [
+  "ApproximateNumberOfMessages",
+  "ApproximateNumberOfMessagesNotVisible",
+  "ApproximateNumberOfMessagesDelayed",
+] as const;
+
 const FIFO_ID = /^[A-Za-z0-9!"#$%&'()*+,\-./:;<=>?@[\\\]^_`{|}~]{1,128}$/;
 
 /** A FIFO id must be 1–128 ASCII letters, digits or punctuation: other values are hashed. */
@@ -173,6 +179,29 @@ export class SqsQueues {
       arn.catch(() => this.#arns.delete(sqsName));
     }
     return arn;
+  }
+
+  /**
+   * Messages in the queue and not deleted yet: `ApproximateNumberOfMessages` (waiting),
+   * `…NotVisible` (received and not settled, or waiting out a nack's delay) and `…Delayed`.
+   * `undefined` when the queue does not exist (it is not created). Approximate on AWS.
+   */
+  async backlog(sqsName: string): Promise<number | undefined> {
+    try {
+      let url = this.#urls.get(sqsName);
+      if (!url) {
+        const out = await this.client.send(new GetQueueUrlCommand({ QueueName: sqsName }));
+        url = Promise.resolve(out.QueueUrl!);
+        this.#urls.set(sqsName, url);
+      }
+      const out = await this.client.send(
+        new GetQueueAttributesCommand({ QueueUrl: await url, AttributeNames: [...BACKLOG_ATTRIBUTES] }),
+      );
+      return BACKLOG_ATTRIBUTES.reduce((sum, name) => sum + Number(out.Attributes?.[name] ?? 0), 0);
+    } catch (error) {
+      if ((error as { name?: string }).name === "QueueDoesNotExist") return undefined;
+      throw awsError("GetQueueAttributes", error);
+    }
   }
 
   async setAttributes(sqsName: string, attributes: Record<string, string>): Promise<void> {

@@ -124,6 +124,12 @@ export class SqsBase {
     };
   }
 
+  /** The backlog of the queue a source reads (see `SqsQueues.backlog`). */
+  backlog(source: Source): Promise<number | undefined> {
+    this.assertOpen();
+    return this.queues.backlog(this.sourceQueue(source));
+  }
+
   assertOpen(): void {
     if (this.closed) throw new SwitchyardError("CLOSED", "the transport is closed");
   }
@@ -205,6 +211,10 @@ export class SqsTransport implements Transport {
 
   subscribe(source: Source, options: SubscribeOptions, deliver: (delivery: Delivery) => void) {
     return this.base.consume(this.base.sourceQueue(source), source, options, deliver);
+  }
+
+  backlog(source: Source): Promise<number | undefined> {
+    return this.base.backlog(source);
   }
 
   close(): Promise<void> {

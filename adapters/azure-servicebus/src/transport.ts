@@ -572,6 +572,48 @@ export class ServiceBusTransport implements Transport {
     );
   }
 
+  /**
+   * The entity's `activeMessageCount` (waiting and locked by a receiver), plus a queue's
+   * `scheduledMessageCount` (retries waiting out a nack's delay; a subscription's delayed retries are
+   * scheduled on its topic, so they are not counted until due). From the emulator's admin API or
+   * the Azure administration client; `undefined` when the entity does not exist or the adapter has
+   * no management access (`provisioning=none`).
+   */
+  async backlog(source: Source): Promise<number | undefined> {
+    if (this.#closed) throw new SwitchyardError("CLOSED", "the azure-servicebus transport is closed");
+    const entity = entityOf(source);
+    try {
+      if (this.options.provisioning === "emulator") {
+        const path =
+          source.kind === "queue"
+            ? `/queues/${encodeURIComponent(source.name)}`
+            : `/topics/${encodeURIComponent(source.name)}/subscriptions/${encodeURIComponent(source.subscription)}`;
+        const response = await fetch(new URL(path, this.options.adminUrl));
+        if (response.status === 404) return undefined;
+        if (!response.ok) throw new Error(`${response.status} ${await response.text()}`);
+        const counts = (await response.json()) as {
+          activeMessageCount: number;
+          scheduledMessageCount?: number;
+        };
+        return counts.activeMessageCount + (counts.scheduledMessageCount ?? 0);
+      }
+      if (this.options.provisioning !== "azure") return undefined;
+      if (!this.options.connectionString && !this.options.credential) return undefined;
+      this.#admin ??= this.options.connectionString
+        ? new ServiceBusAdministrationClient(this.options.connectionString)
+        : new ServiceBusAdministrationClient(this.options.namespace!, this.options.credential as never);
+      if (source.kind === "queue") {
+        const counts = await this.#admin.getQueueRuntimeProperties(source.name);
+        return counts.activeMessageCount + counts.scheduledMessageCount;
+      }
+      const counts = await this.#admin.getSubscriptionRuntimeProperties(source.name, source.subscription);
+      return counts.activeMessageCount;
+    } catch (error) {
+      if ((error as { code?: string }).code === "MessageEntityNotFoundError") return undefined;
+      throw this.#translate(error, entity, "read the message counts of");
+    }
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;

@@ -50,6 +50,16 @@ export interface TopicPartition {
   partition: number;
 }
 
+/** Where a partition's log starts and ends, and where a group is in it. */
+export interface PartitionOffsets extends TopicPartition {
+  /** The first offset still in the log. */
+  earliest: bigint;
+  /** The next offset to be written (the high watermark). */
+  latest: bigint;
+  /** The group's committed offset (the next one it reads); undefined when it never committed. */
+  committed?: bigint;
+}
+
 export interface TopicSpec {
   topic: string;
   partitions: number;
@@ -105,4 +115,9 @@ export interface KafkaDriver {
   /** Joins `groupId`; resolves once the member has its first assignment. */
   consume(options: GroupOptions, handlers: GroupHandlers): Promise<GroupConsumer>;
   close(): Promise<void>;
+  /**
+   * The offsets of every partition of those `topics` that exist, with `groupId`'s commits (for
+   * `backlog()`; optional so a test double need not have it).
+   */
+  groupOffsets?(groupId: string, topics: string[]): Promise<PartitionOffsets[]>;
 }

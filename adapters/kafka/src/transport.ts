@@ -10,7 +10,7 @@ import {
   type TransportSubscription,
   type WireMessage,
 } from "@switchyard/core";
-import type { KafkaDriver, OutgoingRecord } from "./driver.js";
+import type { KafkaDriver, OutgoingRecord, PartitionOffsets } from "./driver.js";
 import { KafkajsDriver } from "./drivers/kafkajs.js";
 import { PlatformaticDriver } from "./drivers/platformatic.js";
 import { assertTopicName, recordBytes, toRecord } from "./mapping.js";
@@ -273,6 +273,35 @@ export class KafkaTransport implements Transport {
 
   #assertOpen(): void {
     if (this.#closed) throw new SwitchyardError("CLOSED", "kafka: the transport is closed");
+  }
+
+  /**
+   * The consumer lag of the source's group, on its topic and its retry topic: per partition, the
+   * end offset minus the group's committed offset (a group that never committed starts at the
+   * earliest or the latest offset, as `startFrom` says). `undefined` when the topic does not exist.
+   */
+  async backlog(source: Source): Promise<number | undefined> {
+    this.#assertOpen();
+    if (!this.driver.groupOffsets) return undefined;
+    let partitions: PartitionOffsets[];
+    try {
+      const group = this.config.groupPrefix + groupName(source);
+      partitions = await this.driver.groupOffsets(group, [source.name, retryTopicName(source)]);
+    } catch (cause) {
+      throw new SwitchyardError(
+        "TRANSPORT_ERROR",
+        `kafka: cannot read the offsets of group "${groupName(source)}": ${describe(cause, this.#secrets)}`,
+        { cause },
+      );
+    }
+    if (!partitions.some((p) => p.topic === source.name)) return undefined;
+    let lag = 0n;
+    for (const p of partitions) {
+      const unset = this.config.startFrom === "earliest" ? p.earliest : p.latest;
+      const from = p.committed === undefined || p.committed < p.earliest ? unset : p.committed;
+      if (p.latest > from) lag += p.latest - from;
+    }
+    return Number(lag);
   }
 }
 

@@ -1,6 +1,13 @@
 // `pnpm bench memory`: end to end through the core and the memory adapter, 1 KiB JSON messages,
 // validation on. Compared in the same run with a bare loop that only JSON-encodes and decodes the
 // same messages. Ends with one JSON line of figures.
+//
+// `--telemetry=off|noop|on` (or SWITCHYARD_BENCH_TELEMETRY): `off` (default) is a bus without
+// `instrumentation`, exactly what runs when @switchyard/opentelemetry is not installed (the core never
+// imports it); `noop` wires `otel()` to OpenTelemetry's no-op providers (the package installed, no SDK
+// started); `on` wires it to SDK providers: every span through a BatchSpanProcessor to an exporter
+// that drops them, metrics aggregated by a reader (so what is measured is Switchyard's and the SDK's
+// cost, not an exporter's network I/O).
 import { performance } from "node:perf_hooks";
 import { createBus, defineMessage } from "@switchyard/core";
 import { z } from "zod";
@@ -86,14 +93,59 @@ async function latency(bus, queue, rate, seconds) {
   return { p50Ms: at(0.5), p99Ms: at(0.99) };
 }
 
-const bus = createBus({ url: "memory://bench", source: "bench" });
 const quick = process.argv.includes("--quick");
+const telemetry =
+  process.argv.find((a) => a.startsWith("--telemetry="))?.slice("--telemetry=".length) ??
+  process.env.SWITCHYARD_BENCH_TELEMETRY ??
+  "off";
+const instrumentation = await instrumentationFor(telemetry);
+const bus = createBus({ url: "memory://bench", source: "bench", instrumentation });
+
+/** The bus's `instrumentation` for a telemetry mode; `off` loads nothing. */
+async function instrumentationFor(mode) {
+  if (mode === "off") return undefined;
+  const { otel } = await import("@switchyard/opentelemetry");
+  if (mode === "noop") return otel();
+  if (mode !== "on") throw new Error(`--telemetry must be off, noop or on, not ${mode}`);
+  const { BasicTracerProvider, BatchSpanProcessor } = await import("@opentelemetry/sdk-trace-base");
+  const { MeterProvider, PeriodicExportingMetricReader, AggregationTemporality } = await import(
+    "@opentelemetry/sdk-metrics"
+  );
+  let spans = 0;
+  const spanExporter = {
+    export(batch, done) {
+      spans += batch.length;
+      done({ code: 0 });
+    },
+    shutdown: () => Promise.resolve(),
+  };
+  const metricExporter = {
+    export: (_metrics, done) => done({ code: 0 }),
+    forceFlush: () => Promise.resolve(),
+    shutdown: () => Promise.resolve(),
+    selectAggregationTemporality: () => AggregationTemporality.CUMULATIVE,
+  };
+  process.once("beforeExit", () => console.error(`telemetry on: ${spans} spans exported`));
+  return otel({
+    tracerProvider: new BasicTracerProvider({ spanProcessors: [new BatchSpanProcessor(spanExporter)] }),
+    meterProvider: new MeterProvider({
+      readers: [
+        new PeriodicExportingMetricReader({ exporter: metricExporter, exportIntervalMillis: 10_000 }),
+      ],
+    }),
+  });
+}
 const N = quick ? 50_000 : 200_000;
 
 bareLoop(20_000); // warm-up
 await throughput(bus, "warmup", 20_000);
 const bareMsgPerSec = bareLoop(N);
+// CPU time per message (user + system, GC and telemetry timers included) is steadier than the rate
+// on a shared machine: other processes take wall-clock time from the bench, not CPU time.
+const cpuBefore = process.cpuUsage();
 const msgPerSec = await profiled("memory-throughput", () => throughput(bus, "throughput", N));
+const cpu = process.cpuUsage(cpuBefore);
+const cpuUsPerMsg = (cpu.user + cpu.system) / N;
 const { p50Ms, p99Ms } = await latency(bus, "latency", Math.round(msgPerSec / 2), quick ? 1 : 3);
 
 // Memory over 1,000,000 messages: RSS after warm-up vs at the end.
@@ -113,7 +165,9 @@ await bus.close();
 
 const result = {
   bench: "memory",
+  telemetry,
   msgPerSec: Math.round(msgPerSec),
+  cpuUsPerMsg: Number(cpuUsPerMsg.toFixed(2)),
   p50Ms: Number(p50Ms.toFixed(3)),
   p99Ms: Number(p99Ms.toFixed(3)),
   bareMsgPerSec: Math.round(bareMsgPerSec),
@@ -124,8 +178,8 @@ const result = {
   node: process.version,
 };
 console.log(
-  `memory: ${result.msgPerSec} msg/s end to end (bare encode+decode loop ${result.bareMsgPerSec} msg/s, ` +
-    `core costs ${result.coreCostRatio}× the bare loop); latency at ${Math.round(msgPerSec / 2)} msg/s ` +
+  `memory: ${result.msgPerSec} msg/s end to end, ${result.cpuUsPerMsg} µs CPU per message (bare encode+decode loop ${result.bareMsgPerSec} msg/s, ` +
+    `core costs ${result.coreCostRatio}× the bare loop, telemetry ${telemetry}); latency at ${Math.round(msgPerSec / 2)} msg/s ` +
     `p50 ${result.p50Ms} ms, p99 ${result.p99Ms} ms; RSS growth after warm-up over ${soak} messages ${result.rssGrowthPct}%`,
 );
 console.log(JSON.stringify(result));

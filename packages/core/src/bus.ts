@@ -767,6 +767,24 @@ export class Bus {
     return new DeadLetterQueue(this, source);
   }
 
+  /**
+   * The backlog of a topic subscription (or of a queue, with `{ queue }`): messages published to
+   * it and not settled yet, as the broker counts them (approximate on most brokers). `undefined`
+   * when the transport does not report it (see `Transport.backlog`) or the source does not exist.
+   */
+  backlog(topic: string, subscription: string): Promise<number | undefined>;
+  backlog(target: { queue: string }): Promise<number | undefined>;
+  async backlog(a: string | { queue: string }, subscription?: string): Promise<number | undefined> {
+    const source: Source =
+      typeof a === "string"
+        ? { kind: "topic", name: a, subscription: subscription! }
+        : { kind: "queue", name: a.queue, subscription: a.queue };
+    validateName(source.name);
+    validateName(source.subscription);
+    const transport = await this.transport();
+    return transport.backlog ? transport.backlog(source) : undefined;
+  }
+
   /** Creates topology once per bus; adapters treat existing entities as success. */
   async ensure(entities: TopologyEntity[]): Promise<void> {
     const transport = await this.transport();

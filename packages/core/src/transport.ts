@@ -149,6 +149,15 @@ export interface Transport {
     options: SubscribeOptions,
     deliver: (delivery: Delivery) => void,
   ): Promise<TransportSubscription>;
+  /**
+   * Optional: the backlog of `source` as the broker counts it — messages published to it and not
+   * settled yet (waiting, held by a consumer, or waiting for a delayed redelivery), e.g. Kafka's
+   * end offsets minus the group's committed offsets, SQS's `ApproximateNumberOfMessages*`.
+   * `undefined` when the broker cannot tell (the subscription does not exist, no count is
+   * exposed). Read by `bus.backlog()` and consumer-lag gauges, never on the hot path; implement it
+   * only where the broker reports the count (browsing a queue to count it is not a backlog).
+   */
+  backlog?(source: Source): Promise<number | undefined>;
   close(): Promise<void>;
 }
 

@@ -19,7 +19,9 @@ import {
 } from "@opentelemetry/api";
 import { ATTR_ERROR_TYPE } from "@opentelemetry/semantic-conventions";
 import type {
+  Bus,
   DeadLetterMonitor,
+  DeadLetterTarget,
   Delivery,
   Destination,
   Envelope,
@@ -65,6 +67,7 @@ export const METRIC = {
   DEAD_LETTERS: "switchyard.messaging.dead_letters",
   IN_FLIGHT: "switchyard.messaging.process.active",
   DEAD_LETTER_DEPTH: "switchyard.messaging.dead_letter.depth",
+  CONSUMER_LAG: "switchyard.messaging.consumer.lag",
 } as const;
 
 export interface OtelOptions {
@@ -298,6 +301,63 @@ export function deadLetterDepthGauge(
         ...(options.system ? { [ATTR.SYSTEM]: options.system } : {}),
       });
     }
+  };
+  gauge.addCallback(observe);
+  return () => gauge.removeCallback(observe);
+}
+
+export interface ConsumerLagGaugeOptions {
+  /** The subscriptions and queues to report: `{ topic, subscription }` or `{ queue }`. */
+  sources: readonly DeadLetterTarget[];
+  meterProvider?: MeterProvider;
+  /** A backlog that could not be read (the broker is away); that source is left out of the round. */
+  onError?(error: unknown, source: DeadLetterTarget): void;
+}
+
+/**
+ * Reports the backlog of some subscriptions and queues — messages published and not settled yet,
+ * as the broker counts them (`bus.backlog()`) — as the observable gauge
+ * `switchyard.messaging.consumer.lag`, with the consumer's attributes (`messaging.system`,
+ * `messaging.destination.name`, and for a topic `messaging.destination.subscription.name` and
+ * `messaging.consumer.group.name`). The broker is asked at each collection (each export interval);
+ * sources whose transport reports no backlog are left out. Returns a function that stops reporting.
+ */
+export function consumerLagGauge(bus: Bus, options: ConsumerLagGaugeOptions): () => void {
+  const meter = (options.meterProvider ?? metrics.getMeterProvider()).getMeter(NAME, VERSION);
+  const gauge = meter.createObservableGauge(METRIC.CONSUMER_LAG, {
+    description:
+      "Messages published to a subscription or queue and not settled yet, as the broker counts them",
+    unit: "{message}",
+  });
+  const observe = async (result: { observe(value: number, attributes?: Attributes): void }) => {
+    if (bus.closed) return;
+    await Promise.all(
+      options.sources.map(async (target) => {
+        let system: string;
+        let backlog: number | undefined;
+        try {
+          system = (await bus.transport()).name;
+          backlog =
+            "queue" in target
+              ? await bus.backlog({ queue: target.queue })
+              : await bus.backlog(target.topic, target.subscription);
+        } catch (error) {
+          options.onError?.(error, target);
+          return;
+        }
+        if (backlog === undefined) return;
+        const attributes: Attributes =
+          "queue" in target
+            ? { [ATTR.SYSTEM]: system, [ATTR.DESTINATION]: target.queue }
+            : {
+                [ATTR.SYSTEM]: system,
+                [ATTR.DESTINATION]: target.topic,
+                [ATTR.SUBSCRIPTION]: target.subscription,
+                [ATTR.CONSUMER_GROUP]: target.subscription,
+              };
+        result.observe(backlog, attributes);
+      }),
+    );
   };
   gauge.addCallback(observe);
   return () => gauge.removeCallback(observe);

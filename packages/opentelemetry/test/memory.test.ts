@@ -1,6 +1,6 @@
 import { MemoryBroker, MemoryTransport } from "@switchyard/core/memory";
 import { describe, it } from "vitest";
-import { runScenario } from "./scenario.js";
+import { runBacklogScenario, runScenario } from "./scenario.js";
 
 describe("otel on the in-memory transport (two buses, one broker)", () => {
   it("one trace from publish to process: parent, attributes, settlement events and metrics", async () => {
@@ -14,5 +14,13 @@ describe("otel on the in-memory transport (two buses, one broker)", () => {
       { system: "memory", bus: () => ({ transport: new MemoryTransport({ broker }) }) },
       { consumerSpan: "link" },
     );
+  });
+
+  it("the consumer-lag gauge reports the backlog the broker counts", async () => {
+    const broker = new MemoryBroker();
+    await runBacklogScenario({
+      system: "memory",
+      bus: () => ({ transport: new MemoryTransport({ broker }) }),
+    });
   });
 });

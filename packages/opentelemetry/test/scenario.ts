@@ -1,6 +1,7 @@
 // One run, the same on every broker: a producer bus publishes three messages to a topic, a consumer
 // bus (another connection) handles them — one is acked, one fails until it is dead-lettered after
-// its attempts, one is dead-lettered explicitly — and the spans and metrics are read back.
+// its attempts, one is dead-lettered explicitly — and the spans, the metrics and the depth of the
+// dead-letter queue are read back.
 import { randomUUID } from "node:crypto";
 import type { Attributes } from "@opentelemetry/api";
 import {
@@ -16,10 +17,18 @@ import {
   type ReadableSpan,
   SimpleSpanProcessor,
 } from "@opentelemetry/sdk-trace-base";
-import { type Bus, type BusOptions, createBus, defineMessage, type Envelope } from "@switchyard/core";
+import {
+  type Bus,
+  type BusOptions,
+  createBus,
+  deadLetterQueueName,
+  defineMessage,
+  type Envelope,
+  monitorDeadLetters,
+} from "@switchyard/core";
 import { expect } from "vitest";
 import { z } from "zod";
-import { type OtelOptions, otel } from "../src/index.js";
+import { consumerLagGauge, deadLetterDepthGauge, type OtelOptions, otel } from "../src/index.js";
 
 export const Job = defineMessage({ type: "otel.job", versions: { 1: z.object({ n: z.number() }) } });
 
@@ -195,8 +204,78 @@ export async function runScenario(target: ScenarioTarget, otelOptions: OtelOptio
     const active = await t.points("switchyard.messaging.process.active");
     expect(active.map((p) => p.value)).toEqual([0]);
     expect(attempts.get(1)).toBe(3);
+
+    // The two dead letters, counted on the broker by the monitor and reported by the depth gauge.
+    const monitor = monitorDeadLetters(consumer, { sources: [{ topic, subscription }], intervalMs: 60_000 });
+    const stopGauge = deadLetterDepthGauge(monitor, { meterProvider: t.meterProvider });
+    try {
+      await expect.poll(async () => (await monitor.check())[0]?.depth, { timeout }).toBe(2);
+      const depth = await t.points("switchyard.messaging.dead_letter.depth");
+      const dlq = deadLetterQueueName({ kind: "topic", name: topic, subscription });
+      expect(depth.map((p) => [p.attributes["messaging.destination.name"], p.value])).toEqual([[dlq, 2]]);
+    } finally {
+      stopGauge();
+      monitor.stop();
+    }
   } finally {
     await Promise.all(buses.map((bus) => bus.close()));
+  }
+}
+
+/**
+ * A known backlog, read back through `bus.backlog()` and the consumer-lag gauge: one message is
+ * consumed (so the subscription exists and its consumers have settled something), five are
+ * published while no consumer runs, then all are consumed. A source that does not exist is left
+ * out of the gauge.
+ */
+export async function runBacklogScenario(target: ScenarioTarget): Promise<void> {
+  const t = telemetry();
+  const topic = `lag-${randomUUID().slice(0, 8)}`;
+  const subscription = "svc";
+  const timeout = target.timeoutMs ?? 20_000;
+  const bus = createBus({ ...target.bus(), source: "lag" });
+  const stopGauge = consumerLagGauge(bus, {
+    sources: [
+      { topic, subscription },
+      { topic: `${topic}-none`, subscription },
+    ],
+    meterProvider: t.meterProvider,
+  });
+  const lag = async () =>
+    (await t.points("switchyard.messaging.consumer.lag")).map((p) => [p.attributes, p.value]);
+  const attributes = {
+    "messaging.system": target.system,
+    "messaging.destination.name": topic,
+    "messaging.destination.subscription.name": subscription,
+    "messaging.consumer.group.name": subscription,
+  };
+  try {
+    const handled = new Set<number>();
+    const start = () =>
+      bus
+        .subscribe(topic, subscription)
+        .on(Job, (message) => {
+          handled.add(message.data.n);
+        })
+        .start();
+    let consumer = await start();
+    await bus.publish(topic, Job, { n: 0 });
+    await expect.poll(() => handled.size, { timeout }).toBe(1);
+    await expect.poll(() => bus.backlog(topic, subscription), { timeout }).toBe(0);
+    await consumer.stop();
+
+    for (let n = 1; n <= 5; n++) await bus.publish(topic, Job, { n });
+    await expect.poll(() => bus.backlog(topic, subscription), { timeout }).toBe(5);
+    expect(await lag()).toEqual([[attributes, 5]]);
+
+    consumer = await start();
+    await expect.poll(() => handled.size, { timeout }).toBe(6);
+    await expect.poll(() => bus.backlog(topic, subscription), { timeout }).toBe(0);
+    expect(await lag()).toEqual([[attributes, 0]]);
+    await consumer.stop();
+  } finally {
+    stopGauge();
+    await bus.close();
   }
 }
 

@@ -1,7 +1,13 @@
 import { createBus, monitorDeadLetters, SwitchyardError } from "@switchyard/core";
 import { MemoryBroker, MemoryTransport } from "@switchyard/core/memory";
 import { describe, expect, it } from "vitest";
-import { deadLetterDepthGauge, formatTraceparent, otel, parseTraceContext } from "../src/index.js";
+import {
+  consumerLagGauge,
+  deadLetterDepthGauge,
+  formatTraceparent,
+  otel,
+  parseTraceContext,
+} from "../src/index.js";
 import { Job, telemetry } from "./scenario.js";
 
 const TP = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
@@ -87,6 +93,35 @@ describe("otel()", () => {
     expect(points.map((p) => [p.attributes["messaging.destination.name"], p.value])).toEqual([["w.dlq", 2]]);
     stop();
     monitor.stop();
+    await bus.close();
+  });
+
+  it("leaves a source whose backlog cannot be read out of the lag gauge, and reports the error", async () => {
+    const t = telemetry();
+    const transport = new MemoryTransport({ broker: new MemoryBroker() });
+    let asked = 0;
+    transport.backlog = async (source) => {
+      asked++;
+      if (source.name === "down") throw new SwitchyardError("TRANSPORT_ERROR", "broker away");
+      return 7;
+    };
+    const bus = createBus({ transport });
+    const errors: string[] = [];
+    const stop = consumerLagGauge(bus, {
+      sources: [{ queue: "up" }, { queue: "down" }],
+      meterProvider: t.meterProvider,
+      onError: (error, source) =>
+        errors.push(`${"queue" in source ? source.queue : ""}: ${(error as SwitchyardError).code}`),
+    });
+    const points = await t.points("switchyard.messaging.consumer.lag");
+    expect(points.map((p) => [p.attributes, p.value])).toEqual([
+      [{ "messaging.system": "memory", "messaging.destination.name": "up" }, 7],
+    ]);
+    expect(errors).toEqual(["down: TRANSPORT_ERROR"]);
+    expect(asked).toBe(2);
+    stop(); // the broker is not asked any more
+    await t.points("switchyard.messaging.consumer.lag");
+    expect(asked).toBe(2);
     await bus.close();
   });
 });

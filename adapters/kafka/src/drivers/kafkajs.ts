@@ -18,6 +18,7 @@ import type {
   GroupOptions,
   KafkaDriver,
   OutgoingRecord,
+  PartitionOffsets,
   TopicPartition,
   TopicSpec,
 } from "../driver.js";
@@ -310,5 +311,33 @@ export class KafkajsDriver implements KafkaDriver {
     this.#producer = undefined;
     this.#admin = undefined;
     await Promise.allSettled([producer?.then((p) => p.disconnect()), admin?.disconnect()]);
+  }
+
+  async groupOffsets(groupId: string, topics: string[]): Promise<PartitionOffsets[]> {
+    const admin = await this.#adminClient();
+    const existing = new Set(await admin.listTopics());
+    const names = topics.filter((topic) => existing.has(topic));
+    if (names.length === 0) return [];
+    const [ends, commits] = await Promise.all([
+      Promise.all(names.map(async (topic) => ({ topic, partitions: await admin.fetchTopicOffsets(topic) }))),
+      admin.fetchOffsets({ groupId, topics: names }),
+    ]);
+    const committed = new Map(
+      commits.flatMap((t) =>
+        t.partitions.map((p) => [`${t.topic}:${p.partition}`, BigInt(p.offset)] as const),
+      ),
+    );
+    return ends.flatMap(({ topic, partitions }) =>
+      partitions.map((p) => {
+        const offset = committed.get(`${topic}:${p.partition}`);
+        return {
+          topic,
+          partition: p.partition,
+          earliest: BigInt(p.low),
+          latest: BigInt(p.high),
+          ...(offset !== undefined && offset >= 0n ? { committed: offset } : {}),
+        };
+      }),
+    );
   }
 }

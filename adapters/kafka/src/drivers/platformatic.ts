@@ -19,6 +19,7 @@ import type {
   GroupOptions,
   KafkaDriver,
   OutgoingRecord,
+  PartitionOffsets,
   TopicPartition,
   TopicSpec,
 } from "../driver.js";
@@ -243,6 +244,59 @@ export class PlatformaticDriver implements KafkaDriver {
     this.#producer = undefined;
     this.#admin = undefined;
     await Promise.allSettled([producer?.close(true), admin?.close()]);
+  }
+
+  async groupOffsets(groupId: string, topics: string[]): Promise<PartitionOffsets[]> {
+    const admin = this.#adminClient;
+    const existing = new Set(await admin.listTopics());
+    const names = topics.filter((topic) => existing.has(topic));
+    if (names.length === 0) return [];
+    const metadata = await admin.metadata({ topics: names, autocreateTopics: false });
+    const partitions = names.map((name) => ({
+      name,
+      indexes: Array.from({ length: metadata.topics.get(name)?.partitionsCount ?? 0 }, (_, i) => i),
+    }));
+    const key = (topic: string, partition: number) => `${topic}:${partition}`;
+    // ListOffsets with timestamp -2 answers the earliest offset, with -1 the latest.
+    const listed = async (timestamp: bigint) => {
+      const result = await admin.listOffsets({
+        topics: partitions.map(({ name, indexes }) => ({
+          name,
+          partitions: indexes.map((partitionIndex) => ({ partitionIndex, timestamp })),
+        })),
+      });
+      const offsets = new Map<string, bigint>();
+      for (const t of result)
+        for (const p of t.partitions) offsets.set(key(t.name, p.partitionIndex), p.offset);
+      return offsets;
+    };
+    const [earliest, latest, groups] = await Promise.all([
+      listed(-2n),
+      listed(-1n),
+      admin.listConsumerGroupOffsets({
+        groups: [
+          { groupId, topics: partitions.map(({ name, indexes }) => ({ name, partitionIndexes: indexes })) },
+        ],
+      }),
+    ]);
+    const committed = new Map<string, bigint>();
+    for (const t of groups[0]?.topics ?? []) {
+      // -1: the group never committed on this partition.
+      for (const p of t.partitions)
+        if (p.committedOffset >= 0n) committed.set(key(t.name, p.partitionIndex), p.committedOffset);
+    }
+    return partitions.flatMap(({ name, indexes }) =>
+      indexes.map((partition) => {
+        const offset = committed.get(key(name, partition));
+        return {
+          topic: name,
+          partition,
+          earliest: earliest.get(key(name, partition)) ?? 0n,
+          latest: latest.get(key(name, partition)) ?? 0n,
+          ...(offset === undefined ? {} : { committed: offset }),
+        };
+      }),
+    );
   }
 }
 

@@ -30,6 +30,8 @@ class MemoryQueue {
   readonly #timers = new Set<NodeJS.Timeout>();
   #next = 0;
   #scheduled = false;
+  /** Delivered and not settled yet. */
+  #out = 0;
 
   constructor(
     readonly broker: MemoryBroker,
@@ -38,6 +40,11 @@ class MemoryQueue {
 
   get depth(): number {
     return this.#ready.length - this.#head;
+  }
+
+  /** Not settled yet: ready, delivered, or waiting for a delayed redelivery. */
+  get backlog(): number {
+    return this.depth + this.#out + this.#timers.size;
   }
 
   push(message: WireMessage, attempt = 1): void {
@@ -122,6 +129,7 @@ class MemoryQueue {
 
   #deliver(receiver: Receiver, entry: Entry): void {
     receiver.unsettled++;
+    this.#out++;
     let settled = false;
     const settle = (what: string) => {
       if (settled)
@@ -131,6 +139,7 @@ class MemoryQueue {
         );
       settled = true;
       receiver.unsettled--;
+      this.#out--;
     };
     const releaseKey = () => {
       const key = entry.message.key;
@@ -211,7 +220,7 @@ export class MemoryBroker {
   }
 
   queue(source: Source): MemoryQueue {
-    const id = source.kind === "queue" ? `q:${source.name}` : `s:${source.name}:${source.subscription}`;
+    const id = queueId(source);
     let queue = this.#queues.get(id);
     if (!queue) {
       queue = new MemoryQueue(this, source);
@@ -251,6 +260,11 @@ export class MemoryBroker {
     return this.queue(source).depth;
   }
 
+  /** Messages of `source` not settled yet; `undefined` when it was never created. */
+  backlog(source: Source): number | undefined {
+    return this.#queues.get(queueId(source))?.backlog;
+  }
+
   subscribe(source: Source, prefetch: number, deliver: (delivery: Delivery) => void): () => void {
     const queue = this.queue(source);
     const receiver: Receiver = { prefetch, unsettled: 0, deliver, closed: false };
@@ -263,4 +277,8 @@ export class MemoryBroker {
     this.#queues.clear();
     this.#topics.clear();
   }
+}
+
+function queueId(source: Source): string {
+  return source.kind === "queue" ? `q:${source.name}` : `s:${source.name}:${source.subscription}`;
 }

@@ -78,6 +78,10 @@ export class MemoryTransport implements Transport {
     };
   }
 
+  async backlog(source: Source): Promise<number | undefined> {
+    return this.broker.backlog(source);
+  }
+
   async close(): Promise<void> {
     this.#closed = true;
     for (const unsubscribe of this.#unsubscribers) unsubscribe();
