@@ -267,7 +267,9 @@ start_cmd() {
           die "kafka: formatting the log dir failed (see pnpm brokers logs kafka)"
         }
     fi
-    launch kafka java -Xms128m -Xmx512m -XX:+UseG1GC -Djava.awt.headless=true \
+    # 1 GiB: each partition costs the broker heap, and a day of suites (a few thousand topics of 3
+    # partitions) filled 512 MiB until the broker spent its time in full GCs and stopped answering.
+    launch kafka java -Xms128m -Xmx1g -XX:+UseG1GC -Djava.awt.headless=true \
       -Dlog4j2.configurationFile="$dir/log4j2.properties" -cp "$home/lib/*" kafka.Kafka "$dir/server.properties"
     ;;
   elasticmq)
