@@ -210,6 +210,31 @@ export class PlatformaticDriver implements KafkaDriver {
         if (!alreadyExists(error)) throw error;
       }
     }
+    await this.#leadersOf(topics.map((t) => t.topic));
+  }
+
+  /**
+   * Waits until the broker's metadata has a leader for every partition: a CreateTopics reply can
+   * come before the broker serves the topic, and a produce then fails with "Unknown topic" (seen on
+   * a freshly started broker), which the client does not retry.
+   */
+  async #leadersOf(topics: string[]): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const metadata = await this.#adminClient.metadata({ topics, forceUpdate: true });
+        const ready = topics.every((name) => {
+          const topic = metadata.topics.get(name);
+          return (
+            topic !== undefined && topic.partitions.length > 0 && topic.partitions.every((p) => p.leader >= 0)
+          );
+        });
+        if (ready) return;
+      } catch (error) {
+        if (attempt >= 40) throw error;
+      }
+      if (attempt >= 40) return; // the produce's own error will say what is wrong
+      await new Promise((resolve) => setTimeout(resolve, Math.min(25 * attempt, 250)));
+    }
   }
 
   async send(records: OutgoingRecord[]): Promise<void> {
