@@ -72,7 +72,10 @@ export function recordBytes(record: OutgoingRecord): number {
  * the first origin in its headers already; a first delivery's origin is the record itself. Built
  * only when needed (a nack or a dead letter), never per delivery.
  */
-export function originHeaders(record: IncomingRecord, message: WireMessage): Record<string, string> {
+export function originHeaders(
+  record: Pick<IncomingRecord, "topic" | "partition" | "offset">,
+  message: WireMessage,
+): Record<string, string> {
   if (message.headers[ORIGIN_HEADERS.topic] !== undefined) return {};
   return {
     [ORIGIN_HEADERS.topic]: record.topic,
@@ -88,25 +91,10 @@ export interface Decoded {
   dueAt: number | undefined;
 }
 
-/** What a record says besides its wire message: filled in by readRecord. */
-export interface RecordMeta {
-  attempt: number;
-  dueAt: number | undefined;
-}
-
-export function fromRecord(record: IncomingRecord): Decoded {
-  const meta: RecordMeta = { attempt: 1, dueAt: undefined };
-  const message = readRecord(record, meta);
-  return { message, attempt: meta.attempt, dueAt: meta.dueAt };
-}
-
 const EMPTY = new Uint8Array(0);
 
-/**
- * The wire message of a record; its attempt and due time go into `meta` (on the consume path that
- * is the delivery itself, so reading a record allocates the message and its headers, nothing else).
- */
-export function readRecord(record: IncomingRecord, meta: RecordMeta): WireMessage {
+/** The wire message of a fetched record, and the attempt and due time our own headers carry. */
+export function fromRecord(record: IncomingRecord): Decoded {
   // The adapter's own headers are read aside, never added (a `delete` would turn the object into a
   // slow dictionary on the consume path).
   const headers: Record<string, string> = {};
@@ -122,13 +110,15 @@ export function readRecord(record: IncomingRecord, meta: RecordMeta): WireMessag
     else headers[name] = value;
   }
   const attempt = attemptHeader === undefined ? 1 : Number(attemptHeader);
-  meta.attempt = Number.isInteger(attempt) && attempt >= 1 ? attempt : 1;
   const due = dueHeader === undefined ? undefined : Number(dueHeader);
-  meta.dueAt = due !== undefined && Number.isFinite(due) ? due : undefined;
   const id = headers[CE_ID] ?? idHeader ?? `kafka:${record.topic}/${record.partition}/${record.offset}`;
   const message: WireMessage = { id, headers, body: record.value ?? EMPTY };
   if (record.key) message.key = record.key.toString("utf8");
   // A null value (not an empty one) is a tombstone: the drivers report it as null or undefined.
   if (record.value == null) message.tombstone = true;
-  return message;
+  return {
+    message,
+    attempt: Number.isInteger(attempt) && attempt >= 1 ? attempt : 1,
+    dueAt: due !== undefined && Number.isFinite(due) ? due : undefined,
+  };
 }
