@@ -131,6 +131,10 @@ export const badInputCases: ConformanceCase[] = [
         { retry: { maxDelayMs: Number.NaN } },
         { retry: { multiplier: 0.5 } },
         { retry: { jitter: 2 } },
+        { stopTimeoutMs: -1 },
+        { stopTimeoutMs: Number.NaN },
+        { stopTimeoutMs: 2 ** 31 },
+        { stopTimeoutMs: "5000" },
       ];
       for (const options of bad) {
         const error = await refusal(() => start(options));

@@ -167,4 +167,54 @@ export const robustnessCases: ConformanceCase[] = [
       expect(isSwitchyardError(after, "CLOSED")).toBe(true);
     },
   },
+  {
+    name: "a handler that never finishes: stop ends at its timeout and the message goes to the next consumer",
+    async run(t) {
+      const first = await t.bus();
+      const queue = t.name("hung");
+      const started = new Recorder<number>();
+      let release: () => void = () => {};
+      const hung = new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      const stopTimeoutMs = t.ms(500);
+      const consumer = await first
+        .consume(queue)
+        .on(Ping, async (msg) => {
+          started.push(msg.data.n);
+          await hung; // never, until the case lets it go at the end
+        })
+        .start({ stopTimeoutMs });
+      try {
+        await first.send(queue, Ping, { n: 1 });
+        await started.count(1, t.ms(15_000));
+        const began = Date.now();
+        let timer: NodeJS.Timeout | undefined;
+        const stopped = await Promise.race([
+          consumer.stop().then(() => "stopped"),
+          new Promise((resolve) => {
+            timer = setTimeout(() => resolve("still waiting"), stopTimeoutMs + t.ms(20_000));
+          }),
+        ]);
+        clearTimeout(timer);
+        expect(stopped).toBe("stopped");
+        expect(Date.now() - began).toBeGreaterThanOrEqual(stopTimeoutMs - 50); // it did wait for the handler
+        // Left unsettled and released with the subscription: the next consumer gets it.
+        const second = await t.bus();
+        const handled = new Recorder<number>();
+        await second
+          .consume(queue)
+          .on(Ping, async (msg) => handled.push(msg.data.n))
+          .start();
+        await handled.count(1, t.ms(15_000), "the abandoned message, redelivered");
+        expect(handled.items).toEqual([1]);
+        release(); // the hung handler finishes now; the stopped consumer must not settle it
+        await second.send(queue, Ping, { n: 2 });
+        await handled.count(2, t.ms(15_000));
+        expect(handled.items).toEqual([1, 2]);
+      } finally {
+        release();
+      }
+    },
+  },
 ];
