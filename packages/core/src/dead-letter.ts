@@ -1,6 +1,7 @@
 import { hostname } from "node:os";
 import { basename } from "node:path";
 import { type Envelope, fromWire, RESERVED_PREFIX, type WireMessage } from "./envelope.js";
+import { redactText } from "./errors.js";
 import type { Destination, FaultHeaders } from "./transport.js";
 
 /** Why a message was dead-lettered. */
@@ -85,7 +86,7 @@ export function faultHeaders(input: FaultInput): FaultHeaders {
   const now = new Date().toISOString();
   const headers: FaultHeaders = {
     [FAULT.reason]: input.reason,
-    [FAULT.reasonText]: truncate(input.reasonText ?? input.reason, TEXT_LIMIT),
+    [FAULT.reasonText]: truncate(redactText(input.reasonText ?? input.reason), TEXT_LIMIT),
     [FAULT.attempts]: String(input.attempts),
     [FAULT.firstFailure]: (input.firstFailureAt ?? new Date()).toISOString(),
     [FAULT.lastFailure]: now,
@@ -103,12 +104,12 @@ export function faultHeaders(input: FaultInput): FaultHeaders {
     const error = input.error;
     if (error instanceof Error) {
       headers[FAULT.errorType] = error.name;
-      headers[FAULT.errorMessage] = truncate(error.message, TEXT_LIMIT);
-      if (error.stack) headers[FAULT.errorStack] = truncate(error.stack, STACK_LIMIT);
+      headers[FAULT.errorMessage] = truncate(redactText(error.message), TEXT_LIMIT);
+      if (error.stack) headers[FAULT.errorStack] = truncate(redactText(error.stack), STACK_LIMIT);
     } else {
       // A handler threw a string, an object or undefined: say what it was; there is no stack.
       headers[FAULT.errorType] = "NonError";
-      headers[FAULT.errorMessage] = truncate(describe(error), TEXT_LIMIT);
+      headers[FAULT.errorMessage] = truncate(redactText(describe(error)), TEXT_LIMIT);
     }
   }
   return headers;
