@@ -279,6 +279,7 @@ export class Bus {
       capabilities: () => this.capabilities(),
       ensure: (entities) => this.ensure(entities),
       hooks: this.hooks,
+      service: this.#source,
       instrumentation: options.instrumentation,
       logger: options.logger,
       register: (consumer) => this.#consumers.add(consumer),

@@ -123,6 +123,8 @@ export interface BusRuntime {
   capabilities(): Promise<Capabilities>;
   ensure(entities: TopologyEntity[]): Promise<void>;
   hooks: BusHooks;
+  /** The bus's `source` (the consuming service), named in its dead letters. */
+  service?: string | undefined;
   /** Tracing/metrics seam (absent: nothing is called or allocated per message). */
   instrumentation?: Instrumentation | undefined;
   logger?: Logger | undefined;
@@ -794,6 +796,7 @@ export class RunningConsumer implements Consumer {
         : {}),
       destination: { kind: this.source.kind, name: this.source.name },
       subscription: this.source.subscription,
+      ...(this.#runtime.service ? { consumer: this.#runtime.service } : {}),
       ...(failure.handler ? { handler: failure.handler } : {}),
       ...(envelope ? { messageType: envelope.type } : {}),
       ...(envelope?.schemaVersion !== undefined ? { schemaVersion: envelope.schemaVersion } : {}),

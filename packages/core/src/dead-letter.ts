@@ -27,6 +27,8 @@ export interface DeadLetter {
   lastFailureAt?: string;
   destination?: Destination;
   subscription?: string;
+  /** The consuming service that dead-lettered it: the `source` of its bus. */
+  consumer?: string;
   handler?: string;
   messageType?: string;
   schemaVersion?: number;
@@ -52,6 +54,7 @@ export const FAULT = {
   attempts: `${RESERVED_PREFIX}dlattempts`,
   destination: `${RESERVED_PREFIX}dldestination`,
   subscription: `${RESERVED_PREFIX}dlsubscription`,
+  consumer: `${RESERVED_PREFIX}dlconsumer`,
   handler: `${RESERVED_PREFIX}dlhandler`,
   messageType: `${RESERVED_PREFIX}dlmessagetype`,
   schemaVersion: `${RESERVED_PREFIX}dlschemaversion`,
@@ -77,6 +80,8 @@ export interface FaultInput {
   firstFailureAt?: Date;
   destination: Destination;
   subscription: string;
+  /** The consuming service (its bus's `source`). */
+  consumer?: string;
   handler?: string;
   messageType?: string;
   schemaVersion?: number;
@@ -97,6 +102,7 @@ export function faultHeaders(input: FaultInput): FaultHeaders {
     [FAULT.process]: process.argv[1] ? basename(process.argv[1]) : "node",
     [FAULT.time]: now,
   };
+  if (input.consumer) headers[FAULT.consumer] = input.consumer;
   if (input.handler) headers[FAULT.handler] = input.handler;
   if (input.messageType) headers[FAULT.messageType] = input.messageType;
   if (input.schemaVersion !== undefined) headers[FAULT.schemaVersion] = String(input.schemaVersion);
@@ -175,6 +181,7 @@ export function readDeadLetter(message: WireMessage, brokerAttempts = 0): DeadLe
     firstFailureAt: h[FAULT.firstFailure],
     lastFailureAt: h[FAULT.lastFailure],
     subscription: h[FAULT.subscription],
+    consumer: h[FAULT.consumer],
     handler: h[FAULT.handler],
     messageType: h[FAULT.messageType],
     host: h[FAULT.host],
