@@ -502,6 +502,7 @@ export class Bus {
     envelopes: Envelope[],
     extraHeaders?: Record<string, string>,
   ): Promise<void> {
+    validateName(destination.name);
     const instrumentation = this.#instrumentation;
     if (instrumentation?.publish) {
       return (this.#scope ? Promise.resolve() : this.transport()).then(() =>
