@@ -3,6 +3,7 @@ import { badInputCases } from "./cases/bad-input.js";
 import { deadLetterCases } from "./cases/dead-letters.js";
 import { deliveryCases } from "./cases/delivery.js";
 import { envelopeCases } from "./cases/envelope.js";
+import { flowCases } from "./cases/flows.js";
 import { robustnessCases } from "./cases/robustness.js";
 import { versionCases } from "./cases/versions.js";
 import { CaseContext, type ConformanceCase, type ConformanceTarget, targetCapabilities } from "./harness.js";
@@ -27,6 +28,7 @@ export const conformanceCases: readonly ConformanceCase[] = [
   ...versionCases,
   ...badInputCases,
   ...robustnessCases,
+  ...flowCases,
 ];
 
 export interface SuiteOptions {

@@ -43,3 +43,14 @@ export const NoUpcast = defineMessage({
     2: z.object({ firstName: z.string(), lastName: z.string() }),
   },
 });
+
+/** The blog-approval flow: an author submits a post, moderation reviews it. */
+export const PostSubmitted = defineMessage({
+  type: "conformance.post.submitted",
+  versions: { 1: z.object({ postId: z.string(), title: z.string() }) },
+});
+
+export const PostReviewed = defineMessage({
+  type: "conformance.post.reviewed",
+  versions: { 1: z.object({ postId: z.string(), approved: z.boolean() }) },
+});
