@@ -438,4 +438,75 @@ export const badInputCases: ConformanceCase[] = [
       expect(handled.length).toBe(41);
     },
   },
+  {
+    name: "bad input: handler registrations that cannot work are refused at once with a code",
+    async run(t) {
+      const bus = await t.bus();
+      const queue = t.name("bad-registration");
+      await expectCode("CONFIG_INVALID", () => bus.consume(queue).start());
+      await expectCode("CONFIG_INVALID", () => bus.consume(queue).on(Ping, "not a function" as never));
+      await expectCode("CONFIG_INVALID", () =>
+        bus
+          .consume(queue)
+          .on(Ping, async () => {})
+          .on(Ping, async () => {}),
+      );
+      await expectCode("UNKNOWN_VERSION", () =>
+        bus.consume(queue).on(Ping, { versions: [7 as never] }, async () => {}),
+      );
+      // Nothing was subscribed by the refused consumers: the marker is the only message seen.
+      await expectOnlyMarker(t, bus, queue);
+    },
+  },
+  {
+    name: "bad input: settling a message twice is ALREADY_SETTLED and it is handled once",
+    async run(t) {
+      const bus = await t.bus();
+      const queue = t.name("settle-twice");
+      const handled = new Recorder<number>();
+      const second = new Recorder<string>();
+      await bus
+        .consume(queue)
+        .on(Ping, async (msg, ctx) => {
+          handled.push(msg.data.n);
+          if (msg.data.n !== 1) return;
+          await ctx.ack();
+          for (const again of [() => ctx.ack(), () => ctx.nack(), () => ctx.deadLetter("late")]) {
+            const error = await refusal(again);
+            second.push(isSwitchyardError(error, "ALREADY_SETTLED") ? "ALREADY_SETTLED" : String(error));
+          }
+        })
+        .start();
+      await bus.send(queue, Ping, { n: 1 });
+      await second.count(3, t.ms(15_000));
+      await bus.send(queue, Ping, { n: 2 });
+      await handled.count(2, t.ms(15_000));
+      expect(second.items).toEqual(["ALREADY_SETTLED", "ALREADY_SETTLED", "ALREADY_SETTLED"]);
+      expect(handled.items).toEqual([1, 2]);
+      expect(await bus.deadLetters({ queue }).list({ idleMs: t.ms(500) })).toEqual([]);
+    },
+  },
+  {
+    name: "bad input: browsing dead letters with a bad limit or idle time is CONFIG_INVALID and removes nothing",
+    async run(t) {
+      const bus = await t.bus();
+      const queue = t.name("bad-browse");
+      const dead = new Recorder<string>();
+      const consumer = await t.bus({ hooks: { onDeadLetter: (e) => dead.push(e.reason) } });
+      await consumer
+        .consume(queue)
+        .on(Ping, async (_msg, ctx) => ctx.deadLetter("for the browser"))
+        .start();
+      await bus.send(queue, Ping, { n: 1 });
+      await dead.count(1, t.ms(15_000));
+      const dlq = bus.deadLetters({ queue });
+      for (const options of [{ limit: 0 }, { limit: 1.5 }, { idleMs: -1 }, { idleMs: Number.NaN }]) {
+        await expectCode("CONFIG_INVALID", () => dlq.list(options));
+        await expectCode("CONFIG_INVALID", () => dlq.redrive(options));
+        await expectCode("CONFIG_INVALID", () => dlq.purge(options));
+      }
+      const letters = await dlq.list({ idleMs: t.ms(1000) });
+      expect(letters.map((l) => l.reasonText)).toEqual(["for the browser"]);
+    },
+  },
 ];
