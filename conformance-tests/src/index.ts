@@ -4,6 +4,7 @@ import { deadLetterCases } from "./cases/dead-letters.js";
 import { deliveryCases } from "./cases/delivery.js";
 import { envelopeCases } from "./cases/envelope.js";
 import { requestReplyCases } from "./cases/request-reply.js";
+import { flowCases } from "./cases/flows.js";
 import { robustnessCases } from "./cases/robustness.js";
 import { versionCases } from "./cases/versions.js";
 import { CaseContext, type ConformanceCase, type ConformanceTarget, targetCapabilities } from "./harness.js";
@@ -29,6 +30,7 @@ export const conformanceCases: readonly ConformanceCase[] = [
   ...badInputCases,
   ...robustnessCases,
   ...requestReplyCases,
+  ...flowCases,
 ];
 
 export interface SuiteOptions {

@@ -49,3 +49,14 @@ export const Pong = defineMessage({
   type: "conformance.pong",
   versions: { 1: z.object({ n: z.number().int(), by: z.string() }) },
 });
+
+/** The blog-approval flow: an author submits a post, moderation reviews it. */
+export const PostSubmitted = defineMessage({
+  type: "conformance.post.submitted",
+  versions: { 1: z.object({ postId: z.string(), title: z.string() }) },
+});
+
+export const PostReviewed = defineMessage({
+  type: "conformance.post.reviewed",
+  versions: { 1: z.object({ postId: z.string(), approved: z.boolean() }) },
+});

@@ -234,6 +234,20 @@ export class SqsConsumer implements TransportSubscription {
       this.#wakeAll();
       await Promise.allSettled(this.#loops);
       await this.#flush();
+      // Still held (a handler the core gave up on at stop): hand it back now rather than hide it
+      // until its visibility timeout runs out; a late settlement of it is refused.
+      const held = [...this.#held];
+      for (const h of held) h.settled = true;
+      this.#held.clear();
+      if (held.length > 0) {
+        await this.#queues
+          .changeVisibilityBatch(
+            this.#url,
+            held.map((h) => h.handle),
+            0,
+          )
+          .catch(() => {});
+      }
     })();
     return this.#closing;
   }

@@ -1,4 +1,12 @@
-import { type Bus, isSwitchyardError, type WireMessage } from "@switchyard/core";
+import { inspect } from "node:util";
+import {
+  type Bus,
+  createBus,
+  isSwitchyardError,
+  type Logger,
+  PermanentError,
+  type WireMessage,
+} from "@switchyard/core";
 import { expect } from "vitest";
 import type { CaseContext, ConformanceCase } from "../harness.js";
 import { Recorder } from "../harness.js";
@@ -131,6 +139,10 @@ export const badInputCases: ConformanceCase[] = [
         { retry: { maxDelayMs: Number.NaN } },
         { retry: { multiplier: 0.5 } },
         { retry: { jitter: 2 } },
+        { stopTimeoutMs: -1 },
+        { stopTimeoutMs: Number.NaN },
+        { stopTimeoutMs: 2 ** 31 },
+        { stopTimeoutMs: "5000" },
       ];
       for (const options of bad) {
         const error = await refusal(() => start(options));
@@ -271,6 +283,230 @@ export const badInputCases: ConformanceCase[] = [
       await other.send(queue, Ping, { n: 5 });
       await got.count(2, t.ms(15_000));
       expect(got.items.sort()).toEqual([1, 5]);
+    },
+  },
+  {
+    name: "bad input: malformed and unknown URLs are CONFIG_INVALID or UNKNOWN_SCHEME; their credentials never show in errors or logs",
+    async run(t) {
+      const secret = `s3cret${t.runId}`;
+      const logged: unknown[] = [];
+      const record = (...args: unknown[]) => logged.push(args);
+      const logger: Logger = { debug: record, info: record, warn: record, error: record };
+      const cases: Array<[string, string]> = [
+        [`kafka://admin:${secret}@[::1`, "CONFIG_INVALID"], // unclosed IPv6 bracket
+        [`amqp://admin:${secret}@127.0.0.1:99999/`, "CONFIG_INVALID"], // port out of range
+        [`not a url admin:${secret}@host`, "CONFIG_INVALID"],
+        [`nosuch://admin:${secret}@127.0.0.1:1/x`, "UNKNOWN_SCHEME"],
+        [`nosuch://127.0.0.1:1/x?password=${secret}`, "UNKNOWN_SCHEME"],
+      ];
+      for (const [url, code] of cases) {
+        const error = await refusal(() => createBus({ url, logger }));
+        expect(isSwitchyardError(error, code as never), `${code} expected, got ${String(error)}`).toBe(true);
+        // The whole error as a log would print it: message, stack, details and causes.
+        expect(inspect(error, { depth: 10 })).not.toContain(secret);
+      }
+      expect(inspect(logged, { depth: 10 })).not.toContain(secret);
+      // Nothing above touched the broker under test; it still works.
+      const bus = await t.bus();
+      const queue = t.name("bad-url");
+      await expectOnlyMarker(t, bus, queue);
+    },
+  },
+  {
+    name: "bad input: credentials in a handler's error never reach the dead letter",
+    async run(t) {
+      const secret = `s3cret${t.runId}`;
+      const dead = new Recorder<string>();
+      const bus = await t.bus({ hooks: { onDeadLetter: (e) => dead.push(String(e.error)) } });
+      const queue = t.name("secret-dl");
+      await bus
+        .consume(queue)
+        .on(Ping, async () => {
+          throw new PermanentError(`cannot reach postgres://app:${secret}@10.0.0.1:5432/orders`);
+        })
+        .start();
+      await bus.send(queue, Ping, { n: 1 });
+      await dead.count(1, t.ms(15_000), "the dead letter");
+      const letters = await bus.deadLetters({ queue }).list({ idleMs: t.ms(1000) });
+      expect(letters).toHaveLength(1);
+      expect(letters[0]!.error?.message).toContain("postgres://app:***@10.0.0.1:5432/orders");
+      expect(inspect(letters, { depth: 10 })).not.toContain(secret);
+    },
+  },
+  {
+    name: "bad input: a header value larger than the broker takes is MESSAGE_TOO_LARGE and nothing is sent",
+    async run(t) {
+      const bus = await t.bus();
+      const queue = t.name("big-header");
+      await bus.send(queue, Ping, { n: 0 }).then(
+        () => undefined,
+        () => undefined,
+      ); // connect and provision, so the refusal below is the publish's own
+      const drain = await t.bus();
+      const seen = new Recorder<number>();
+      await drain
+        .consume(queue)
+        .on(Ping, async (msg) => seen.push(msg.data.n))
+        .start();
+      await seen.count(1, t.ms(15_000));
+      await drain.close();
+      const huge = "h".repeat(t.capabilities.maxMessageBytes + 1);
+      await expectCode("MESSAGE_TOO_LARGE", () =>
+        bus.send(queue, Ping, { n: 1 }, { headers: { "x-huge": huge } }),
+      );
+      await expectCode("MESSAGE_TOO_LARGE", () =>
+        bus.sendBatch(queue, Ping, [
+          { data: { n: 2 } },
+          { data: { n: 3 }, options: { headers: { "x-huge": huge } } },
+        ]),
+      );
+      await expectOnlyMarker(t, bus, queue);
+    },
+  },
+  {
+    name: "bad input: queue and topic names the broker may not hold round-trip or are refused with a code; empty is CONFIG_INVALID",
+    async run(t) {
+      const bus = await t.bus();
+      await expectCode("CONFIG_INVALID", () => bus.send("", Ping, { n: 0 }));
+      await expectCode("CONFIG_INVALID", () => bus.publish("", Ping, { n: 0 }));
+      await expectCode("CONFIG_INVALID", () =>
+        bus
+          .consume("")
+          .on(Ping, async () => {})
+          .start(),
+      );
+      await expectCode("CONFIG_INVALID", () =>
+        bus
+          .subscribe(t.name("empty-sub"), "")
+          .on(Ping, async () => {})
+          .start(),
+      );
+      const odd = ["with space", "slash/ed", "colon:and#hash", "ünïcødé", "x".repeat(300)];
+      await Promise.all(
+        odd.map(async (suffix, i) => {
+          const queue = `${t.name(`odd${i}`)}-${suffix}`;
+          const got = new Recorder<number>();
+          const consumed = await Promise.resolve()
+            .then(() =>
+              bus
+                .consume(queue)
+                .on(Ping, async (msg) => got.push(msg.data.n))
+                .start(),
+            )
+            .then(
+              () => undefined,
+              (error: unknown) => error,
+            );
+          const sent = await bus.send(queue, Ping, { n: i }).then(
+            () => undefined,
+            (error: unknown) => error,
+          );
+          for (const error of [consumed, sent]) {
+            if (error !== undefined) {
+              expect(isSwitchyardError(error), `${JSON.stringify(suffix)}: ${String(error)}`).toBe(true);
+            }
+          }
+          // Accepted on both sides: it arrives, under the name it was sent to.
+          if (consumed === undefined && sent === undefined) {
+            await got.count(1, t.ms(15_000), `the message on ${JSON.stringify(suffix)}`);
+            expect(got.items).toEqual([i]);
+          }
+        }),
+      );
+    },
+  },
+  {
+    name: "bad input: starting one consumer twice makes two competing consumers; each message is handled once",
+    async run(t) {
+      const bus = await t.bus();
+      const queue = t.name("double-start");
+      const handled = new Recorder<string>();
+      const builder = bus.consume(queue).on(Ping, async (msg) => handled.push(`${msg.data.n}`));
+      const first = await builder.start({ concurrency: 2 });
+      const second = await builder.start({ concurrency: 2 });
+      expect(second).not.toBe(first);
+      await bus.sendBatch(
+        queue,
+        Ping,
+        Array.from({ length: 40 }, (_, n) => ({ data: { n } })),
+      );
+      await handled.count(40, t.ms(20_000));
+      await first.stop();
+      await bus.send(queue, Ping, { n: 40 });
+      await handled.count(41, t.ms(15_000), "the message after one of them stopped");
+      expect(new Set(handled.items).size).toBe(41);
+      expect(handled.length).toBe(41);
+    },
+  },
+  {
+    name: "bad input: handler registrations that cannot work are refused at once with a code",
+    async run(t) {
+      const bus = await t.bus();
+      const queue = t.name("bad-registration");
+      await expectCode("CONFIG_INVALID", () => bus.consume(queue).start());
+      await expectCode("CONFIG_INVALID", () => bus.consume(queue).on(Ping, "not a function" as never));
+      await expectCode("CONFIG_INVALID", () =>
+        bus
+          .consume(queue)
+          .on(Ping, async () => {})
+          .on(Ping, async () => {}),
+      );
+      await expectCode("UNKNOWN_VERSION", () =>
+        bus.consume(queue).on(Ping, { versions: [7 as never] }, async () => {}),
+      );
+      // Nothing was subscribed by the refused consumers: the marker is the only message seen.
+      await expectOnlyMarker(t, bus, queue);
+    },
+  },
+  {
+    name: "bad input: settling a message twice is ALREADY_SETTLED and it is handled once",
+    async run(t) {
+      const bus = await t.bus();
+      const queue = t.name("settle-twice");
+      const handled = new Recorder<number>();
+      const second = new Recorder<string>();
+      await bus
+        .consume(queue)
+        .on(Ping, async (msg, ctx) => {
+          handled.push(msg.data.n);
+          if (msg.data.n !== 1) return;
+          await ctx.ack();
+          for (const again of [() => ctx.ack(), () => ctx.nack(), () => ctx.deadLetter("late")]) {
+            const error = await refusal(again);
+            second.push(isSwitchyardError(error, "ALREADY_SETTLED") ? "ALREADY_SETTLED" : String(error));
+          }
+        })
+        .start();
+      await bus.send(queue, Ping, { n: 1 });
+      await second.count(3, t.ms(15_000));
+      await bus.send(queue, Ping, { n: 2 });
+      await handled.count(2, t.ms(15_000));
+      expect(second.items).toEqual(["ALREADY_SETTLED", "ALREADY_SETTLED", "ALREADY_SETTLED"]);
+      expect(handled.items).toEqual([1, 2]);
+      expect(await bus.deadLetters({ queue }).list({ idleMs: t.ms(500) })).toEqual([]);
+    },
+  },
+  {
+    name: "bad input: browsing dead letters with a bad limit or idle time is CONFIG_INVALID and removes nothing",
+    async run(t) {
+      const bus = await t.bus();
+      const queue = t.name("bad-browse");
+      const dead = new Recorder<string>();
+      const consumer = await t.bus({ hooks: { onDeadLetter: (e) => dead.push(e.reason) } });
+      await consumer
+        .consume(queue)
+        .on(Ping, async (_msg, ctx) => ctx.deadLetter("for the browser"))
+        .start();
+      await bus.send(queue, Ping, { n: 1 });
+      await dead.count(1, t.ms(15_000));
+      const dlq = bus.deadLetters({ queue });
+      for (const options of [{ limit: 0 }, { limit: 1.5 }, { idleMs: -1 }, { idleMs: Number.NaN }]) {
+        await expectCode("CONFIG_INVALID", () => dlq.list(options));
+        await expectCode("CONFIG_INVALID", () => dlq.redrive(options));
+        await expectCode("CONFIG_INVALID", () => dlq.purge(options));
+      }
+      const letters = await dlq.list({ idleMs: t.ms(1000) });
+      expect(letters.map((l) => l.reasonText)).toEqual(["for the browser"]);
     },
   },
 ];

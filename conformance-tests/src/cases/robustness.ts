@@ -1,8 +1,8 @@
 import { isSwitchyardError } from "@switchyard/core";
 import { expect } from "vitest";
 import type { ConformanceCase } from "../harness.js";
-import { Recorder } from "../harness.js";
-import { Ping } from "../messages.js";
+import { Recorder, sleep } from "../harness.js";
+import { Ordered, Ping } from "../messages.js";
 
 /** Cases after Watermill's universal tests: isolation, fan-out width, error storms, churn, close. */
 export const robustnessCases: ConformanceCase[] = [
@@ -165,6 +165,130 @@ export const robustnessCases: ConformanceCase[] = [
       expect(bus.closed).toBe(true);
       const after = await bus.send(queue, Ping, { n: 2 }).catch((error: unknown) => error);
       expect(isSwitchyardError(after, "CLOSED")).toBe(true);
+    },
+  },
+  {
+    name: "a handler that never finishes: stop ends at its timeout and the message goes to the next consumer",
+    async run(t) {
+      const first = await t.bus();
+      const queue = t.name("hung");
+      const started = new Recorder<number>();
+      let release: () => void = () => {};
+      const hung = new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      const stopTimeoutMs = t.ms(500);
+      const consumer = await first
+        .consume(queue)
+        .on(Ping, async (msg) => {
+          started.push(msg.data.n);
+          await hung; // never, until the case lets it go at the end
+        })
+        .start({ stopTimeoutMs });
+      try {
+        await first.send(queue, Ping, { n: 1 });
+        await started.count(1, t.ms(15_000));
+        const began = Date.now();
+        let timer: NodeJS.Timeout | undefined;
+        const stopped = await Promise.race([
+          consumer.stop().then(() => "stopped"),
+          new Promise((resolve) => {
+            timer = setTimeout(() => resolve("still waiting"), stopTimeoutMs + t.ms(20_000));
+          }),
+        ]);
+        clearTimeout(timer);
+        expect(stopped).toBe("stopped");
+        expect(Date.now() - began).toBeGreaterThanOrEqual(stopTimeoutMs - 50); // it did wait for the handler
+        // Left unsettled and released with the subscription: the next consumer gets it.
+        const second = await t.bus();
+        const handled = new Recorder<number>();
+        await second
+          .consume(queue)
+          .on(Ping, async (msg) => handled.push(msg.data.n))
+          .start();
+        await handled.count(1, t.ms(15_000), "the abandoned message, redelivered");
+        expect(handled.items).toEqual([1]);
+        release(); // the hung handler finishes now; the stopped consumer must not settle it
+        await second.send(queue, Ping, { n: 2 });
+        await handled.count(2, t.ms(15_000));
+        expect(handled.items).toEqual([1, 2]);
+      } finally {
+        release();
+      }
+    },
+  },
+  {
+    name: "no ack blocks its key: while a keyed message is unsettled the next of its key waits, other keys flow",
+    async run(t) {
+      const bus = await t.bus();
+      const queue = t.name("no-ack");
+      const started = new Recorder<string>();
+      let release: () => void = () => {};
+      const held = new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      let holding: string | undefined;
+      await bus
+        .consume(queue)
+        .on(Ordered, async (msg) => {
+          const label = `${msg.data.key}#${msg.data.seq}`;
+          started.push(label);
+          // The first message of key "a" to arrive is held unsettled until the case lets it go.
+          if (msg.data.key === "a" && holding === undefined) {
+            holding = label;
+            await held;
+          }
+        })
+        .start({ concurrency: 4 });
+      try {
+        await bus.sendBatch(queue, Ordered, [
+          { data: { key: "a", seq: 1 }, options: { key: "a" } },
+          { data: { key: "a", seq: 2 }, options: { key: "a" } },
+          { data: { key: "b", seq: 1 }, options: { key: "b" } },
+          { data: { key: "b", seq: 2 }, options: { key: "b" } },
+        ]);
+        await started.until(
+          (items) => items.filter((i) => i.startsWith("b#")).length === 2 && holding !== undefined,
+          t.ms(15_000),
+          "key b handled while a is held",
+        );
+        await sleep(t.ms(300)); // the other "a" would start now if the key did not block it
+        expect(started.items.filter((i) => i.startsWith("a#"))).toEqual([holding]);
+      } finally {
+        release();
+      }
+      await started.count(4, t.ms(15_000), "the rest of key a once released");
+      expect(started.items.filter((i) => i.startsWith("a#"))).toHaveLength(2);
+    },
+  },
+  {
+    name: "publisher close: sends in flight when the bus closes arrive or are refused with a code",
+    async run(t) {
+      const queue = t.name("publisher-close");
+      const producer = await t.bus();
+      await producer.send(queue, Ping, { n: -1 }); // connected and provisioned
+      const sends = Array.from({ length: 100 }, (_, n) => producer.send(queue, Ping, { n }));
+      const closed = producer.close();
+      const results = await Promise.allSettled(sends);
+      await closed;
+      const sent = new Set<number>();
+      results.forEach((result, n) => {
+        if (result.status === "fulfilled") sent.add(n);
+        else expect(isSwitchyardError(result.reason), String(result.reason)).toBe(true);
+      });
+      const consumer = await t.bus();
+      const got = new Recorder<number>();
+      await consumer
+        .consume(queue)
+        .on(Ping, async (msg) => got.push(msg.data.n))
+        .start({ concurrency: 16 });
+      await got.until(
+        (items) => [...sent].every((n) => items.includes(n)),
+        t.ms(20_000),
+        "every accepted send",
+      );
+      // Nothing else arrives: no message the case did not send (a refused send may still have gone).
+      expect(got.items.every((n) => n >= -1 && n < 100)).toBe(true);
     },
   },
 ];

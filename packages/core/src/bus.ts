@@ -294,6 +294,7 @@ export class Bus {
       capabilities: () => this.capabilities(),
       ensure: (entities) => this.ensure(entities),
       hooks: this.hooks,
+      service: this.#source,
       instrumentation: options.instrumentation,
       logger: options.logger,
       register: (consumer) => this.#consumers.add(consumer),
@@ -622,6 +623,7 @@ export class Bus {
     envelopes: Envelope[],
     extraHeaders?: Record<string, string>,
   ): Promise<void> {
+    validateName(destination.name);
     const instrumentation = this.#instrumentation;
     if (instrumentation?.publish) {
       return (this.#scope ? Promise.resolve() : this.transport()).then(() =>

@@ -65,11 +65,11 @@ export function parseBusUrl(raw: string): URL {
   let url: URL;
   try {
     url = parseMultiHost(raw) ?? new URL(raw);
-  } catch (cause) {
+  } catch {
+    // No cause: Node's URL error carries the raw input, credentials included.
     throw new SwitchyardError(
       "CONFIG_INVALID",
       `"${redactUrl(raw)}" is not a valid URL; expected e.g. kafka://127.0.0.1:9092 or memory://`,
-      { cause },
     );
   }
   const scheme = url.protocol.replace(/:$/, "");

@@ -109,6 +109,12 @@ export interface ConsumerOptions {
   unknownType?: UnknownPolicy;
   /** Drop redelivered duplicates by envelope id. `true` uses an in-memory store and a 24 h TTL. */
   idempotency?: boolean | { store?: IdempotencyStore; ttlMs?: number };
+  /**
+   * How long `stop()` (and `bus.close()`) waits for in-flight handlers. Default 30 s. When it runs
+   * out, the subscription is closed anyway and what the handlers still hold is left unsettled, so
+   * the broker redelivers it; whatever those handlers do later is not settled.
+   */
+  stopTimeoutMs?: number;
 }
 
 export interface BusHooks {
@@ -139,6 +145,8 @@ export interface BusRuntime {
   capabilities(): Promise<Capabilities>;
   ensure(entities: TopologyEntity[]): Promise<void>;
   hooks: BusHooks;
+  /** The bus's `source` (the consuming service), named in its dead letters. */
+  service?: string | undefined;
   /** Tracing/metrics seam (absent: nothing is called or allocated per message). */
   instrumentation?: Instrumentation | undefined;
   logger?: Logger | undefined;
@@ -182,7 +190,11 @@ export const FOREIGN_TYPE = "switchyard.foreign";
 
 export interface Consumer {
   readonly source: Source;
-  /** Stop fetching, let in-flight handlers finish and settle, then release the subscription. */
+  /**
+   * Stop fetching, let in-flight handlers finish and settle, then release the subscription. A
+   * handler still running after `stopTimeoutMs` is abandoned: its message is left unsettled for
+   * the broker to redeliver, and `stop()` resolves.
+   */
   stop(): Promise<void>;
 }
 
@@ -286,6 +298,9 @@ export class RunningConsumer implements Consumer {
   #subscription: TransportSubscription | undefined;
   #stopping: Promise<void> | undefined;
   #closing = false;
+  /** stop() gave up waiting for handlers: their late outcomes are not settled (the broker redelivers). */
+  #abandoned = false;
+  readonly #stopTimeoutMs: number;
   readonly #instrumentation: Instrumentation | undefined;
   #scope!: InstrumentationScope;
 
@@ -317,6 +332,14 @@ export class RunningConsumer implements Consumer {
     this.#prefetch = Math.max(concurrency, options.prefetch ?? concurrency * 2);
     this.#retry = { ...defaultRetry, ...options.retry };
     validateRetry(this.#retry);
+    const stopTimeoutMs = options.stopTimeoutMs ?? 30_000;
+    if (typeof stopTimeoutMs !== "number" || !(stopTimeoutMs >= 0 && stopTimeoutMs < 2 ** 31)) {
+      throw new SwitchyardError(
+        "CONFIG_INVALID",
+        `stopTimeoutMs must be from 0 to 2^31-1, got ${stopTimeoutMs}`,
+      );
+    }
+    this.#stopTimeoutMs = stopTimeoutMs;
     this.#unknownVersion = options.unknownVersion ?? "dead-letter";
     this.#unknownType = options.unknownType ?? (source.kind === "topic" ? "skip" : "dead-letter");
     if (options.idempotency) {
@@ -362,11 +385,33 @@ export class RunningConsumer implements Consumer {
     this.#stopping ??= (async () => {
       this.#closing = true;
       await this.#subscription?.stop?.();
-      if (this.#unfinished > 0) await new Promise<void>((resolve) => (this.#drained = resolve));
+      if (this.#unfinished > 0) await this.#drain();
       await this.#subscription?.close();
       this.#runtime.unregister(this);
     })();
     return this.#stopping;
+  }
+
+  /** Waits for in-flight work, at most stopTimeoutMs; past it, abandons what is still held. */
+  async #drain(): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const drained = new Promise<boolean>((resolve) => {
+      this.#drained = () => resolve(true);
+    });
+    const timedOut = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(false), this.#stopTimeoutMs);
+    });
+    const finished = await Promise.race([drained, timedOut]);
+    clearTimeout(timer);
+    if (finished) return;
+    this.#abandoned = true;
+    this.#drained = undefined;
+    const error = new SwitchyardError(
+      "TIMEOUT",
+      `stop: ${this.#unfinished} message(s) still in handlers after ${this.#stopTimeoutMs} ms; left unsettled for redelivery`,
+    );
+    this.#runtime.logger?.warn({ source: this.source, unfinished: this.#unfinished }, error.message);
+    this.#runtime.hooks.onError?.({ source: this.source, error, attempt: 0, willRetry: true });
   }
 
   // ---- the pipeline: receive → (per-key order) → a handler slot → handle → settle ----
@@ -801,6 +846,7 @@ export class RunningConsumer implements Consumer {
   }
 
   async #deadLetter(delivery: Delivery, failure: Failure): Promise<void> {
+    if (this.#abandoned) return; // stop() gave up on it: the broker redelivers it
     const { envelope } = failure;
     const headers = faultHeaders({
       reason: failure.reason,
@@ -813,6 +859,7 @@ export class RunningConsumer implements Consumer {
         : {}),
       destination: { kind: this.source.kind, name: this.source.name },
       subscription: this.source.subscription,
+      ...(this.#runtime.service ? { consumer: this.#runtime.service } : {}),
       ...(failure.handler ? { handler: failure.handler } : {}),
       ...(envelope ? { messageType: envelope.type } : {}),
       ...(envelope?.schemaVersion !== undefined ? { schemaVersion: envelope.schemaVersion } : {}),
@@ -872,6 +919,7 @@ export class RunningConsumer implements Consumer {
     options?: { delayMs?: number },
     failure?: unknown,
   ): Promise<void> {
+    if (this.#abandoned) return; // stop() gave up on it: the broker redelivers it
     try {
       await (what === "ack" ? delivery.ack() : delivery.nack(options));
     } catch (error) {

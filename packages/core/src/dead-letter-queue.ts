@@ -98,6 +98,8 @@ export class DeadLetterQueue {
     const idleMs = options.idleMs ?? 500;
     if (!Number.isInteger(limit) || limit < 1)
       throw new SwitchyardError("CONFIG_INVALID", "limit must be ≥ 1");
+    if (typeof idleMs !== "number" || !(idleMs >= 0 && idleMs < 2 ** 31))
+      throw new SwitchyardError("CONFIG_INVALID", `idleMs must be from 0 to 2^31-1, got ${idleMs}`);
     const transport = await this.bus.transport();
     // A broker's own dead-letter sub-queue exists with its entity; the core's DLQ queue is created.
     const native = transport.deadLetterSource?.(this.source);

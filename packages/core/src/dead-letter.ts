@@ -1,6 +1,7 @@
 import { hostname } from "node:os";
 import { basename } from "node:path";
 import { type Envelope, fromWire, RESERVED_PREFIX, type WireMessage } from "./envelope.js";
+import { redactText } from "./errors.js";
 import type { Destination, FaultHeaders } from "./transport.js";
 
 /** Why a message was dead-lettered. */
@@ -26,6 +27,8 @@ export interface DeadLetter {
   lastFailureAt?: string;
   destination?: Destination;
   subscription?: string;
+  /** The consuming service that dead-lettered it: the `source` of its bus. */
+  consumer?: string;
   handler?: string;
   messageType?: string;
   schemaVersion?: number;
@@ -51,6 +54,7 @@ export const FAULT = {
   attempts: `${RESERVED_PREFIX}dlattempts`,
   destination: `${RESERVED_PREFIX}dldestination`,
   subscription: `${RESERVED_PREFIX}dlsubscription`,
+  consumer: `${RESERVED_PREFIX}dlconsumer`,
   handler: `${RESERVED_PREFIX}dlhandler`,
   messageType: `${RESERVED_PREFIX}dlmessagetype`,
   schemaVersion: `${RESERVED_PREFIX}dlschemaversion`,
@@ -76,6 +80,8 @@ export interface FaultInput {
   firstFailureAt?: Date;
   destination: Destination;
   subscription: string;
+  /** The consuming service (its bus's `source`). */
+  consumer?: string;
   handler?: string;
   messageType?: string;
   schemaVersion?: number;
@@ -85,7 +91,7 @@ export function faultHeaders(input: FaultInput): FaultHeaders {
   const now = new Date().toISOString();
   const headers: FaultHeaders = {
     [FAULT.reason]: input.reason,
-    [FAULT.reasonText]: truncate(input.reasonText ?? input.reason, TEXT_LIMIT),
+    [FAULT.reasonText]: truncate(redactText(input.reasonText ?? input.reason), TEXT_LIMIT),
     [FAULT.attempts]: String(input.attempts),
     [FAULT.firstFailure]: (input.firstFailureAt ?? new Date()).toISOString(),
     [FAULT.lastFailure]: now,
@@ -96,6 +102,7 @@ export function faultHeaders(input: FaultInput): FaultHeaders {
     [FAULT.process]: process.argv[1] ? basename(process.argv[1]) : "node",
     [FAULT.time]: now,
   };
+  if (input.consumer) headers[FAULT.consumer] = input.consumer;
   if (input.handler) headers[FAULT.handler] = input.handler;
   if (input.messageType) headers[FAULT.messageType] = input.messageType;
   if (input.schemaVersion !== undefined) headers[FAULT.schemaVersion] = String(input.schemaVersion);
@@ -103,12 +110,12 @@ export function faultHeaders(input: FaultInput): FaultHeaders {
     const error = input.error;
     if (error instanceof Error) {
       headers[FAULT.errorType] = error.name;
-      headers[FAULT.errorMessage] = truncate(error.message, TEXT_LIMIT);
-      if (error.stack) headers[FAULT.errorStack] = truncate(error.stack, STACK_LIMIT);
+      headers[FAULT.errorMessage] = truncate(redactText(error.message), TEXT_LIMIT);
+      if (error.stack) headers[FAULT.errorStack] = truncate(redactText(error.stack), STACK_LIMIT);
     } else {
       // A handler threw a string, an object or undefined: say what it was; there is no stack.
       headers[FAULT.errorType] = "NonError";
-      headers[FAULT.errorMessage] = truncate(describe(error), TEXT_LIMIT);
+      headers[FAULT.errorMessage] = truncate(redactText(describe(error)), TEXT_LIMIT);
     }
   }
   return headers;
@@ -174,6 +181,7 @@ export function readDeadLetter(message: WireMessage, brokerAttempts = 0): DeadLe
     firstFailureAt: h[FAULT.firstFailure],
     lastFailureAt: h[FAULT.lastFailure],
     subscription: h[FAULT.subscription],
+    consumer: h[FAULT.consumer],
     handler: h[FAULT.handler],
     messageType: h[FAULT.messageType],
     host: h[FAULT.host],

@@ -54,6 +54,14 @@ export class PermanentError extends Error {
 }
 
 /** Removes user info and secret-looking query parameters from a URL before it goes into a message. */
+/**
+ * Masks the password of every URL inside a text (`amqp://user:pass@host` → `amqp://user:***@host`),
+ * for text Switchyard keeps or forwards but did not write itself, such as a handler's error message.
+ */
+export function redactText(text: string): string {
+  return text.replace(/([a-z][a-z0-9+.-]*:\/\/[^\s:@/]*):[^\s@/]*@/gi, "$1:***@");
+}
+
 export function redactUrl(url: string): string {
   try {
     const parsed = new URL(url);

@@ -61,7 +61,14 @@ export {
   type WireMessage,
   wireSize,
 } from "./envelope.js";
-export { type ErrorCode, isSwitchyardError, PermanentError, redactUrl, SwitchyardError } from "./errors.js";
+export {
+  type ErrorCode,
+  isSwitchyardError,
+  PermanentError,
+  redactText,
+  redactUrl,
+  SwitchyardError,
+} from "./errors.js";
 export { type IdempotencyStore, MemoryIdempotencyStore } from "./idempotency.js";
 export type { Instrumentation, InstrumentationScope, Logger, Settlement } from "./instrumentation.js";
 export { prepareEnvelope } from "./prepare.js";

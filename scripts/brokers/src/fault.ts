@@ -2,6 +2,7 @@
 // test, tell whether a broker really restarted, and count what a stream delivered.
 import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
+import { createServer, type Server, type Socket, connect as tcpConnect } from "node:net";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -42,11 +43,23 @@ export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(r
 export class Handled {
   readonly ids = new Set<number>();
   calls = 0;
+  /** When the last handling happened (ms since the epoch), and the first one after `markFrom()`. */
+  lastAt = 0;
+  firstAfterMark: number | undefined;
+  #mark: number | undefined;
   #waiters: Array<() => void> = [];
+
+  /** From now on, remember the time of the next handling (recovery time after a fault). */
+  markFrom(time = Date.now()): void {
+    this.#mark = time;
+    this.firstAfterMark = undefined;
+  }
 
   add(n: number): void {
     this.calls++;
     this.ids.add(n);
+    this.lastAt = Date.now();
+    if (this.#mark !== undefined && this.firstAfterMark === undefined) this.firstAfterMark = this.lastAt;
     for (const waiter of this.#waiters) waiter();
   }
 
@@ -178,4 +191,118 @@ export async function runOutageStream(options: OutageStreamOptions): Promise<Out
   await options.handled.reach(total, 90_000, `all ${total} messages handled`);
   await sleep(1_000);
   return result;
+}
+
+/**
+ * A loopback TCP proxy in front of a broker, to cut connections without touching the broker (which
+ * other suites share). `cut()` resets every connection through it and refuses new ones (each is
+ * reset as soon as it is accepted) until `restore()`.
+ */
+export class TcpProxy {
+  readonly #server: Server;
+  readonly #sockets = new Set<Socket>();
+  #refusing = false;
+  /** Connections accepted and passed through, and connections reset (by cuts or while refusing). */
+  connections = 0;
+  resets = 0;
+
+  private constructor(
+    readonly target: { host: string; port: number },
+    server: Server,
+  ) {
+    this.#server = server;
+  }
+
+  /** Listens on 127.0.0.1 (a free port) and forwards to `target`. */
+  static async start(target: { host: string; port: number }): Promise<TcpProxy> {
+    const server = createServer();
+    const proxy = new TcpProxy(target, server);
+    server.on("connection", (client) => proxy.#accept(client));
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(0, "127.0.0.1", () => resolve());
+    });
+    return proxy;
+  }
+
+  get port(): number {
+    const address = this.#server.address();
+    if (address === null || typeof address === "string") throw new Error("the proxy is not listening");
+    return address.port;
+  }
+
+  /** `127.0.0.1:PORT`, to put in a URL instead of the broker's address. */
+  get hostPort(): string {
+    return `127.0.0.1:${this.port}`;
+  }
+
+  #accept(client: Socket): void {
+    if (this.#refusing) {
+      this.resets++;
+      client.resetAndDestroy();
+      return;
+    }
+    this.connections++;
+    const upstream = tcpConnect(this.target.port, this.target.host);
+    client.setNoDelay(true);
+    upstream.setNoDelay(true);
+    for (const socket of [client, upstream]) {
+      this.#sockets.add(socket);
+      socket.on("close", () => this.#sockets.delete(socket));
+      // An error on either side ends both; the client sees a reset, as after a network fault.
+      socket.on("error", () => {
+        client.destroy();
+        upstream.destroy();
+      });
+    }
+    client.pipe(upstream);
+    upstream.pipe(client);
+    client.on("close", () => upstream.destroy());
+    upstream.on("close", () => client.destroy());
+  }
+
+  /** Resets every open connection (both sides) and refuses new ones until `restore()`. */
+  cut(): void {
+    this.#refusing = true;
+    for (const socket of [...this.#sockets]) {
+      this.resets++;
+      socket.resetAndDestroy();
+    }
+  }
+
+  restore(): void {
+    this.#refusing = false;
+  }
+
+  async close(): Promise<void> {
+    this.cut();
+    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+  }
+}
+
+/**
+ * `runOutageStream` with the fault being a connection cut through `proxy`: every connection reset,
+ * new ones refused for `downMs`, then let through again. The broker keeps running. Adds the recovery
+ * time: from the restore to the first message handled after it.
+ */
+export async function runConnectionCut(
+  options: Omit<OutageStreamOptions, "outage"> & { proxy: TcpProxy; adapter: string },
+): Promise<OutageStream & { recoveryMs: number | undefined }> {
+  const { proxy, handled } = options;
+  const stream = await runOutageStream({
+    ...options,
+    outage: {
+      announce: `(${options.adapter}) cutting every connection through the loopback proxy and refusing new ones; the broker keeps running`,
+      stop: async () => proxy.cut(),
+      start: async () => {
+        proxy.restore();
+        handled.markFrom();
+      },
+    },
+  });
+  const recoveryMs =
+    handled.firstAfterMark !== undefined && stream.outage.to !== undefined
+      ? handled.firstAfterMark - stream.outage.to
+      : undefined;
+  return { ...stream, recoveryMs };
 }

@@ -13,6 +13,8 @@ interface Receiver {
   unsettled: number;
   deliver: (delivery: Delivery) => void;
   closed: boolean;
+  /** Returns each unsettled delivery to the queue; run when the receiver goes (as AMQP does). */
+  held: Map<number, () => void>;
 }
 
 /**
@@ -57,10 +59,18 @@ class MemoryQueue {
     this.#schedule();
   }
 
+  /** Stops deliveries to the receiver; the ones it holds stay settleable. */
   removeReceiver(receiver: Receiver): void {
     receiver.closed = true;
     const index = this.#receivers.indexOf(receiver);
     if (index !== -1) this.#receivers.splice(index, 1);
+  }
+
+  /** Removes the receiver and gives back what it still holds (as AMQP does when a consumer goes). */
+  releaseReceiver(receiver: Receiver): void {
+    this.removeReceiver(receiver);
+    // A late settlement of a returned delivery is refused with ALREADY_SETTLED.
+    for (const giveBack of [...receiver.held.values()]) giveBack();
   }
 
   close(): void {
@@ -140,6 +150,7 @@ class MemoryQueue {
       settled = true;
       receiver.unsettled--;
       this.#out--;
+      receiver.held.delete(entry.seq);
     };
     const releaseKey = () => {
       const key = entry.message.key;
@@ -180,6 +191,10 @@ class MemoryQueue {
         this.#schedule();
       },
     };
+    receiver.held.set(entry.seq, () => {
+      settle("return");
+      this.#requeue({ ...entry, attempt: entry.attempt + 1 });
+    });
     receiver.deliver(delivery);
   }
 
@@ -265,11 +280,19 @@ export class MemoryBroker {
     return this.#queues.get(queueId(source))?.backlog;
   }
 
-  subscribe(source: Source, prefetch: number, deliver: (delivery: Delivery) => void): () => void {
+  /**
+   * Adds a receiver. `stop()` ends its deliveries while the ones it holds stay settleable;
+   * `close()` also returns what it still holds to the queue, for the next receiver.
+   */
+  subscribe(
+    source: Source,
+    prefetch: number,
+    deliver: (delivery: Delivery) => void,
+  ): { stop(): void; close(): void } {
     const queue = this.queue(source);
-    const receiver: Receiver = { prefetch, unsettled: 0, deliver, closed: false };
+    const receiver: Receiver = { prefetch, unsettled: 0, deliver, closed: false, held: new Map() };
     queue.addReceiver(receiver);
-    return () => queue.removeReceiver(receiver);
+    return { stop: () => queue.removeReceiver(receiver), close: () => queue.releaseReceiver(receiver) };
   }
 
   reset(): void {

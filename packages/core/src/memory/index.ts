@@ -25,7 +25,7 @@ export class MemoryTransport implements Transport {
   readonly broker: MemoryBroker;
   /** Binary by default, like the brokers; `structured` lets the suite run the other content mode. */
   readonly contentMode: ContentMode;
-  readonly #unsubscribers = new Set<() => void>();
+  readonly #receivers = new Set<{ close(): void }>();
   #closed = false;
 
   constructor(options: { broker?: MemoryBroker | string; contentMode?: ContentMode } = {}) {
@@ -66,14 +66,14 @@ export class MemoryTransport implements Transport {
 
   async subscribe(source: Source, options: { prefetch: number }, deliver: (delivery: Delivery) => void) {
     this.#assertOpen();
-    const unsubscribe = this.broker.subscribe(source, options.prefetch, deliver);
-    this.#unsubscribers.add(unsubscribe);
+    const receiver = this.broker.subscribe(source, options.prefetch, deliver);
+    this.#receivers.add(receiver);
     return {
-      // Removing the receiver stops deliveries; the ones it holds stay settleable.
-      stop: async () => unsubscribe(),
+      // Stopping ends deliveries; the ones it holds stay settleable until close() returns them.
+      stop: async () => receiver.stop(),
       close: async () => {
-        this.#unsubscribers.delete(unsubscribe);
-        unsubscribe();
+        this.#receivers.delete(receiver);
+        receiver.close();
       },
     };
   }
@@ -84,8 +84,8 @@ export class MemoryTransport implements Transport {
 
   async close(): Promise<void> {
     this.#closed = true;
-    for (const unsubscribe of this.#unsubscribers) unsubscribe();
-    this.#unsubscribers.clear();
+    for (const receiver of this.#receivers) receiver.close();
+    this.#receivers.clear();
   }
 
   #assertOpen(): void {
