@@ -38,6 +38,7 @@ export function kafkaCapabilities(config: Pick<KafkaConfig, "maxMessageBytes" | 
     balancedConsumers: true,
     maxDelayMs: 24 * 60 * 60 * 1000,
     tombstones: true, // a null record value; compacted topics (options.topics) delete the key
+    keyOnWire: true, // the record key: what Kafka partitions, and so orders, by
   } satisfies Partial<Capabilities>;
 }
 

@@ -208,6 +208,11 @@ interface Failure {
 
 const DAY = 24 * 60 * 60 * 1000;
 const UNKNOWN_DECISION: VersionDecision = { action: "unknown" };
+
+/** A message that is not a CloudEvent (and no handler takes foreign ones): it is dead-lettered. */
+class DecodeFailure {
+  constructor(readonly error: unknown) {}
+}
 /** fromWire's options on the consume path: a binary body is decoded once its handler is known. */
 const LAZY_BODY = { decodeBody: false } as const;
 type Outcome = "ack" | "nack" | "dead-letter";
@@ -281,13 +286,13 @@ export class RunningConsumer implements Consumer {
   /** Handlers running now. */
   #running = 0;
   /** Deliveries waiting for a free handler slot, in arrival order (a queue with a moving head). */
-  readonly #waiting: Array<{ delivery: Delivery; envelope: Envelope }> = [];
+  readonly #waiting: Array<{ delivery: Delivery; envelope: Envelope | undefined }> = [];
   #waitingHead = 0;
   /**
    * Per-key order: messages of a key run one after another. A key is in the map while one of its
    * messages is admitted; later ones of the key wait in its array.
    */
-  readonly #keys = new Map<string, Array<{ delivery: Delivery; envelope: Envelope }>>();
+  readonly #keys = new Map<string, Array<{ delivery: Delivery; envelope: Envelope | undefined }>>();
   /** Deliveries received and not yet finished (settled or reported); stop() waits for 0. */
   #unfinished = 0;
   #drained: (() => void) | undefined;
@@ -295,6 +300,8 @@ export class RunningConsumer implements Consumer {
   readonly #prefetch: number;
   #transport!: Transport;
   #capabilities!: Capabilities;
+  /** capabilities.keyOnWire: order by the wire message's key, decode when a slot is free. */
+  #keyOnWire = false;
   #subscription: TransportSubscription | undefined;
   #stopping: Promise<void> | undefined;
   #closing = false;
@@ -355,6 +362,7 @@ export class RunningConsumer implements Consumer {
   async start(): Promise<this> {
     this.#transport = await this.#runtime.transport();
     this.#capabilities = await this.#runtime.capabilities();
+    this.#keyOnWire = this.#capabilities.keyOnWire;
     this.#scope = { system: this.#transport.name };
     const { source } = this;
     // A broker that keeps dead letters itself (deadLetterSource) needs no DLQ queue of ours.
@@ -422,17 +430,21 @@ export class RunningConsumer implements Consumer {
       void this.#finish(this.#settle(delivery, "nack"));
       return;
     }
-    let envelope: Envelope;
-    try {
-      envelope = fromWire(delivery.message, LAZY_BODY);
-    } catch (error) {
-      if (!this.#fallback?.foreign) {
-        void this.#finish(this.#deadLetter(delivery, { reason: "decode", error }));
+    // Where the transport carries the ordering key on the wire message, a message waiting for a
+    // handler slot stays undecoded (a structured event is parsed whole, data and all: decoding a
+    // fetch's worth of queued messages up front only keeps them alive longer, as GC work).
+    let envelope: Envelope | undefined;
+    let key: string | undefined;
+    if (this.#keyOnWire) key = delivery.message.key;
+    else {
+      const decoded = this.#decode(delivery);
+      if (decoded instanceof DecodeFailure) {
+        void this.#finish(this.#deadLetter(delivery, { reason: "decode", error: decoded.error }));
         return;
       }
-      envelope = foreignEnvelope(delivery.message);
+      envelope = decoded;
+      key = envelope.key;
     }
-    const { key } = envelope;
     if (key !== undefined) {
       const queued = this.#keys.get(key);
       if (queued) {
@@ -441,33 +453,48 @@ export class RunningConsumer implements Consumer {
       }
       this.#keys.set(key, []);
     }
-    if (this.#running < this.#concurrency) void this.#run(delivery, envelope);
+    if (this.#running < this.#concurrency) void this.#run(delivery, envelope, key);
     else this.#waiting.push({ delivery, envelope });
   }
 
-  /** Runs one admitted delivery in a handler slot, then hands the slot on. Never rejects. */
-  async #run(delivery: Delivery, envelope: Envelope): Promise<void> {
-    this.#running++;
+  /** The envelope of a delivery; a foreign message is one when an onAny({ foreign }) handler takes it. */
+  #decode(delivery: Delivery): Envelope | DecodeFailure {
     try {
-      const instrumentation = this.#instrumentation;
+      return fromWire(delivery.message, LAZY_BODY);
+    } catch (error) {
+      return this.#fallback?.foreign ? foreignEnvelope(delivery.message) : new DecodeFailure(error);
+    }
+  }
+
+  /**
+   * Runs one admitted delivery in a handler slot, then hands the slot on. Never rejects. `key` is
+   * the one it was admitted under (its per-key queue is released with it).
+   */
+  async #run(delivery: Delivery, decoded: Envelope | undefined, key: string | undefined): Promise<void> {
+    this.#running++;
+    let envelope = decoded;
+    try {
       if (this.#closing) await this.#settle(delivery, "nack");
-      else if (instrumentation?.process) {
-        await instrumentation.process(this.#scope, this.source, delivery, envelope, () =>
-          this.#handle(delivery, envelope),
-        );
-      } else await this.#handle(delivery, envelope);
+      else {
+        if (envelope === undefined) {
+          const late = this.#decode(delivery);
+          if (late instanceof DecodeFailure) {
+            await this.#deadLetter(delivery, { reason: "decode", error: late.error });
+          } else envelope = late;
+        }
+        if (envelope !== undefined) await this.#process(delivery, envelope);
+      }
     } catch (error) {
       // Only settlement failures get here (a lost connection): the broker will redeliver.
       this.#runtime.hooks.onError?.({
         source: this.source,
-        envelope,
+        ...(envelope ? { envelope } : {}),
         error,
         attempt: delivery.attempt,
         willRetry: true,
       });
     }
     this.#running--;
-    const { key } = envelope;
     if (key !== undefined) {
       const queued = this.#keys.get(key)!;
       // The next message of this key goes to the back of the line for a slot, in arrival order.
@@ -481,9 +508,23 @@ export class RunningConsumer implements Consumer {
         this.#waiting.length = 0;
         this.#waitingHead = 0;
       }
-      void this.#run(next.delivery, next.envelope);
+      void this.#run(next.delivery, next.envelope, this.#keyOf(next));
     }
     this.#finished();
+  }
+
+  /** Handles a decoded delivery, inside the instrumentation's process span when there is one. */
+  #process(delivery: Delivery, envelope: Envelope): Promise<void> {
+    const instrumentation = this.#instrumentation;
+    if (!instrumentation?.process) return this.#handle(delivery, envelope);
+    return instrumentation.process(this.#scope, this.source, delivery, envelope, () =>
+      this.#handle(delivery, envelope),
+    );
+  }
+
+  /** The ordering key a waiting delivery was queued under (see #receive). */
+  #keyOf(waiting: { delivery: Delivery; envelope: Envelope | undefined }): string | undefined {
+    return this.#keyOnWire ? waiting.delivery.message.key : waiting.envelope?.key;
   }
 
   async #finish(work: Promise<void>): Promise<void> {

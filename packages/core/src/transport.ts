@@ -33,6 +33,12 @@ export interface Capabilities {
    * on a compacted topic (Kafka). Without it the core refuses `publish(…, { tombstone: true })`.
    */
   tombstones: boolean;
+  /**
+   * A received wire message's `key` is its ordering key (the envelope's `partitionkey`; Kafka's
+   * record key): the core then orders messages by it without decoding them, and decodes a message
+   * only when a handler slot is free for it.
+   */
+  keyOnWire: boolean;
 }
 
 export const defaultCapabilities: Capabilities = {
@@ -48,6 +54,7 @@ export const defaultCapabilities: Capabilities = {
   balancedConsumers: true,
   maxDelayMs: 15 * 60 * 1000,
   tombstones: false,
+  keyOnWire: false,
 };
 
 export function resolveCapabilities(partial: Partial<Capabilities> | undefined): Capabilities {

@@ -16,6 +16,7 @@ export const memoryCapabilities: Partial<Capabilities> = {
   maxHeaders: 256,
   redeliveryCount: true,
   maxDelayMs: 24 * 60 * 60 * 1000,
+  keyOnWire: true, // wire messages are kept as published, key included
 };
 
 /** The embedded in-process transport: full semantics, no I/O, deterministic order. */
