@@ -403,12 +403,7 @@ function leanPublishRequests(client: PubSub, topic: Topic): void {
 /** Internals of @google-cloud/pubsub 6.2 used for nack with a delay (see README). */
 interface SubscriberInternals {
   isOpen: boolean;
-  _inventory?: {
-    removeAllListeners?(event: string): void;
-    add(message: Message): void;
-    remove(message: Message): void;
-    clear?(): Message[];
-  };
+  _inventory?: { add(message: Message): void; remove(message: Message): void; clear?(): Message[] };
   _modAcks?: {
     numInFlightRequests: number;
     numPendingRequests?: number;
@@ -483,16 +478,12 @@ class PubsubSubscription {
       }
     });
     this.#subscription.on("message", (message: Message) => this.#onMessage(message));
-    this.#keepReading();
     // The client gives up on a stream after a non-retryable status (the emulator ends ordered
     // streams with UNKNOWN when its dead-letter policy fires): reopen, so the consumer goes on.
     this.#subscription.on("close", () => {
       if (this.#closing) return;
       const timer = setTimeout(() => {
-        if (!this.#closing && !this.#subscription.isOpen) {
-          this.#subscription.open();
-          this.#keepReading();
-        }
+        if (!this.#closing && !this.#subscription.isOpen) this.#subscription.open();
       }, this.#reopenMs);
       this.#reopenMs = Math.min(30_000, this.#reopenMs * 2);
       timer.unref();
@@ -507,21 +498,6 @@ class PubsubSubscription {
       }
       await new Promise((resolve) => setTimeout(resolve, 5));
     }
-  }
-
-  /**
-   * The client pauses the stream while `prefetch` messages are outstanding. The service stops
-   * sending at `maxOutstandingMessages` (the client sends it in the stream request), but the emulator
-   * goes on writing, and what it wrote to a paused stream is not read, not leased, and lapses
-   * unseen: redelivered into the same paused stream, again and again, until the dead-letter policy
-   * takes it although no handler ever had it (300 of 10,000 messages in a connection-cut run, see
-   * README). Keep reading instead: the client still hands out at most `prefetch` messages and holds
-   * the rest leased (its flow control with `allowExcessMessages: false`), so nothing lapses unread;
-   * on the service the stream's own flow control bounds what is held. Touches the client's lease
-   * manager (`_inventory`) of @google-cloud/pubsub 6.2; the client makes a new one at every open.
-   */
-  #keepReading(): void {
-    this.#internals._inventory?.removeAllListeners?.("full");
   }
 
   #onMessage(message: Message): void {
