@@ -404,7 +404,12 @@ function leanPublishRequests(client: PubSub, topic: Topic): void {
 interface SubscriberInternals {
   isOpen: boolean;
   _inventory?: { add(message: Message): void; remove(message: Message): void; clear?(): Message[] };
-  _modAcks?: { numInFlightRequests: number; onDrain(): Promise<void> };
+  _modAcks?: {
+    numInFlightRequests: number;
+    numPendingRequests?: number;
+    onDrain(): Promise<void>;
+    flush?(reason?: string): Promise<void>;
+  };
   modAck(message: Message, seconds: number): Promise<void>;
   modAckWithResponse(message: Message, seconds: number): Promise<unknown>;
   _stream?: {
@@ -427,7 +432,13 @@ interface Ticket {
 
 class PubsubSubscription {
   readonly #subscription: Subscription;
-  /** Exactly-once on an ordered subscription: settlements wait for their turn per ordering key. */
+  /**
+   * Settlements wait for their turn per ordering key (receipt order): with exactly-once on an
+   * ordered subscription (the service refuses out-of-order acks), and on any ordered subscription
+   * of the emulator, which redelivers every later message of a key, acknowledged or not, when an
+   * earlier one is acknowledged after them (messages without a key count as one key there; see
+   * README, "Connection cuts").
+   */
   readonly #ordered: boolean;
   readonly #order = new Map<string, Ticket[]>();
   /** Attempts counted here where the service reports none (no dead-letter policy). */
@@ -443,7 +454,9 @@ class PubsubSubscription {
     prefetch: number,
     readonly deliver: (delivery: Delivery) => void,
   ) {
-    this.#ordered = transport.options.exactlyOnce && transport.options.ordering;
+    this.#ordered =
+      transport.options.ordering &&
+      (transport.options.exactlyOnce || transport.options.emulator !== undefined);
     this.#subscription = transport.client.subscription(id, {
       flowControl: { maxMessages: prefetch, allowExcessMessages: false },
       streamingOptions: { maxStreams: transport.options.maxStreams },
@@ -505,30 +518,32 @@ class PubsubSubscription {
     const ticket = this.#ordered ? this.#ticket(message.orderingKey ?? "") : undefined;
     const confirm = (what: string, call: () => Promise<unknown>) =>
       this.#confirm(ticket, what, message.id, call);
+    const inTurn = (call: () => unknown) => this.#inTurn(ticket, call);
     const forget = () => this.#counts.delete(message.id);
     const delivery: Delivery = {
       message: wire,
       attempt,
       ack: async () => {
         forget();
+        await this.#modAcksLanded();
         if (exactlyOnce) await confirm("ack", () => message.ackWithResponse());
-        else message.ack();
+        else await inTurn(() => message.ack());
       },
       nack: async (options) => {
         const delayMs = options?.delayMs ?? 0;
         if (delayMs <= 0) {
           if (exactlyOnce) await confirm("nack", () => message.nackWithResponse());
-          else message.nack();
+          else await inTurn(() => message.nack());
           return;
         }
         if (exactlyOnce) await confirm("delayed nack", () => this.#delay(message, delayMs));
-        else await this.#delay(message, delayMs);
+        else await inTurn(() => this.#delay(message, delayMs));
       },
       deadLetter: async (fault) => {
         await this.transport.publishDeadLetter(this.source, wire, fault);
         forget();
         if (exactlyOnce) await confirm("ack", () => message.ackWithResponse());
-        else message.ack();
+        else await inTurn(() => message.ack());
       },
     };
     this.deliver(delivery);
@@ -554,6 +569,28 @@ class PubsubSubscription {
     else await internals.modAck(message, seconds);
   }
 
+  /**
+   * An ack must not overtake the modAcks the client still has in flight (the receipt modAck and
+   * lease extensions): gax retries each RPC on its own, so after a connection cut a modAck can land
+   * after the ack of its message, and the emulator then leases the acknowledged message again and
+   * redelivers it when that deadline lapses (on an ordered subscription with every later message of
+   * its key). Waits for the modAck queue to drain, at most 10 s.
+   */
+  async #modAcksLanded(): Promise<void> {
+    const queue = this.#internals._modAcks;
+    if (!queue || queue.numInFlightRequests <= 0) return;
+    if ((queue.numPendingRequests ?? 0) > 0) queue.flush?.("ack").catch(() => {});
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      queue.onDrain(),
+      new Promise((resolve) => {
+        timer = setTimeout(resolve, 10_000);
+        timer.unref();
+      }),
+    ]);
+    clearTimeout(timer);
+  }
+
   /** A place in the receipt order of `key`'s messages, for settling them in that order. */
   #ticket(key: string): Ticket {
     const ticket: Ticket = { key };
@@ -561,6 +598,25 @@ class PubsubSubscription {
     if (queue) queue.push(ticket);
     else this.#order.set(key, [ticket]);
     return ticket;
+  }
+
+  /**
+   * Without exactly-once: runs a settlement once every message received before it on its ordering
+   * key was settled (at once when the subscription does not order settlements, or while closing).
+   */
+  #inTurn(ticket: Ticket | undefined, call: () => unknown): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const send = () => {
+        try {
+          Promise.resolve(call()).then(() => resolve(), reject);
+        } catch (error) {
+          reject(error);
+        }
+      };
+      if (!ticket || this.#closing) return send();
+      ticket.send = send;
+      this.#drain(ticket.key);
+    });
   }
 
   /**
