@@ -6,6 +6,7 @@ import { createServer, type Server, type Socket, connect as tcpConnect } from "n
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { expect } from "vitest";
 
 const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
 
@@ -305,4 +306,72 @@ export async function runConnectionCut(
       ? handled.firstAfterMark - stream.outage.to
       : undefined;
   return { ...stream, recoveryMs };
+}
+
+/** What a connection-cut case needs from the adapter's test (this package knows nothing of the core). */
+export interface CutCaseOptions {
+  /** The broker's name in the FAULT line, e.g. `rabbitmq`, `activemq (stomp)`. */
+  broker: string;
+  /** The fault test's folder, for the announcement. */
+  adapter: string;
+  proxy: TcpProxy;
+  total: number;
+  /** Filled by the consumer, which the test has started through `proxy` already. */
+  handled: Handled;
+  /** The consumer bus's onError events. */
+  errors: string[];
+  producer: { close(): Promise<void> };
+  consumer: { close(): Promise<void> };
+  /** Sends these numbered messages with ids fixed per number (a re-sent batch duplicates, never adds). */
+  send(numbers: number[]): Promise<void>;
+  /** Figures of the adapter's own for the FAULT line (reconnect counters and the like). */
+  figures?: () => Record<string, unknown>;
+}
+
+/**
+ * The connection-cut fault case, the same on every adapter: `total` messages in paced batches, every
+ * connection through `proxy` cut mid-stream and new ones refused for ~2 s, failed batches sent again
+ * (20 times at most). Prints the FAULT line, then checks that live connections were broken, the
+ * clients came back over new ones, nothing was lost, and both buses close within 60 s. The proxy is
+ * closed at the end whatever happened; the adapter's own checks follow.
+ */
+export async function connectionCutCase(options: CutCaseOptions): Promise<void> {
+  const { proxy, handled, total, producer, consumer } = options;
+  const started = Date.now();
+  try {
+    const stream = await runConnectionCut({
+      adapter: options.adapter,
+      proxy,
+      handled,
+      total,
+      send: options.send,
+      maxRetries: 20,
+    });
+    const figures = {
+      broker: options.broker,
+      fault: "connection-cut",
+      messages: total,
+      handled: handled.calls,
+      distinct: handled.ids.size,
+      lost: total - handled.ids.size,
+      duplicates: handled.calls - handled.ids.size,
+      outageMs: stream.outage.to && stream.outage.to - stream.outage.from,
+      recoveryMs: stream.recoveryMs,
+      publishFailures: stream.publishFailures,
+      proxyResets: proxy.resets,
+      proxyConnections: proxy.connections,
+      handlerErrors: options.errors.length,
+      ...options.figures?.(),
+      runtimeMs: Date.now() - started,
+    };
+    console.log(`FAULT ${JSON.stringify(figures)}`);
+    expect(stream.outage.to).toBeDefined();
+    expect(proxy.resets).toBeGreaterThan(0); // the cut really broke live connections
+    expect(proxy.connections).toBeGreaterThan(1); // …and the clients came back over new ones
+    expect(handled.ids.size).toBe(total);
+    await closeWithin(60_000, [producer, consumer]);
+  } finally {
+    await closeWithin(60_000, [producer, consumer]).catch(() => {});
+    await proxy.close();
+  }
 }
