@@ -20,6 +20,7 @@ export {
   targetCapabilities,
 } from "./harness.js";
 export * as messages from "./messages.js";
+export { checkReplyQueueLifecycle } from "./reply-queue.js";
 
 /** Every case of the contract, in the order they are reported. */
 export const conformanceCases: readonly ConformanceCase[] = [

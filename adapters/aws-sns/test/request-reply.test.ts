@@ -2,12 +2,9 @@
 // requesting bus closes (Transport.unprovision, shared with the SQS adapter through SqsBase).
 import { GetQueueUrlCommand, SQSClient } from "@aws-sdk/client-sqs";
 import { brokerEndpoint, describeWithBroker, localAws } from "@switchyard/broker-stack/available";
-import { messages } from "@switchyard/conformance";
-import { createBus } from "@switchyard/core";
-import { expect, it } from "vitest";
+import { checkReplyQueueLifecycle } from "@switchyard/conformance";
+import { it } from "vitest";
 import { SnsTransport } from "../src/index.js";
-
-const { Ping } = messages;
 
 describeWithBroker("moto", "aws-sns on moto: request-reply", () => {
   const endpoint = brokerEndpoint("moto").url;
@@ -20,24 +17,6 @@ describeWithBroker("moto", "aws-sns on moto: request-reply", () => {
     );
 
   it("the first request creates the bus's reply queue and close() deletes it", async () => {
-    const run = Math.random().toString(36).slice(2, 10);
-    const queue = `sy-sns-rr-${run}`;
-    const replyQueue = `sy-sns-replies-${run}`;
-    const requester = createBus({ transport: make(), replyQueue });
-    const responder = createBus({ transport: make() });
-    try {
-      await responder
-        .consume(queue)
-        .on(Ping, (msg, ctx) => ctx.reply(Ping, { n: msg.data.n + 1 }))
-        .start();
-      expect(await exists(replyQueue)).toBe(false);
-      const reply = await requester.request(queue, Ping, { n: 1 }, { timeoutMs: 15_000, replyType: Ping });
-      expect(reply.data.n).toBe(2);
-      expect(await exists(replyQueue)).toBe(true);
-      await requester.close();
-      expect(await exists(replyQueue)).toBe(false);
-    } finally {
-      await Promise.all([requester.close(), responder.close()]);
-    }
+    await checkReplyQueueLifecycle({ transport: make, exists });
   });
 });
