@@ -34,7 +34,7 @@ die() {
 # ---------- per-broker facts ----------
 ports_of() {
   case "$1" in
-  kafka) echo "9092 9093" ;;
+  kafka) echo "9092 9093 9094" ;;
   rabbitmq) echo "5672 61613 15672" ;;
   activemq) echo "61614 61616" ;;
   elasticmq) echo 9324 ;;
