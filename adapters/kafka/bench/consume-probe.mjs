@@ -9,6 +9,7 @@
 // profile per round; `node scripts/profile-summary.mjs FILE` splits it into client/core/adapter/gc).
 import { randomUUID } from "node:crypto";
 import os from "node:os";
+import { PerformanceObserver, constants as perfConstants } from "node:perf_hooks";
 import { Consumer as PltConsumer, Producer as PltProducer, ProduceAcks } from "@platformatic/kafka";
 import { createBus, createEnvelope, defineMessage, toWire } from "@switchyard/core";
 import { Kafka, logLevel } from "kafkajs";
@@ -66,13 +67,30 @@ for (let sent = 0; sent < N; sent += 500) {
 }
 await producer.close();
 
+// GC counts by kind are steadier than CPU time on a loaded machine: a major GC (mark-sweep) means
+// objects lived long enough to be promoted out of the young generation.
+const gcSeen = { minor: 0, major: 0, ms: 0 };
+new PerformanceObserver((list) => {
+  for (const entry of list.getEntries()) {
+    gcSeen.ms += entry.duration;
+    if (entry.detail?.kind === perfConstants.NODE_PERFORMANCE_GC_MAJOR) gcSeen.major++;
+    else gcSeen.minor++;
+  }
+}).observe({ entryTypes: ["gc"] });
 function cpu(run) {
   return async () => {
     const before = process.cpuUsage();
+    const gcBefore = { ...gcSeen };
     const first = await run();
     const ms = performance.now() - first;
     const used = process.cpuUsage(before);
-    return { perSec: Math.round(N / (ms / 1000)), cpuUs: +((used.user + used.system) / N).toFixed(2) };
+    return {
+      perSec: Math.round(N / (ms / 1000)),
+      cpuUs: +((used.user + used.system) / N).toFixed(2),
+      minorGc: gcSeen.minor - gcBefore.minor,
+      majorGc: gcSeen.major - gcBefore.major,
+      gcUs: +(((gcSeen.ms - gcBefore.ms) * 1000) / N).toFixed(2),
+    };
   };
 }
 const waitFor = (check) =>
@@ -162,6 +180,7 @@ const out = Object.fromEntries(
   Object.entries(results).flatMap(([k, v]) => [
     [`${k}PerSec`, median(v, "perSec")],
     [`${k}CpuUs`, median(v, "cpuUs")],
+    [`${k}Gc`, `${median(v, "minorGc")}/${median(v, "majorGc")} ${median(v, "gcUs")}µs`],
   ]),
 );
 out.ratioVsPlain = +(out.switchyardPerSec / out.rawPlainPerSec).toFixed(3);

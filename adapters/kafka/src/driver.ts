@@ -78,6 +78,8 @@ export interface GroupOptions {
   rebalanceTimeoutMs: number;
   /** Longest a fetch waits for data; bounds how late a member notices a rebalance. */
   maxWaitMs: number;
+  /** Most bytes a fetch returns per partition: bounds how many records are alive at once. */
+  maxBytesPerPartition: number;
 }
 
 export interface GroupHandlers {

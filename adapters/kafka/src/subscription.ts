@@ -71,6 +71,7 @@ export interface SubscriptionSetup {
   heartbeatIntervalMs: number;
   rebalanceTimeoutMs: number;
   maxWaitMs: number;
+  maxBytesPerPartition: number;
   commitIntervalMs: number;
   /** Produces through the transport's batching producer. */
   send(record: ReturnType<typeof toRecord>): Promise<void>;
@@ -119,6 +120,7 @@ export class KafkaSubscription implements TransportSubscription {
         heartbeatIntervalMs: this.#setup.heartbeatIntervalMs,
         rebalanceTimeoutMs: this.#setup.rebalanceTimeoutMs,
         maxWaitMs: this.#setup.maxWaitMs,
+        maxBytesPerPartition: this.#setup.maxBytesPerPartition,
       },
       {
         record: (record) => this.#receive(record),

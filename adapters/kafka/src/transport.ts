@@ -240,6 +240,7 @@ export class KafkaTransport implements Transport {
       heartbeatIntervalMs: this.config.heartbeatIntervalMs,
       rebalanceTimeoutMs: this.config.rebalanceTimeoutMs,
       maxWaitMs: this.config.maxWaitMs,
+      maxBytesPerPartition: this.config.maxBytesPerPartition,
       commitIntervalMs: this.config.commitIntervalMs,
       send: (record) => this.send([record]),
       deliver,

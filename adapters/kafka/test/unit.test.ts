@@ -44,6 +44,7 @@ describe("URL and options", () => {
       compression: "none",
       startFrom: "earliest",
       maxMessageBytes: 1_000_000,
+      maxBytesPerPartition: 1_048_576,
       contentMode: "structured",
     });
     expect(createTransport(new URL("kafka://h:1")).contentMode).toBe("structured");
@@ -77,6 +78,7 @@ describe("URL and options", () => {
       "kafka://h:1?heartbeatIntervalMs=40000",
       "kafka://h:1?sasl=kerberos",
       "kafka://h:1?contentMode=json",
+      "kafka://h:1?maxBytesPerPartition=100",
     ]) {
       const error = errorOf(() => parseKafkaConfig(new URL(raw)));
       expect(isSwitchyardError(error, "CONFIG_INVALID"), raw).toBe(true);
@@ -309,6 +311,8 @@ describe("a group member", () => {
     const { driver } = await member();
     expect(driver.options.groupId).toBe("q");
     expect(driver.options.topics).toEqual(["q", "q.retry"]);
+    // Fetches bounded per partition, not the client's 50 MB (records a fetch holds cost GC).
+    expect(driver.options.maxBytesPerPartition).toBe(1_048_576);
     expect(driver.created.map((t) => t.topic).sort()).toEqual(["q", "q.retry"]);
     expect(driver.created[0]).toMatchObject({ partitions: 3, replicationFactor: -1 });
     expect(driver.created[0]!.configs["max.message.bytes"]).toBe("1048588");

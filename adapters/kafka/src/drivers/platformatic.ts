@@ -99,6 +99,7 @@ class PlatformaticGroup implements GroupConsumer {
       fallbackMode: this.#options.fromBeginning ? "earliest" : "latest",
       autocommit: false,
       maxWaitTime: this.#options.maxWaitMs,
+      maxBytesPerPartition: this.#options.maxBytesPerPartition,
       sessionTimeout: this.#options.sessionTimeoutMs,
       heartbeatInterval: this.#options.heartbeatIntervalMs,
       rebalanceTimeout: this.#options.rebalanceTimeoutMs,
