@@ -414,6 +414,21 @@ export class RunningConsumer implements Consumer {
     if (finished) return;
     this.#abandoned = true;
     this.#drained = undefined;
+    if (this.#idempotency && this.#claimed.size > 0) {
+      const store = this.#idempotency.store;
+      const keys = [...this.#claimed];
+      this.#claimed.clear();
+      await Promise.all(
+        keys.map((key) =>
+          store.release(key).catch((error: unknown) => {
+            this.#runtime.logger?.warn(
+              { source: this.source, key, error },
+              "stop: could not release the idempotency claim of an abandoned message; its redelivery may be skipped until the claim expires",
+            );
+          }),
+        ),
+      );
+    }
     const error = new SwitchyardError(
       "TIMEOUT",
       `stop: ${this.#unfinished} message(s) still in handlers after ${this.#stopTimeoutMs} ms; left unsettled for redelivery`,
@@ -626,12 +641,29 @@ export class RunningConsumer implements Consumer {
       message.schemaVersion = decision.version;
     }
 
-    if (
-      this.#idempotency &&
-      !(await this.#idempotency.store.claim(this.#claimKey(envelope), this.#idempotency.ttlMs))
-    ) {
-      return this.#skip(delivery, envelope, "duplicate");
+    if (this.#idempotency) {
+      const key = this.#claimKey(envelope);
+      if (!(await this.#idempotency.store.claim(key, this.#idempotency.ttlMs))) {
+        return this.#skip(delivery, envelope, "duplicate");
+      }
+      this.#claimed.add(key);
+      try {
+        return await this.#handleClaimed(registration, delivery, envelope, message, publishedVersion);
+      } finally {
+        this.#claimed.delete(key);
+      }
     }
+    return this.#handleClaimed(registration, delivery, envelope, message, publishedVersion);
+  }
+
+  async #handleClaimed(
+    registration: Registration,
+    delivery: Delivery,
+    envelope: Envelope,
+    message: Message,
+    publishedVersion: number | undefined,
+  ): Promise<void> {
+    const source = this.source;
 
     if (registration.batch) return this.#gather(registration, delivery, envelope);
 
@@ -822,6 +854,13 @@ export class RunningConsumer implements Consumer {
       handler: context.registration.name,
     });
   }
+
+  /**
+   * Idempotency keys claimed by messages now in handlers. stop() releases the ones it abandons: the
+   * broker redelivers those messages, and a claim kept for the whole TTL would make every consumer
+   * sharing the store skip the redelivery as a duplicate — the message would be acked unhandled.
+   */
+  readonly #claimed = new Set<string>();
 
   #claimKey(envelope: Envelope): string {
     return `${this.source.subscription}:${envelope.id}`;

@@ -38,3 +38,46 @@ describe("in-memory idempotency store", () => {
     expect(store.size).toBe(1);
   });
 });
+
+describe("idempotent consumers and stop()", () => {
+  it("a message abandoned by stop() is handled by the next consumer sharing the store, not skipped as a duplicate", async () => {
+    const { createBus, defineMessage } = await import("../src/index.js");
+    const { z } = await import("zod");
+    const Job = defineMessage({ type: "job", versions: { 1: z.object({ n: z.number() }) } });
+    const url = `memory://idempotent-abandon-${Math.random()}`;
+    const store = new MemoryIdempotencyStore();
+    const first = createBus(url);
+    const second = createBus(url);
+    let hungStarted!: () => void;
+    const started = new Promise<void>((resolve) => {
+      hungStarted = resolve;
+    });
+    let letGo!: () => void;
+    const hung = new Promise<void>((resolve) => {
+      letGo = resolve;
+    });
+    const consumer = await first
+      .consume("jobs")
+      .on(Job, async () => {
+        hungStarted();
+        await hung;
+      })
+      .start({ idempotency: { store }, stopTimeoutMs: 50 });
+    await first.send("jobs", Job, { n: 1 });
+    await started;
+    await consumer.stop(); // gives up on the handler after 50 ms: the message goes back to the queue
+    const handled: number[] = [];
+    const skipped: string[] = [];
+    second.hooks.onSkip = (event) => skipped.push(event.why);
+    await second
+      .consume("jobs")
+      .on(Job, (msg) => {
+        handled.push(msg.data.n);
+      })
+      .start({ idempotency: { store } });
+    await expect.poll(() => handled, { timeout: 5000 }).toEqual([1]);
+    expect(skipped).toEqual([]);
+    letGo();
+    await Promise.all([first.close(), second.close()]);
+  });
+});
