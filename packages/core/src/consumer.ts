@@ -107,8 +107,12 @@ export interface ConsumerOptions {
   unknownVersion?: UnknownPolicy;
   /** A type no handler takes. Default `skip` on topics (others' events), `dead-letter` on queues. */
   unknownType?: UnknownPolicy;
-  /** Drop redelivered duplicates by envelope id. `true` uses an in-memory store and a 24 h TTL. */
-  idempotency?: boolean | { store?: IdempotencyStore; ttlMs?: number };
+  /**
+   * Drop redelivered duplicates by envelope id. `true` uses an in-memory store and a 24 h TTL.
+   * `leaseMs` (default 5 min) is how long a message in a handler holds its claim in a store with
+   * `complete()`: if the consumer dies mid-handler, the redelivery is handled after it, not skipped.
+   */
+  idempotency?: boolean | { store?: IdempotencyStore; ttlMs?: number; leaseMs?: number };
   /**
    * How long `stop()` (and `bus.close()`) waits for in-flight handlers. Default 30 s. When it runs
    * out, the subscription is closed anyway and what the handlers still hold is left unsettled, so
@@ -281,7 +285,7 @@ export class RunningConsumer implements Consumer {
   readonly #retry: RetryOptions;
   readonly #unknownVersion: UnknownPolicy;
   readonly #unknownType: UnknownPolicy;
-  readonly #idempotency: { store: IdempotencyStore; ttlMs: number } | undefined;
+  readonly #idempotency: { store: IdempotencyStore; ttlMs: number; leaseMs: number } | undefined;
   readonly #concurrency: number;
   /** Handlers running now. */
   #running = 0;
@@ -351,7 +355,11 @@ export class RunningConsumer implements Consumer {
     this.#unknownType = options.unknownType ?? (source.kind === "topic" ? "skip" : "dead-letter");
     if (options.idempotency) {
       const config = options.idempotency === true ? {} : options.idempotency;
-      this.#idempotency = { store: config.store ?? new MemoryIdempotencyStore(), ttlMs: config.ttlMs ?? DAY };
+      this.#idempotency = {
+        store: config.store ?? new MemoryIdempotencyStore(),
+        ttlMs: config.ttlMs ?? DAY,
+        leaseMs: config.leaseMs ?? 5 * 60_000,
+      };
     }
   }
 
@@ -641,16 +649,26 @@ export class RunningConsumer implements Consumer {
       message.schemaVersion = decision.version;
     }
 
-    if (this.#idempotency) {
+    const idempotency = this.#idempotency;
+    if (idempotency) {
+      const { store, ttlMs, leaseMs } = idempotency;
       const key = this.#claimKey(envelope);
-      if (!(await this.#idempotency.store.claim(key, this.#idempotency.ttlMs))) {
+      if (!(await store.claim(key, store.complete ? leaseMs : ttlMs))) {
         return this.#skip(delivery, envelope, "duplicate");
       }
       this.#claimed.add(key);
       try {
         return await this.#handleClaimed(registration, delivery, envelope, message, publishedVersion);
       } finally {
-        this.#claimed.delete(key);
+        // Still claimed (not released by a failure, a nack or stop()): handled, kept for the TTL.
+        if (this.#claimed.delete(key) && store.complete) {
+          await store.complete(key, ttlMs).catch((error: unknown) => {
+            this.#runtime.logger?.warn(
+              { source: this.source, key, error },
+              "could not mark a handled message in the idempotency store; a redelivery after its lease would be handled again",
+            );
+          });
+        }
       }
     }
     return this.#handleClaimed(registration, delivery, envelope, message, publishedVersion);
@@ -867,7 +885,10 @@ export class RunningConsumer implements Consumer {
   }
 
   async #release(envelope: Envelope): Promise<void> {
-    await this.#idempotency?.store.release(this.#claimKey(envelope));
+    if (!this.#idempotency) return;
+    const key = this.#claimKey(envelope);
+    this.#claimed.delete(key);
+    await this.#idempotency.store.release(key);
   }
 
   async #skip(delivery: Delivery, envelope: Envelope, why: SkipReason): Promise<void> {

@@ -7,6 +7,13 @@ export interface IdempotencyStore {
   claim(key: string, ttlMs: number): Promise<boolean>;
   /** Forget a claim, so a failed handling can be retried. */
   release(key: string): Promise<void>;
+  /**
+   * Optional: mark a claimed key handled, kept for `ttlMs` from now. A store that has it is claimed
+   * first for a short processing lease only, so the redelivery of a message whose consumer died in
+   * the handler (a crash, a kill) is handled once the lease runs out, instead of being skipped as a
+   * duplicate for the whole TTL. Without it, the claim is for the TTL from the start.
+   */
+  complete?(key: string, ttlMs: number): Promise<void>;
 }
 
 /** In-process store with expiry. Bounded by TTL; expired keys are swept as new ones arrive. */
@@ -31,6 +38,11 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
 
   async release(key: string): Promise<void> {
     this.#expiresAt.delete(key);
+  }
+
+  async complete(key: string, ttlMs: number): Promise<void> {
+    this.#expiresAt.delete(key);
+    this.#expiresAt.set(key, this.#now() + ttlMs);
   }
 
   get size(): number {

@@ -81,3 +81,55 @@ describe("idempotent consumers and stop()", () => {
     await Promise.all([first.close(), second.close()]);
   });
 });
+
+describe("idempotency leases", () => {
+  it("a claim is a short lease until complete() keeps it for the TTL", async () => {
+    let now = 0;
+    const store = new MemoryIdempotencyStore({ now: () => now });
+    expect(await store.claim("k", 100)).toBe(true);
+    now = 101; // the claimer died in its handler: the lease runs out, the redelivery is taken
+    expect(await store.claim("k", 100)).toBe(true);
+    await store.complete("k", 10_000);
+    now = 5_000;
+    expect(await store.claim("k", 100)).toBe(false);
+  });
+
+  it("a message whose handler never completed blocks its redelivery only for the lease; a handled one for the TTL", async () => {
+    const { createBus, defineMessage } = await import("../src/index.js");
+    const { z } = await import("zod");
+    const Job = defineMessage({ type: "job", versions: { 1: z.object({ n: z.number() }) } });
+    let now = 0;
+    const store = new MemoryIdempotencyStore({ now: () => now });
+    const bus = createBus(`memory://idempotent-lease-${Math.random()}`);
+    const handled: number[] = [];
+    const skipped: number[] = [];
+    bus.hooks.onSkip = (event) => skipped.push((event.envelope.data as { n: number }).n);
+    let letGo!: () => void;
+    const hung = new Promise<void>((resolve) => {
+      letGo = resolve;
+    });
+    await bus
+      .consume("jobs")
+      .on(Job, async (msg) => {
+        handled.push(msg.data.n);
+        if (msg.data.n === 1) await hung; // as if its process died in the handler
+      })
+      .start({ concurrency: 2, idempotency: { store, ttlMs: 10_000, leaseMs: 100 } });
+    // The same envelope id again stands for the broker's redelivery after the consumer died.
+    const send = (n: number) =>
+      bus.publishEnvelopes({ kind: "queue", name: "jobs" }, [
+        { id: "job-1", type: "job", schemaVersion: 1, data: { n } },
+      ]);
+    await send(1);
+    await expect.poll(() => handled).toEqual([1]);
+    now = 101; // the hung handler's lease ran out: the redelivery is handled
+    await send(2);
+    await expect.poll(() => handled).toEqual([1, 2]);
+    now = 5_000; // handled, so the claim lasts the TTL: a later copy is a duplicate
+    await send(3);
+    await expect.poll(() => skipped).toEqual([3]);
+    expect(handled).toEqual([1, 2]);
+    letGo();
+    await bus.close();
+  });
+});
