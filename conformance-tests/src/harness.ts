@@ -20,8 +20,12 @@ export interface ConformanceTarget {
   createTransport(): Transport | Promise<Transport>;
   /** Multiplies every wait, for slow emulators. Default 1. */
   timeScale?: number;
-  /** Called once after the suite, e.g. to delete what it created. */
-  teardown?(): Promise<void>;
+  /**
+   * Called once after the suite, e.g. to delete what it created. `names` are every name the cases
+   * made with `t.name()`: the queues, topics and subscriptions the adapter provisioned start with
+   * one of them (a broker keeping them all, like Kafka, can delete them here).
+   */
+  teardown?(created: { names: string[] }): Promise<void>;
 }
 
 /** One behaviour of the contract. `applies` returns a reason to skip, or undefined to run. */
@@ -75,11 +79,15 @@ export class CaseContext {
   constructor(
     readonly target: ConformanceTarget,
     readonly capabilities: Capabilities,
+    /** Where the names this case makes are collected, for the target's teardown. */
+    readonly names: Set<string> = new Set(),
   ) {}
 
   /** A unique, broker-safe name for this case (letters, digits, dashes). */
   name(label: string): string {
-    return `sy-${label}-${this.runId}`;
+    const name = `sy-${label}-${this.runId}`;
+    this.names.add(name);
+    return name;
   }
 
   /** Milliseconds scaled for the target. */

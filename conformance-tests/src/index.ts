@@ -52,11 +52,12 @@ export function defineConformanceSuite(target: ConformanceTarget, options: Suite
   const suite = options.concurrent === false ? describe : describe.concurrent;
   suite(`conformance: ${target.name}`, () => {
     let capabilities: Awaited<ReturnType<typeof targetCapabilities>>;
+    const names = new Set<string>();
     beforeAll(async () => {
       capabilities = await targetCapabilities(target);
     });
     afterAll(async () => {
-      await target.teardown?.();
+      await target.teardown?.({ names: [...names] });
     });
     const selected = conformanceCases.filter(
       (c) => !options.only || options.only.some((o) => c.name.includes(o)),
@@ -71,7 +72,7 @@ export function defineConformanceSuite(target: ConformanceTarget, options: Suite
             ctx.skip(`not applicable: ${reason}`);
             return;
           }
-          const context = new CaseContext(target, capabilities);
+          const context = new CaseContext(target, capabilities, names);
           try {
             await testCase.run(context);
           } finally {

@@ -17,3 +17,24 @@ export const fastGroups: KafkaOptions = {
 export function kafkaTransport(driver: DriverName, options: KafkaOptions = {}): KafkaTransport {
   return createTransport(new URL(`kafka://${brokers}?driver=${driver}`), { ...fastGroups, ...options });
 }
+
+/**
+ * The conformance suites' teardown: deletes the topics their cases made (a case's names, and the
+ * `.retry`/`.dlq` topics derived from them). Kafka keeps every topic until deleted, and thousands
+ * left by earlier runs made the broker slow to restart and short of heap.
+ */
+export async function deleteTopicsNamed({ names }: { names: string[] }): Promise<void> {
+  if (names.length === 0) return;
+  const { Kafka, logLevel } = await import("kafkajs");
+  const admin = new Kafka({ brokers: [brokers], logLevel: logLevel.NOTHING }).admin();
+  await admin.connect();
+  try {
+    const prefixes = names.map((name) => [name, `${name}.`]);
+    const ours = (await admin.listTopics()).filter((topic) =>
+      prefixes.some(([name, dotted]) => topic === name || topic.startsWith(dotted!)),
+    );
+    if (ours.length > 0) await admin.deleteTopics({ topics: ours, timeout: 30_000 });
+  } finally {
+    await admin.disconnect();
+  }
+}
