@@ -112,6 +112,8 @@ export interface KafkaDriver {
   connect(): Promise<void>;
   /** Creates the topics; ones that exist already are not an error. */
   createTopics(topics: TopicSpec[]): Promise<void>;
+  /** Deletes those of the topics that exist (optional so a test double need not have it). */
+  deleteTopics?(topics: string[]): Promise<void>;
   /** Produces with acks=all on the idempotent producer; resolves once Kafka acknowledged all. */
   send(records: OutgoingRecord[]): Promise<void>;
   /** Joins `groupId`; resolves once the member has its first assignment. */

@@ -170,6 +170,37 @@ export class KafkaTransport implements Transport {
     await Promise.all(topics.map((topic) => this.ensureTopic(topic)));
   }
 
+  /**
+   * Deletes what `provision` made: a queue's topic and its retry topic, a topic, a subscription's
+   * retry topic (the request-reply queue of a closing bus comes here). The consumer groups stay:
+   * Kafka drops an empty group's offsets after `offsets.retention.minutes`.
+   */
+  async unprovision(entities: TopologyEntity[]): Promise<void> {
+    this.#assertOpen();
+    if (!this.driver.deleteTopics) return;
+    const topics: string[] = [];
+    for (const entity of entities) {
+      if (entity.kind === "subscription")
+        topics.push(retryTopicName({ kind: "topic", name: entity.topic, subscription: entity.name }));
+      else if (entity.kind === "queue")
+        topics.push(
+          entity.name,
+          retryTopicName({ kind: "queue", name: entity.name, subscription: entity.name }),
+        );
+      else topics.push(entity.name);
+    }
+    for (const topic of topics) this.#topics.delete(topic);
+    try {
+      await this.driver.deleteTopics(topics);
+    } catch (cause) {
+      throw new SwitchyardError(
+        "TRANSPORT_ERROR",
+        `kafka: cannot delete topics ${topics.join(", ")}: ${describe(cause, this.#secrets)}`,
+        { cause },
+      );
+    }
+  }
+
   /** Creates a topic once per transport (partitions, replication and limits from the config). */
   ensureTopic(topic: string): Promise<void> {
     assertTopicName(topic);

@@ -200,6 +200,13 @@ export class KafkajsDriver implements KafkaDriver {
    * with waitForLeaders fail each other while one is still unknown: creations are queued and
    * made one request at a time, each request taking all that waited.
    */
+  async deleteTopics(topics: string[]): Promise<void> {
+    const admin = await this.#adminClient();
+    const existing = new Set(await admin.listTopics());
+    const doomed = topics.filter((topic) => existing.has(topic));
+    if (doomed.length > 0) await admin.deleteTopics({ topics: doomed });
+  }
+
   createTopics(topics: TopicSpec[]): Promise<void> {
     return new Promise((resolve, reject) => {
       this.#creating.push({ topics, resolve, reject });

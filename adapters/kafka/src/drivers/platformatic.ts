@@ -198,6 +198,12 @@ export class PlatformaticDriver implements KafkaDriver {
     await this.#adminClient.metadata({ topics: [] });
   }
 
+  async deleteTopics(topics: string[]): Promise<void> {
+    const existing = new Set(await this.#adminClient.listTopics());
+    const doomed = topics.filter((topic) => existing.has(topic));
+    if (doomed.length > 0) await this.#adminClient.deleteTopics({ topics: doomed });
+  }
+
   async createTopics(topics: TopicSpec[]): Promise<void> {
     for (const spec of topics) {
       try {
