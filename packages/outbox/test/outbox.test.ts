@@ -71,7 +71,7 @@ describeWithBroker("postgres", "outbox on PostgreSQL", () => {
       tx((c) => outbox.publish(c, "blogs", Saved, { blogId: "b1", n: "one" } as any)),
     ).rejects.toMatchObject({ code: "VALIDATION_FAILED" });
     await tx((c) => outbox.publish(c, "blogs", Saved, { blogId: "b1", n: 1 }), true);
-    expect(await outbox.lag()).toEqual({ unsent: 0, oldestAgeMs: 0 });
+    expect(await outbox.lag()).toEqual({ unsent: 0, oldestAgeMs: 0, parked: 0 });
 
     const bus = memoryBus();
     const seen: number[] = [];
@@ -130,7 +130,7 @@ describeWithBroker("postgres", "outbox on PostgreSQL", () => {
         headers: { h: "v" },
       });
     }
-    await expect.poll(() => outbox.lag()).toEqual({ unsent: 0, oldestAgeMs: 0 });
+    await expect.poll(() => outbox.lag()).toEqual({ unsent: 0, oldestAgeMs: 0, parked: 0 });
     expect(relay.stats.sent).toBe(31);
     await relay.stop();
   });
@@ -260,7 +260,9 @@ describeWithBroker("postgres", "outbox on PostgreSQL", () => {
       );
       expect(killed.rows.map((r) => r.ok)).toEqual([true]);
       release();
-      await expect.poll(() => outbox.lag(), { timeout: 15_000 }).toEqual({ unsent: 0, oldestAgeMs: 0 });
+      await expect
+        .poll(() => outbox.lag(), { timeout: 15_000 })
+        .toEqual({ unsent: 0, oldestAgeMs: 0, parked: 0 });
       await expect.poll(() => handled.length).toBe(50);
       expect(handled).toEqual(Array.from({ length: 50 }, (_, n) => n)); // each once, in order
       expect(duplicates).toBeGreaterThanOrEqual(20); // the killed child's batch and the unmarked one, again
