@@ -62,6 +62,10 @@ export interface OutboxBase<Tx> {
   lag(): Promise<Lag>;
   /** The parked rows, oldest first: rows that failed `maxAttempts` times and are no longer sent. */
   parked(): Promise<ParkedRow[]>;
+  /** Un-parks a parked row (by envelope id): sent again from the next round, with its attempts reset. False when no parked row has that id. */
+  retry(id: string): Promise<boolean>;
+  /** Deletes a parked row (by envelope id): the rows of its key held behind it go on. False when no parked row has that id. */
+  discard(id: string): Promise<boolean>;
   /** Starts a relay that delivers rows to `bus`; only one relay per table sends at a time. */
   relay(bus: Bus, options?: RelayOptions): Relay;
 }
@@ -284,6 +288,19 @@ export function createOutbox(options: OutboxOptions): Outbox {
          FROM ${table} WHERE failed_at IS NOT NULL ORDER BY seq`,
       );
       return rows as ParkedRow[];
+    },
+    async retry(id) {
+      const result = await pool.query(
+        `UPDATE ${table} SET attempts = 0, failed_at = NULL WHERE id = $1 AND failed_at IS NOT NULL`,
+        [id],
+      );
+      if (result.rowCount) await pool.query("SELECT pg_notify($1, '')", [channel]);
+      return (result.rowCount ?? 0) > 0;
+    },
+    async discard(id) {
+      const result = await pool.query(`DELETE FROM ${table} WHERE id = $1 AND failed_at IS NOT NULL`, [id]);
+      if (result.rowCount) await pool.query("SELECT pg_notify($1, '')", [channel]);
+      return (result.rowCount ?? 0) > 0;
     },
     relay: (bus, relayOptions = {}) => startRelay(bus, relayOptions, { open, lag }),
   };

@@ -287,6 +287,26 @@ export function createSqliteOutbox(options: SqliteOutboxOptions): SqliteOutbox {
         }),
       );
     },
+    async retry(id) {
+      const changed =
+        query(
+          "retry a parked row",
+          `UPDATE ${table} SET attempts = 0, failed_at = NULL WHERE id = ? AND failed_at IS NOT NULL RETURNING seq`,
+          id,
+        ).length > 0;
+      if (changed) for (const wake of wakers) wake();
+      return changed;
+    },
+    async discard(id) {
+      const changed =
+        query(
+          "discard a parked row",
+          `DELETE FROM ${table} WHERE id = ? AND failed_at IS NOT NULL RETURNING seq`,
+          id,
+        ).length > 0;
+      if (changed) for (const wake of wakers) wake();
+      return changed;
+    },
     // The leader pauses at most intervalMs between renewals: a third of the lease leaves room for a batch.
     relay: (bus, relayOptions = {}) =>
       startRelay(bus, relayOptions, { open, lag, maxIntervalMs: Math.floor(leaseMs / 3) }),

@@ -172,7 +172,7 @@ describe("createSqliteOutbox", () => {
       for (let n = 0; n < 20; n++) await outbox.send(db, "jobs", Saved, { blogId: "x", n });
     });
     await expect.poll(() => count).toBe(20);
-    expect(first.stats).toMatchObject({ leader: true, sent: 20 });
+    await expect.poll(() => first.stats).toMatchObject({ leader: true, sent: 20 });
     expect(second.stats).toMatchObject({ leader: false, sent: 0 });
     await first.stop(); // gives the lease back: no wait for it to expire
     const handover = Date.now();
@@ -180,7 +180,7 @@ describe("createSqliteOutbox", () => {
     expect(Date.now() - handover).toBeLessThan(3000);
     await tx((db) => outbox.send(db, "jobs", Saved, { blogId: "x", n: 20 }));
     await expect.poll(() => count).toBe(21);
-    expect(second.stats).toMatchObject({ leader: true, sent: 1 });
+    await expect.poll(() => second.stats).toMatchObject({ leader: true, sent: 1 });
     await second.stop();
   });
 
@@ -257,10 +257,11 @@ describe("createSqliteOutbox", () => {
 
   it("parks a row the bus refuses after maxAttempts; other keys go on, its key waits behind it", async () => {
     const { outbox, tx } = await fresh();
+    let poisonAllowed = false;
     const transport = new MemoryTransport({ broker: new MemoryBroker() });
     const publish = transport.publish.bind(transport);
     transport.publish = async (destination, messages) => {
-      if (messages.some((m) => m.headers.poison === "yes"))
+      if (!poisonAllowed && messages.some((m) => m.headers.poison === "yes"))
         throw new SwitchyardError("MESSAGE_TOO_LARGE", "refused by the broker");
       return publish(destination, messages);
     };
@@ -294,6 +295,12 @@ describe("createSqliteOutbox", () => {
     await tx((db) => outbox.send(db, "jobs", Saved, { blogId: "b", n: 3 }, { key: "b" }));
     await expect.poll(() => handled).toContain("b3");
     expect(handled).not.toContain("a2");
+    // Once the broker takes it, a retried row goes out, and the row of its key held behind it after it.
+    poisonAllowed = true;
+    expect(await outbox.retry("no-such-id")).toBe(false);
+    expect(await outbox.retry(poison)).toBe(true);
+    await expect.poll(() => handled.filter((h) => h.startsWith("a"))).toEqual(["a0", "a1", "a2"]);
+    await expect.poll(() => outbox.lag()).toMatchObject({ unsent: 0, parked: 0 });
     expect(errors.every((e) => (e as SwitchyardError).code === "MESSAGE_TOO_LARGE")).toBe(true);
     await relay.stop();
   });
