@@ -257,11 +257,10 @@ describe("createSqliteOutbox", () => {
 
   it("parks a row the bus refuses after maxAttempts; other keys go on, its key waits behind it", async () => {
     const { outbox, tx } = await fresh();
-    let poisonAllowed = false;
     const transport = new MemoryTransport({ broker: new MemoryBroker() });
     const publish = transport.publish.bind(transport);
     transport.publish = async (destination, messages) => {
-      if (!poisonAllowed && messages.some((m) => m.headers.poison === "yes"))
+      if (messages.some((m) => m.headers.poison === "yes"))
         throw new SwitchyardError("MESSAGE_TOO_LARGE", "refused by the broker");
       return publish(destination, messages);
     };
@@ -295,11 +294,11 @@ describe("createSqliteOutbox", () => {
     await tx((db) => outbox.send(db, "jobs", Saved, { blogId: "b", n: 3 }, { key: "b" }));
     await expect.poll(() => handled).toContain("b3");
     expect(handled).not.toContain("a2");
-    // Once the broker takes it, a retried row goes out, and the row of its key held behind it after it.
-    poisonAllowed = true;
-    expect(await outbox.retry("no-such-id")).toBe(false);
-    expect(await outbox.retry(poison)).toBe(true);
-    await expect.poll(() => handled.filter((h) => h.startsWith("a"))).toEqual(["a0", "a1", "a2"]);
+    // Given up for good: discarded, and the row of its key held behind it goes on.
+    expect(await outbox.discard("no-such-id")).toBe(false);
+    expect(await outbox.discard(poison)).toBe(true);
+    await expect.poll(() => handled.filter((h) => h.startsWith("a"))).toEqual(["a0", "a2"]);
+    expect(await outbox.parked()).toEqual([]);
     await expect.poll(() => outbox.lag()).toMatchObject({ unsent: 0, parked: 0 });
     expect(errors.every((e) => (e as SwitchyardError).code === "MESSAGE_TOO_LARGE")).toBe(true);
     await relay.stop();
