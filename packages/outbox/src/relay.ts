@@ -3,12 +3,15 @@ import { type Bus, fromWire, isSwitchyardError, SwitchyardError } from "@switchy
 export interface RelayOptions {
   /** Rows read and sent per round. Default 100. */
   batchSize?: number;
-  /** Fallback poll, and the standby's retry, in ms (a store's wake-up comes sooner). Default 1000. */
+  /**
+   * Fallback poll, and the standby's retry, in ms (a store's wake-up comes sooner). At most a third
+   * of a SQLite outbox's `leaseMs`. Default 1000.
+   */
   intervalMs?: number;
   /**
-   * Failed attempts after which a row is parked (kept, marked failed, no longer sent). Only errors
-   * that retrying could fix count as no attempt: `TRANSPORT_ERROR`, `TIMEOUT`, `CLOSED` (a broker
-   * outage must not park the backlog). Default 5.
+   * Failed attempts after which a row is parked (kept, marked failed, no longer sent). The errors of
+   * an outage (`TRANSPORT_ERROR`, `TIMEOUT`, `CLOSED`) count as no attempt, so a broker that is away
+   * never parks the backlog. Default 5.
    */
   maxAttempts?: number;
   /** Called with every error the relay recovers from (send failed, connection lost, lease lost). */
@@ -181,7 +184,12 @@ export function startRelay(bus: Bus, options: RelayOptions, store: RelayStore): 
     const groups = new Map<string, OutboxRow[]>();
     for (const row of rows) {
       const id = `${row.kind}:${row.destination}`;
-      groups.set(id, [...(groups.get(id) ?? []), row]);
+      let group = groups.get(id);
+      if (!group) {
+        group = [];
+        groups.set(id, group);
+      }
+      group.push(row);
     }
     const sent: string[] = [];
     const failures: Array<{ seq: string; error: string }> = [];
