@@ -264,6 +264,30 @@ describeWithBroker("postgres", "outbox on PostgreSQL", () => {
     await relay.stop();
   });
 
+  it("install() upgrades a table made by the first release (no parking columns) and keeps its rows", async () => {
+    const table = uniq("ob_old");
+    tables.push(table);
+    await pool.query(`
+      CREATE TABLE ${table} (
+        seq bigserial PRIMARY KEY, kind text NOT NULL, destination text NOT NULL, id text NOT NULL,
+        key text, headers jsonb NOT NULL, body bytea NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now())`);
+    const outbox = createOutbox({ pool, table });
+    // A row written before the upgrade (publish's INSERT is the same in both releases).
+    await tx((c) => outbox.send(c, "jobs", Saved, { blogId: "x", n: 1 }));
+    await outbox.install();
+    expect(await outbox.lag()).toMatchObject({ unsent: 1, parked: 0 });
+    const bus = memoryBus();
+    const handled: number[] = [];
+    await bus
+      .consume("jobs")
+      .on(Saved, (m) => void handled.push(m.data.n))
+      .start();
+    const relay = outbox.relay(bus, { intervalMs: 50 });
+    await expect.poll(() => handled).toEqual([1]);
+    await relay.stop();
+  });
+
   it("a broker outage (TRANSPORT_ERROR) is no attempt: nothing is parked, all is sent when it is back", async () => {
     const outbox = await fresh();
     const transport = new MemoryTransport({ broker: new MemoryBroker() });
