@@ -132,7 +132,6 @@ export function startRelay(bus: Bus, options: RelayOptions, store: RelayStore): 
   const stats: RelayStats = { leader: false, sent: 0, batches: 0, errors: 0, parked: 0 };
   let stopped = false;
   let notified = false;
-  let lostError: unknown;
   let wake: (() => void) | undefined;
   let onElected: () => void = () => {};
   const elected = new Promise<void>((resolve) => {
@@ -157,9 +156,6 @@ export function startRelay(bus: Bus, options: RelayOptions, store: RelayStore): 
       }
       wake = done;
     });
-  const checkLost = () => {
-    if (lostError !== undefined) throw lostError;
-  };
 
   const send = async (rows: OutboxRow[]) => {
     const { kind, destination } = rows[0]!;
@@ -228,7 +224,11 @@ export function startRelay(bus: Bus, options: RelayOptions, store: RelayStore): 
   };
 
   const lead = async (): Promise<void> => {
-    lostError = undefined;
+    // This session's own: a late error of an earlier session's connection cannot end this one.
+    let lostError: unknown;
+    const checkLost = () => {
+      if (lostError !== undefined) throw lostError;
+    };
     const session = await store.open({
       wake: () => {
         notified = true;
