@@ -207,8 +207,8 @@ export function startRelay(bus: Bus, options: RelayOptions, store: RelayStore): 
             await send([row]);
             sent.push(row.seq);
           } catch (error) {
+            if (isSwitchyardError(error) && TRANSIENT.has(error.code)) return; // away now: the rest next round
             if (row.key !== null) blocked.add(row.key);
-            if (isSwitchyardError(error) && TRANSIENT.has(error.code)) continue;
             failures.push({ seq: row.seq, error: message(error) });
           }
         }
