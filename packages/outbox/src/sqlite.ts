@@ -83,14 +83,30 @@ export function createSqliteOutbox(options: SqliteOutboxOptions): SqliteOutbox {
           `outbox sqlite ${table}: could not ${what}: ${error instanceof Error ? error.message : String(error)}`,
           { cause: error },
         );
-  let own: DatabaseSync | undefined;
-  const query = (what: string, sql: string, ...values: SQLInputValue[]): Row[] => {
-    try {
-      own ??= connect();
-      return own.prepare(sql).all(...values) as Row[];
-    } catch (error) {
-      throw wrap(error, what);
+  /**
+   * Runs a statement on a connection opened without a busy timeout: SQLite's busy handler waits
+   * synchronously, and in the application's process it would block the very event loop that has
+   * to finish (and release) the application's write transaction. A busy write is retried here,
+   * asynchronously, for up to `busyTimeoutMs`.
+   */
+  const run = async (db: DatabaseSync, what: string, sql: string, ...values: SQLInputValue[]) => {
+    const giveUpAt = Date.now() + busyTimeoutMs;
+    for (;;) {
+      try {
+        return db.prepare(sql).all(...values) as Row[];
+      } catch (error) {
+        const busy = (error as { errcode?: number }).errcode === 5; // SQLITE_BUSY
+        if (!busy || Date.now() >= giveUpAt) throw wrap(error, what);
+      }
+      // No event says the write lock is free: a short wait, then again.
+      await new Promise((resolve) => setTimeout(resolve, 5));
     }
+  };
+  /** The connection of `lag()`, `parked()`, `retry()` and `discard()`. */
+  let own: DatabaseSync | undefined;
+  const query = (what: string, sql: string, ...values: SQLInputValue[]): Promise<Row[]> => {
+    own ??= connect(0);
+    return run(own, what, sql, ...values);
   };
 
   const write = async (
@@ -128,7 +144,7 @@ export function createSqliteOutbox(options: SqliteOutboxOptions): SqliteOutbox {
   };
 
   const lag = async (): Promise<Lag> => {
-    const [row] = query(
+    const [row] = await query(
       "read the lag",
       `SELECT count(*) FILTER (WHERE failed_at IS NULL) AS unsent,
               count(*) FILTER (WHERE failed_at IS NOT NULL) AS parked,
@@ -144,25 +160,10 @@ export function createSqliteOutbox(options: SqliteOutboxOptions): SqliteOutbox {
   };
 
   const open = async (events: { wake(): void; lost(error: unknown): void }): Promise<RelaySession> => {
-    // No busy timeout: SQLite's busy handler waits synchronously, and a relay in the application's
-    // process would then block the very event loop that has to finish (and release) the
-    // application's write transaction. Busy writes are retried here, asynchronously.
-    const db = connect(0);
+    const db = connect(0); // busy writes are retried by run(), asynchronously
     const owner = randomUUID();
     let leaseUntil = 0;
-    const all = async (what: string, sql: string, ...values: SQLInputValue[]): Promise<Row[]> => {
-      const giveUpAt = Date.now() + busyTimeoutMs;
-      for (;;) {
-        try {
-          return db.prepare(sql).all(...values) as Row[];
-        } catch (error) {
-          const busy = (error as { errcode?: number }).errcode === 5; // SQLITE_BUSY
-          if (!busy || Date.now() >= giveUpAt) throw wrap(error, what);
-        }
-        // No event says the write lock is free: a short wait, then again.
-        await new Promise((resolve) => setTimeout(resolve, 5));
-      }
-    };
+    const all = (what: string, sql: string, ...values: SQLInputValue[]) => run(db, what, sql, ...values);
     wakers.add(events.wake);
     return {
       async lead() {
@@ -270,11 +271,12 @@ export function createSqliteOutbox(options: SqliteOutboxOptions): SqliteOutbox {
       write(tx, { kind: "queue", name: queue }, type, data, publishOptions),
     lag,
     async parked() {
-      return query(
+      const rows = await query(
         "read parked rows",
         `SELECT seq, kind, destination, id, key, attempts, last_error, failed_at FROM ${table}
          WHERE failed_at IS NOT NULL ORDER BY seq`,
-      ).map(
+      );
+      return rows.map(
         (row): ParkedRow => ({
           seq: String(row.seq),
           kind: row.kind as ParkedRow["kind"],
@@ -288,24 +290,22 @@ export function createSqliteOutbox(options: SqliteOutboxOptions): SqliteOutbox {
       );
     },
     async retry(id) {
-      const changed =
-        query(
-          "retry a parked row",
-          `UPDATE ${table} SET attempts = 0, failed_at = NULL WHERE id = ? AND failed_at IS NOT NULL RETURNING seq`,
-          id,
-        ).length > 0;
-      if (changed) for (const wake of wakers) wake();
-      return changed;
+      const rows = await query(
+        "retry a parked row",
+        `UPDATE ${table} SET attempts = 0, failed_at = NULL WHERE id = ? AND failed_at IS NOT NULL RETURNING seq`,
+        id,
+      );
+      for (const wake of rows.length > 0 ? wakers : []) wake();
+      return rows.length > 0;
     },
     async discard(id) {
-      const changed =
-        query(
-          "discard a parked row",
-          `DELETE FROM ${table} WHERE id = ? AND failed_at IS NOT NULL RETURNING seq`,
-          id,
-        ).length > 0;
-      if (changed) for (const wake of wakers) wake();
-      return changed;
+      const rows = await query(
+        "discard a parked row",
+        `DELETE FROM ${table} WHERE id = ? AND failed_at IS NOT NULL RETURNING seq`,
+        id,
+      );
+      for (const wake of rows.length > 0 ? wakers : []) wake();
+      return rows.length > 0;
     },
     // The leader pauses at most intervalMs between renewals: a third of the lease leaves room for a batch.
     relay: (bus, relayOptions = {}) =>

@@ -157,6 +157,38 @@ describe("createSqliteOutbox", () => {
     await relay.stop();
   });
 
+  it("a relay in the application's process never blocks its event loop while the application holds the write lock", async () => {
+    const { outbox, db } = await fresh({ leaseMs: 3000 });
+    const bus = memoryBus();
+    const handled: number[] = [];
+    await bus
+      .consume("jobs")
+      .on(Saved, (m) => void handled.push(m.data.n))
+      .start();
+    const relay = outbox.relay(bus, { intervalMs: 10 });
+    await relay.elected;
+    db.exec("BEGIN IMMEDIATE");
+    await outbox.send(db, "jobs", Saved, { blogId: "x", n: 1 });
+    // The transaction stays open across 30 timer turns; meanwhile the relay's lease renewals are
+    // busy. A synchronous busy wait (SQLite's own, 5 s by default) would stall the turns.
+    const gaps: number[] = [];
+    await new Promise<void>((resolve) => {
+      let last = Date.now();
+      const timer = setInterval(() => {
+        gaps.push(Date.now() - last);
+        last = Date.now();
+        if (gaps.length === 30) {
+          clearInterval(timer);
+          resolve();
+        }
+      }, 10);
+    });
+    db.exec("COMMIT");
+    expect(Math.max(...gaps)).toBeLessThan(1000);
+    await expect.poll(() => handled).toEqual([1]);
+    await relay.stop();
+  });
+
   it("two relays: only the lease holder sends; the standby takes over when it stops", async () => {
     const { outbox, tx } = await fresh({ leaseMs: 3000 });
     const bus = memoryBus();
