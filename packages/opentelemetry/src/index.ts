@@ -56,6 +56,7 @@ export const ATTR = {
   DEAD_LETTER_REASON: "switchyard.dead_letter.reason",
   NACK_DELAY_MS: "switchyard.nack.delay_ms",
   RETRY_CAUSE: "switchyard.retry.cause",
+  OUTBOX_TABLE: "switchyard.outbox.table",
 } as const;
 
 export const METRIC = {
@@ -68,6 +69,9 @@ export const METRIC = {
   IN_FLIGHT: "switchyard.messaging.process.active",
   DEAD_LETTER_DEPTH: "switchyard.messaging.dead_letter.depth",
   CONSUMER_LAG: "switchyard.messaging.consumer.lag",
+  OUTBOX_LAG: "switchyard.outbox.lag",
+  OUTBOX_LAG_AGE: "switchyard.outbox.lag.age",
+  OUTBOX_PARKED: "switchyard.outbox.parked",
 } as const;
 
 export interface OtelOptions {
@@ -361,6 +365,65 @@ export function consumerLagGauge(bus: Bus, options: ConsumerLagGaugeOptions): ()
   };
   gauge.addCallback(observe);
   return () => gauge.removeCallback(observe);
+}
+
+/** What the outbox gauge reads: an `@switchyard/outbox` outbox (PostgreSQL or SQLite). */
+export interface OutboxLagSource {
+  readonly table: string;
+  lag(): Promise<{ unsent: number; oldestAgeMs: number; parked?: number }>;
+}
+
+export interface OutboxLagGaugeOptions {
+  /** The outboxes to report (each one's `lag()` is asked once per collection). */
+  outboxes: readonly OutboxLagSource[];
+  meterProvider?: MeterProvider;
+  /** A lag that could not be read (the database is away); that outbox is left out of the round. */
+  onError?(error: unknown, outbox: OutboxLagSource): void;
+}
+
+/**
+ * Reports outboxes' `lag()` as three observable gauges, attribute `switchyard.outbox.table`:
+ * `switchyard.outbox.lag` (rows committed and not sent yet), `switchyard.outbox.lag.age` (the age of
+ * the oldest of them, in seconds: alert on it, it grows when no relay runs or sending fails) and
+ * `switchyard.outbox.parked` (rows given up after `maxAttempts`). The database is asked at each
+ * collection. Returns a function that stops reporting.
+ */
+export function outboxLagGauge(options: OutboxLagGaugeOptions): () => void {
+  const meter = (options.meterProvider ?? metrics.getMeterProvider()).getMeter(NAME, VERSION);
+  const lag = meter.createObservableGauge(METRIC.OUTBOX_LAG, {
+    description: "Outbox rows committed and not sent yet",
+    unit: "{message}",
+  });
+  const age = meter.createObservableGauge(METRIC.OUTBOX_LAG_AGE, {
+    description: "Age of the oldest outbox row not sent yet (0 when none)",
+    unit: "s",
+  });
+  const parked = meter.createObservableGauge(METRIC.OUTBOX_PARKED, {
+    description: "Outbox rows parked after failing maxAttempts times, kept and not sent",
+    unit: "{message}",
+  });
+  const instruments = [lag, age, parked];
+  const observe = async (result: {
+    observe(instrument: (typeof instruments)[number], value: number, attributes?: Attributes): void;
+  }) => {
+    await Promise.all(
+      options.outboxes.map(async (outbox) => {
+        let read: Awaited<ReturnType<OutboxLagSource["lag"]>>;
+        try {
+          read = await outbox.lag();
+        } catch (error) {
+          options.onError?.(error, outbox);
+          return;
+        }
+        const attributes = { [ATTR.OUTBOX_TABLE]: outbox.table };
+        result.observe(lag, read.unsent, attributes);
+        result.observe(age, read.oldestAgeMs / 1000, attributes);
+        if (read.parked !== undefined) result.observe(parked, read.parked, attributes);
+      }),
+    );
+  };
+  meter.addBatchObservableCallback(observe, instruments);
+  return () => meter.removeBatchObservableCallback(observe, instruments);
 }
 
 function legacyAttributes(

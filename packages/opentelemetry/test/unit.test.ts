@@ -1,11 +1,17 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { DatabaseSync } from "node:sqlite";
 import { createBus, monitorDeadLetters, SwitchyardError } from "@switchyard/core";
 import { MemoryBroker, MemoryTransport } from "@switchyard/core/memory";
+import { createSqliteOutbox } from "@switchyard/outbox/sqlite";
 import { describe, expect, it } from "vitest";
 import {
   consumerLagGauge,
   deadLetterDepthGauge,
   formatTraceparent,
   otel,
+  outboxLagGauge,
   parseTraceContext,
 } from "../src/index.js";
 import { Job, telemetry } from "./scenario.js";
@@ -123,5 +129,55 @@ describe("otel()", () => {
     await t.points("switchyard.messaging.consumer.lag");
     expect(asked).toBe(2);
     await bus.close();
+  });
+
+  it("reports an outbox's unsent rows, their age and parked rows; an outbox that cannot be read is left out", async () => {
+    const t = telemetry();
+    const dir = mkdtempSync(join(tmpdir(), "otel-outbox-"));
+    const path = join(dir, "app.db");
+    const outbox = createSqliteOutbox({ path, table: "orders_outbox" });
+    await outbox.install();
+    const db = new DatabaseSync(path);
+    db.exec("BEGIN");
+    await outbox.send(db, "jobs", Job, { n: 1 });
+    await outbox.send(db, "jobs", Job, { n: 2 });
+    db.exec("COMMIT");
+    // An old row, and one parked: as a relay leaves them.
+    db.prepare("UPDATE orders_outbox SET created_at = ? WHERE seq = 1").run(Date.now() - 90_000);
+    db.exec("BEGIN");
+    await outbox.send(db, "jobs", Job, { n: 3 });
+    db.exec("COMMIT");
+    db.prepare("UPDATE orders_outbox SET failed_at = ?, attempts = 5 WHERE seq = 3").run(Date.now());
+    let asked = 0;
+    const broken = {
+      table: "broken_outbox",
+      lag: async () => {
+        asked++;
+        throw new SwitchyardError("TRANSPORT_ERROR", "database away");
+      },
+    };
+    const errors: string[] = [];
+    const stop = outboxLagGauge({
+      outboxes: [outbox, broken],
+      meterProvider: t.meterProvider,
+      onError: (error, source) => errors.push(`${source.table}: ${(error as SwitchyardError).code}`),
+    });
+    const table = { "switchyard.outbox.table": "orders_outbox" };
+    const lag = await t.points("switchyard.outbox.lag");
+    expect(lag.map((p) => [p.attributes, p.value])).toEqual([[table, 2]]);
+    const [age] = await t.points("switchyard.outbox.lag.age");
+    expect(age!.attributes).toEqual(table);
+    expect(age!.value).toBeGreaterThanOrEqual(90);
+    expect(age!.value).toBeLessThan(120);
+    const parked = await t.points("switchyard.outbox.parked");
+    expect(parked.map((p) => [p.attributes, p.value])).toEqual([[table, 1]]);
+    expect(errors[0]).toBe("broken_outbox: TRANSPORT_ERROR");
+    const before = asked;
+    stop(); // the databases are not asked any more
+    await t.points("switchyard.outbox.lag");
+    expect(asked).toBe(before);
+    db.close();
+    outbox.close();
+    rmSync(dir, { recursive: true, force: true });
   });
 });

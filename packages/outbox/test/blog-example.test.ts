@@ -116,7 +116,7 @@ describeWithBroker(
       await relay.elected; // this process holds the advisory lock: it is the one relay sending
       // --- end
       await expect.poll(() => reviewed).toEqual([first.blogId]);
-      await expect.poll(() => outbox.lag()).toEqual({ unsent: 0, oldestAgeMs: 0 });
+      await expect.poll(() => outbox.lag()).toEqual({ unsent: 0, oldestAgeMs: 0, parked: 0 });
       expect(relay.stats).toMatchObject({ leader: true, sent: 1 });
 
       // Sent while the relay runs: woken by NOTIFY, no poll wait needed.

@@ -2,7 +2,8 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { brokerEndpoint, describeWithBroker } from "@switchyard/broker-stack/available";
-import { type Bus, createBus, defineMessage, type Transport } from "@switchyard/core";
+import { type Bus, createBus, defineMessage, SwitchyardError, type Transport } from "@switchyard/core";
+import { MemoryBroker, MemoryTransport } from "@switchyard/core/memory";
 import * as rabbit from "@switchyard/rabbitmq";
 import pg from "pg";
 import { afterAll, describe, expect, it } from "vitest";
@@ -71,7 +72,7 @@ describeWithBroker("postgres", "outbox on PostgreSQL", () => {
       tx((c) => outbox.publish(c, "blogs", Saved, { blogId: "b1", n: "one" } as any)),
     ).rejects.toMatchObject({ code: "VALIDATION_FAILED" });
     await tx((c) => outbox.publish(c, "blogs", Saved, { blogId: "b1", n: 1 }), true);
-    expect(await outbox.lag()).toEqual({ unsent: 0, oldestAgeMs: 0 });
+    expect(await outbox.lag()).toEqual({ unsent: 0, oldestAgeMs: 0, parked: 0 });
 
     const bus = memoryBus();
     const seen: number[] = [];
@@ -130,7 +131,7 @@ describeWithBroker("postgres", "outbox on PostgreSQL", () => {
         headers: { h: "v" },
       });
     }
-    await expect.poll(() => outbox.lag()).toEqual({ unsent: 0, oldestAgeMs: 0 });
+    await expect.poll(() => outbox.lag()).toEqual({ unsent: 0, oldestAgeMs: 0, parked: 0 });
     expect(relay.stats.sent).toBe(31);
     await relay.stop();
   });
@@ -150,14 +151,167 @@ describeWithBroker("postgres", "outbox on PostgreSQL", () => {
       for (let n = 0; n < 20; n++) await outbox.send(c, "jobs", Saved, { blogId: "x", n });
     });
     await expect.poll(() => count).toBe(20);
-    expect(first.stats).toMatchObject({ leader: true, sent: 20 });
+    await expect.poll(() => first.stats).toMatchObject({ leader: true, sent: 20 });
     expect(second.stats).toMatchObject({ leader: false, sent: 0 });
     await first.stop();
     await second.elected;
     await tx((c) => outbox.send(c, "jobs", Saved, { blogId: "x", n: 20 }));
     await expect.poll(() => count).toBe(21);
-    expect(second.stats).toMatchObject({ leader: true, sent: 1 });
+    await expect.poll(() => second.stats).toMatchObject({ leader: true, sent: 1 });
     await second.stop();
+  });
+
+  it("same-named tables in two schemas have a leader each; a qualified and an unqualified name of one table share it", async () => {
+    const schemas = [uniq("sa"), uniq("sb")];
+    const pools = schemas.map((schema) => {
+      const p = new pg.Pool({ connectionString: pgUrl, max: 2, options: `-c search_path=${schema}` });
+      p.on("error", () => {});
+      return p;
+    });
+    try {
+      for (const schema of schemas) await pool.query(`CREATE SCHEMA ${schema}`);
+      const [a, b] = pools.map((p) => createOutbox({ pool: p, table: "ob_same" }));
+      await a!.install();
+      await b!.install();
+      const bus = memoryBus();
+      const got: string[] = [];
+      await bus
+        .consume("jobs")
+        .on(Saved, (m) => void got.push(m.data.blogId))
+        .start();
+      const relayA = a!.relay(bus, { intervalMs: 50 });
+      const relayB = b!.relay(bus, { intervalMs: 50 });
+      await Promise.all([relayA.elected, relayB.elected]); // two locks: both lead
+      // The same table as sa.ob_same, named with its schema: it must wait for relayA's lock.
+      const qualified = createOutbox({ pool, table: `${schemas[0]}.ob_same` }).relay(bus, { intervalMs: 50 });
+      for (const [i, p] of pools.entries()) {
+        const client = await p.connect();
+        await client.query("BEGIN");
+        await (i === 0 ? a! : b!).send(client, "jobs", Saved, { blogId: schemas[i]!, n: 1 });
+        await client.query("COMMIT");
+        client.release();
+      }
+      await expect.poll(() => [...got].sort()).toEqual([...schemas].sort());
+      await expect.poll(() => relayA.stats.sent + relayB.stats.sent).toBe(2);
+      expect(qualified.stats.leader).toBe(false);
+      await relayA.stop();
+      await qualified.elected;
+      await Promise.all([relayB.stop(), qualified.stop()]);
+    } finally {
+      for (const schema of schemas) await pool.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+      await Promise.all(pools.map((p) => p.end()));
+    }
+  });
+
+  it("parks a row the bus refuses after maxAttempts; other keys go on, its key waits behind it", async () => {
+    const outbox = await fresh();
+    let poisonAllowed = false;
+    const transport = new MemoryTransport({ broker: new MemoryBroker() });
+    const publish = transport.publish.bind(transport);
+    transport.publish = async (destination, messages) => {
+      if (!poisonAllowed && messages.some((m) => m.headers.poison === "yes"))
+        throw new SwitchyardError("MESSAGE_TOO_LARGE", "refused by the broker");
+      return publish(destination, messages);
+    };
+    const bus = createBus({ transport, source: "relay" });
+    buses.push(bus);
+    const handled: string[] = [];
+    await bus
+      .consume("jobs")
+      .on(Saved, (m) => void handled.push(`${m.data.blogId}${m.data.n}`))
+      .start({ concurrency: 1 });
+    const poison = await tx(async (c) => {
+      await outbox.send(c, "jobs", Saved, { blogId: "a", n: 0 }, { key: "a" });
+      const bad = await outbox.send(
+        c,
+        "jobs",
+        Saved,
+        { blogId: "a", n: 1 },
+        { key: "a", headers: { poison: "yes" } },
+      );
+      await outbox.send(c, "jobs", Saved, { blogId: "a", n: 2 }, { key: "a" });
+      for (let n = 0; n < 3; n++) await outbox.send(c, "jobs", Saved, { blogId: "b", n }, { key: "b" });
+      await outbox.send(c, "jobs", Saved, { blogId: "z", n: 0 }); // no key
+      return bad;
+    });
+    const errors: unknown[] = [];
+    const relay = outbox.relay(bus, { intervalMs: 20, maxAttempts: 3, onError: (e) => errors.push(e) });
+    await expect.poll(() => relay.stats.parked).toBe(1);
+    await expect.poll(() => [...handled].sort()).toEqual(["a0", "b0", "b1", "b2", "z0"]);
+    expect(handled.filter((h) => h.startsWith("b"))).toEqual(["b0", "b1", "b2"]);
+    const [parked] = await outbox.parked();
+    expect(parked).toMatchObject({
+      id: poison.id,
+      key: "a",
+      destination: "jobs",
+      kind: "queue",
+      attempts: 3,
+    });
+    expect(parked!.error).toContain("refused by the broker");
+    expect(parked!.failedAt).toBeInstanceOf(Date);
+    expect(await outbox.lag()).toMatchObject({ unsent: 1, parked: 1 }); // a2, held behind the parked row
+    // Later rounds: a new row of another key goes out, a2 still waits behind the parked row.
+    await tx((c) => outbox.send(c, "jobs", Saved, { blogId: "b", n: 3 }, { key: "b" }));
+    await expect.poll(() => handled).toContain("b3");
+    expect(handled).not.toContain("a2");
+    // Once the broker takes it, a retried row goes out, and the row of its key held behind it after it.
+    poisonAllowed = true;
+    expect(await outbox.retry("no-such-id")).toBe(false);
+    expect(await outbox.retry(poison.id)).toBe(true);
+    await expect.poll(() => handled.filter((h) => h.startsWith("a"))).toEqual(["a0", "a1", "a2"]);
+    await expect.poll(() => outbox.lag()).toMatchObject({ unsent: 0, parked: 0 });
+    expect(errors.every((e) => (e as SwitchyardError).code === "MESSAGE_TOO_LARGE")).toBe(true);
+    await relay.stop();
+  });
+
+  it("install() upgrades a table made by the first release (no parking columns) and keeps its rows", async () => {
+    const table = uniq("ob_old");
+    tables.push(table);
+    await pool.query(`
+      CREATE TABLE ${table} (
+        seq bigserial PRIMARY KEY, kind text NOT NULL, destination text NOT NULL, id text NOT NULL,
+        key text, headers jsonb NOT NULL, body bytea NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now())`);
+    const outbox = createOutbox({ pool, table });
+    // A row written before the upgrade (publish's INSERT is the same in both releases).
+    await tx((c) => outbox.send(c, "jobs", Saved, { blogId: "x", n: 1 }));
+    await outbox.install();
+    expect(await outbox.lag()).toMatchObject({ unsent: 1, parked: 0 });
+    const bus = memoryBus();
+    const handled: number[] = [];
+    await bus
+      .consume("jobs")
+      .on(Saved, (m) => void handled.push(m.data.n))
+      .start();
+    const relay = outbox.relay(bus, { intervalMs: 50 });
+    await expect.poll(() => handled).toEqual([1]);
+    await relay.stop();
+  });
+
+  it("a broker outage (TRANSPORT_ERROR) is no attempt: nothing is parked, all is sent when it is back", async () => {
+    const outbox = await fresh();
+    const transport = new MemoryTransport({ broker: new MemoryBroker() });
+    const publish = transport.publish.bind(transport);
+    let failures = 6;
+    transport.publish = async (destination, messages) => {
+      if (failures-- > 0) throw new SwitchyardError("TRANSPORT_ERROR", "broker away");
+      return publish(destination, messages);
+    };
+    const bus = createBus({ transport, source: "relay" });
+    buses.push(bus);
+    let count = 0;
+    await bus
+      .consume("jobs")
+      .on(Saved, () => void count++)
+      .start();
+    await tx(async (c) => {
+      for (let n = 0; n < 3; n++) await outbox.send(c, "jobs", Saved, { blogId: "k", n }, { key: "k" });
+    });
+    const relay = outbox.relay(bus, { intervalMs: 20, maxAttempts: 2 });
+    await expect.poll(() => count).toBe(3);
+    await expect.poll(() => relay.stats).toMatchObject({ parked: 0, sent: 3, errors: 6 });
+    expect(await outbox.parked()).toEqual([]);
+    await relay.stop();
   });
 
   describeWithBroker("rabbitmq", "relay to RabbitMQ under faults", () => {
@@ -260,7 +414,9 @@ describeWithBroker("postgres", "outbox on PostgreSQL", () => {
       );
       expect(killed.rows.map((r) => r.ok)).toEqual([true]);
       release();
-      await expect.poll(() => outbox.lag(), { timeout: 15_000 }).toEqual({ unsent: 0, oldestAgeMs: 0 });
+      await expect
+        .poll(() => outbox.lag(), { timeout: 15_000 })
+        .toEqual({ unsent: 0, oldestAgeMs: 0, parked: 0 });
       await expect.poll(() => handled.length).toBe(50);
       expect(handled).toEqual(Array.from({ length: 50 }, (_, n) => n)); // each once, in order
       expect(duplicates).toBeGreaterThanOrEqual(20); // the killed child's batch and the unmarked one, again
