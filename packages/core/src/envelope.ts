@@ -143,18 +143,6 @@ function now(): string {
   return lastTime;
 }
 
-/** Optional envelope fields and their CloudEvents attribute names (structured mode). */
-const OPTIONAL_ATTRIBUTES = [
-  ["schemaVersion", "schemaversion"],
-  ["subject", "subject"],
-  ["key", "partitionkey"],
-  ["correlationId", "correlationid"],
-  ["causationId", "causationid"],
-  ["replyTo", "replyto"],
-  ["traceparent", "traceparent"],
-  ["tracestate", "tracestate"],
-] as const;
-
 /** Optional envelope fields copied as they are when set. */
 const OPTIONAL_FIELDS = [
   "schemaVersion",
@@ -317,10 +305,17 @@ function toStructuredWire(envelope: Envelope, extraHeaders: Record<string, strin
     time: envelope.time,
     datacontenttype: envelope.dataContentType,
   };
-  for (const [field, attribute] of OPTIONAL_ATTRIBUTES) {
-    const value = envelope[field];
-    if (value !== undefined) event[attribute] = value;
-  }
+  // Field by field (see fromStructuredWire): monomorphic loads, the attributes in a fixed order.
+  const { schemaVersion, subject, key, correlationId, causationId, replyTo, traceparent, tracestate } =
+    envelope;
+  if (schemaVersion !== undefined) event.schemaversion = schemaVersion;
+  if (subject !== undefined) event.subject = subject;
+  if (key !== undefined) event.partitionkey = key;
+  if (correlationId !== undefined) event.correlationid = correlationId;
+  if (causationId !== undefined) event.causationid = causationId;
+  if (replyTo !== undefined) event.replyto = replyTo;
+  if (traceparent !== undefined) event.traceparent = traceparent;
+  if (tracestate !== undefined) event.tracestate = tracestate;
   const contentType = envelope.dataContentType;
   if (isJsonContentType(contentType)) {
     if (envelope.data === undefined) {
@@ -357,7 +352,7 @@ export function isStructured(wire: WireMessage): boolean {
 }
 
 function fromStructuredWire(wire: WireMessage): Envelope {
-  let event: Record<string, unknown>;
+  let event: StructuredEvent;
   try {
     event = JSON.parse(decoder.decode(wire.body));
   } catch (cause) {
@@ -366,48 +361,73 @@ function fromStructuredWire(wire: WireMessage): Envelope {
   if (event === null || typeof event !== "object" || Array.isArray(event)) {
     throw new SwitchyardError("DECODE_FAILED", `a ${STRUCTURED_CONTENT_TYPE} body must be a JSON object`);
   }
-  for (const required of REQUIRED_ATTRIBUTES) {
-    if (typeof event[required] !== "string" || event[required] === "") {
-      throw new SwitchyardError(
-        "DECODE_FAILED",
-        `message lacks the required CloudEvents attribute "${required}"`,
-      );
-    }
-  }
-  if (event.specversion !== "1.0") {
-    throw new SwitchyardError("DECODE_FAILED", `unsupported CloudEvents specversion "${event.specversion}"`);
+  // Attributes are read by name, not by looping over a list of names: every event has the same
+  // shape, so each read is a monomorphic property load instead of a generic keyed one (this
+  // function ran at ~1.5× the cost of the JSON.parse inside it).
+  const { id, type, source, specversion } = event;
+  if (!isAttribute(id)) throw missingAttribute("id");
+  if (!isAttribute(type)) throw missingAttribute("type");
+  if (!isAttribute(source)) throw missingAttribute("source");
+  if (!isAttribute(specversion)) throw missingAttribute("specversion");
+  if (specversion !== "1.0") {
+    throw new SwitchyardError("DECODE_FAILED", `unsupported CloudEvents specversion "${specversion}"`);
   }
   const headers: Record<string, string> = {};
   for (const name in wire.headers) {
     if (name !== CONTENT_TYPE_HEADER && !name.startsWith(RESERVED_PREFIX))
       headers[name] = wire.headers[name]!;
   }
-  const contentType = typeof event.datacontenttype === "string" ? event.datacontenttype : JSON_CONTENT_TYPE;
-  let data: unknown = event.data;
-  if (typeof event.data_base64 === "string") data = new Uint8Array(Buffer.from(event.data_base64, "base64"));
+  const time = event.time;
+  const datacontenttype = event.datacontenttype;
   const envelope: Envelope = {
-    id: event.id as string,
-    type: event.type as string,
-    source: event.source as string,
+    id,
+    type,
+    source,
     specversion: "1.0",
-    time: typeof event.time === "string" ? event.time : new Date(0).toISOString(),
-    dataContentType: contentType,
+    time: typeof time === "string" ? time : new Date(0).toISOString(),
+    dataContentType: typeof datacontenttype === "string" ? datacontenttype : JSON_CONTENT_TYPE,
     headers,
-    data,
+    data:
+      typeof event.data_base64 === "string"
+        ? new Uint8Array(Buffer.from(event.data_base64, "base64"))
+        : event.data,
   };
-  for (const [field, attribute] of OPTIONAL_ATTRIBUTES) {
-    const value = event[attribute];
-    if (value === undefined || value === null) continue;
-    if (field === "schemaVersion") {
-      const version = Number(value);
-      if (!Number.isInteger(version)) {
-        throw new SwitchyardError("DECODE_FAILED", `schema version "${value}" is not an integer`);
-      }
-      envelope.schemaVersion = version;
-    } else envelope[field] = String(value);
+  const {
+    schemaversion,
+    subject,
+    partitionkey,
+    correlationid,
+    causationid,
+    replyto,
+    traceparent,
+    tracestate,
+  } = event;
+  if (schemaversion != null) {
+    const version = Number(schemaversion);
+    if (!Number.isInteger(version)) {
+      throw new SwitchyardError("DECODE_FAILED", `schema version "${schemaversion}" is not an integer`);
+    }
+    envelope.schemaVersion = version;
   }
+  if (subject != null) envelope.subject = String(subject);
+  if (partitionkey != null) envelope.key = String(partitionkey);
+  if (correlationid != null) envelope.correlationId = String(correlationid);
+  if (causationid != null) envelope.causationId = String(causationid);
+  if (replyto != null) envelope.replyTo = String(replyto);
+  if (traceparent != null) envelope.traceparent = String(traceparent);
+  if (tracestate != null) envelope.tracestate = String(tracestate);
   return envelope;
 }
+
+/** A structured-mode event as JSON.parse gives it: nothing is trusted until checked. */
+interface StructuredEvent {
+  [attribute: string]: unknown;
+}
+
+const isAttribute = (value: unknown): value is string => typeof value === "string" && value !== "";
+
+const missingAttribute = (name: string) =>
+  new SwitchyardError("DECODE_FAILED", `message lacks the required CloudEvents attribute "${name}"`);
 
 /**
  * Rebuilds the envelope from a wire message in either content mode. Missing required attributes (a
