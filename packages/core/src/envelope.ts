@@ -91,10 +91,6 @@ const FIELD_BY_HEADER = new Map<string, AttributeField>(
     field as AttributeField,
   ]),
 );
-/** Envelope field → its `ce_` header, precomputed for toWire. */
-const HEADER_BY_FIELD = Object.entries(ATTRIBUTES).map(
-  ([field, attribute]) => [field as AttributeField, RESERVED_PREFIX + attribute] as const,
-);
 
 export const JSON_CONTENT_TYPE = "application/json";
 /** The CloudEvents attributes a message must carry (a constant: checked per received message). */
@@ -265,10 +261,23 @@ export function toWire(
     return toStructuredWire(envelope, extraHeaders);
   validateUserHeaders(envelope.headers);
   const headers: Record<string, string> = { ...envelope.headers };
-  for (const [field, header] of HEADER_BY_FIELD) {
-    const value = envelope[field];
-    if (value !== undefined) headers[header] = String(value);
-  }
+  // Attribute by attribute, in ATTRIBUTES' order: named loads, not one keyed load per field.
+  headers.ce_id = envelope.id;
+  headers.ce_type = envelope.type;
+  headers.ce_source = envelope.source;
+  headers.ce_specversion = envelope.specversion;
+  headers.ce_time = envelope.time;
+  const { schemaVersion, subject, key, correlationId, causationId, replyTo, traceparent, tracestate } =
+    envelope;
+  if (schemaVersion !== undefined) headers.ce_schemaversion = String(schemaVersion);
+  headers.ce_datacontenttype = envelope.dataContentType;
+  if (subject !== undefined) headers.ce_subject = subject;
+  if (key !== undefined) headers.ce_partitionkey = key;
+  if (correlationId !== undefined) headers.ce_correlationid = correlationId;
+  if (causationId !== undefined) headers.ce_causationid = causationId;
+  if (replyTo !== undefined) headers.ce_replyto = replyTo;
+  if (traceparent !== undefined) headers.ce_traceparent = traceparent;
+  if (tracestate !== undefined) headers.ce_tracestate = tracestate;
   for (const name in extraHeaders) headers[name] = extraHeaders[name]!;
   const wire: WireMessage = {
     id: envelope.id,
@@ -486,11 +495,14 @@ export function fromWire(wire: WireMessage, options: { decodeBody?: boolean } = 
     }
     envelope.schemaVersion = version;
   }
-  for (const field of OPTIONAL_FIELDS) {
-    if (field === "schemaVersion") continue;
-    const value = attributes[field];
-    if (value !== undefined) envelope[field] = value;
-  }
+  const { subject, key, correlationId, causationId, replyTo, traceparent, tracestate } = attributes;
+  if (subject !== undefined) envelope.subject = subject;
+  if (key !== undefined) envelope.key = key;
+  if (correlationId !== undefined) envelope.correlationId = correlationId;
+  if (causationId !== undefined) envelope.causationId = causationId;
+  if (replyTo !== undefined) envelope.replyTo = replyTo;
+  if (traceparent !== undefined) envelope.traceparent = traceparent;
+  if (tracestate !== undefined) envelope.tracestate = tracestate;
   return envelope;
 }
 
