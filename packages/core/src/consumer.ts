@@ -649,6 +649,8 @@ export class RunningConsumer implements Consumer {
       message.schemaVersion = decision.version;
     }
 
+    // The claim key while this message holds one; completed once handled (see #completeClaim).
+    let claimed: string | undefined;
     const idempotency = this.#idempotency;
     if (idempotency) {
       const { store, ttlMs, leaseMs } = idempotency;
@@ -657,33 +659,14 @@ export class RunningConsumer implements Consumer {
         return this.#skip(delivery, envelope, "duplicate");
       }
       this.#claimed.add(key);
-      try {
-        return await this.#handleClaimed(registration, delivery, envelope, message, publishedVersion);
-      } finally {
-        // Still claimed (not released by a failure, a nack or stop()): handled, kept for the TTL.
-        if (this.#claimed.delete(key) && store.complete) {
-          await store.complete(key, ttlMs).catch((error: unknown) => {
-            this.#runtime.logger?.warn(
-              { source: this.source, key, error },
-              "could not mark a handled message in the idempotency store; a redelivery after its lease would be handled again",
-            );
-          });
-        }
-      }
+      claimed = key;
     }
-    return this.#handleClaimed(registration, delivery, envelope, message, publishedVersion);
-  }
 
-  async #handleClaimed(
-    registration: Registration,
-    delivery: Delivery,
-    envelope: Envelope,
-    message: Message,
-    publishedVersion: number | undefined,
-  ): Promise<void> {
-    const source = this.source;
-
-    if (registration.batch) return this.#gather(registration, delivery, envelope);
+    if (registration.batch) {
+      if (claimed === undefined) return this.#gather(registration, delivery, envelope);
+      await this.#gather(registration, delivery, envelope);
+      return this.#completeClaim(claimed);
+    }
 
     const context = new Context(this, delivery, envelope, registration, publishedVersion);
     const onHandled = this.#runtime.hooks.onHandled;
@@ -700,6 +683,7 @@ export class RunningConsumer implements Consumer {
           attempt: delivery.attempt,
           willRetry: false,
         });
+        if (claimed !== undefined) await this.#completeClaim(claimed);
         return;
       }
       context.settled = "nack";
@@ -710,6 +694,7 @@ export class RunningConsumer implements Consumer {
       context.settled = "ack";
       await this.#settle(delivery, "ack");
     }
+    if (claimed !== undefined) await this.#completeClaim(claimed);
     if (this.#firstFailure.size > 0) this.#firstFailure.delete(envelope.id);
     onHandled?.({ source, message, attempt: delivery.attempt, durationMs: performance.now() - started });
   }
@@ -879,6 +864,21 @@ export class RunningConsumer implements Consumer {
    * sharing the store skip the redelivery as a duplicate — the message would be acked unhandled.
    */
   readonly #claimed = new Set<string>();
+
+  /**
+   * A handled message's claim is kept for the TTL — unless a failure, a nack or stop() released it
+   * meanwhile (then it is no longer in #claimed and there is nothing to complete).
+   */
+  async #completeClaim(key: string): Promise<void> {
+    const idempotency = this.#idempotency!;
+    if (!this.#claimed.delete(key) || !idempotency.store.complete) return;
+    await idempotency.store.complete(key, idempotency.ttlMs).catch((error: unknown) => {
+      this.#runtime.logger?.warn(
+        { source: this.source, key, error },
+        "could not mark a handled message in the idempotency store; a redelivery after its lease would be handled again",
+      );
+    });
+  }
 
   #claimKey(envelope: Envelope): string {
     return `${this.source.subscription}:${envelope.id}`;
