@@ -68,7 +68,9 @@ export function defineConformanceSuite(target: ConformanceTarget, options: Suite
         async (ctx) => {
           const reason = testCase.applies?.(capabilities);
           if (reason) {
-            // Not applicable by the adapter's own declaration (never a missing broker).
+            // Not applicable by the adapter's own declaration (never a missing broker). The reason
+            // goes into the task's meta too, so reports (scripts/matrix.mjs) can tell it apart.
+            Object.assign(ctx.task.meta, { notApplicable: reason });
             ctx.skip(`not applicable: ${reason}`);
             return;
           }

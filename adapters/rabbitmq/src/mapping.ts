@@ -9,6 +9,9 @@ export const ATTEMPT_HEADER = `${RESERVED_PREFIX}xattempt`;
 export const KEY_HEADER = `${RESERVED_PREFIX}xkey`;
 const DATACONTENTTYPE = `${RESERVED_PREFIX}datacontenttype`;
 
+/** AMQP 0-9-1 field-table keys are short strings (a length byte), after the `cloudEvents:` rename too. */
+const MAX_HEADER_NAME_BYTES = 255;
+
 /** Headers RabbitMQ itself writes; stripped on receive so user headers round-trip exactly. */
 const BROKER_HEADERS = new Set([
   "x-delivery-count",
@@ -28,6 +31,13 @@ export function toAmqp(message: WireMessage, extra: Record<string, string> = {})
       throw new SwitchyardError(
         "INVALID_HEADER",
         `header "${name}" is reserved by RabbitMQ or the CloudEvents AMQP binding`,
+      );
+    }
+    // A field-table key is an AMQP shortstr: amqplib throws a RangeError mid-batch on a longer one.
+    if (Buffer.byteLength(name) > MAX_HEADER_NAME_BYTES) {
+      throw new SwitchyardError(
+        "INVALID_HEADER",
+        `header "${name.slice(0, 40)}…" is longer than RabbitMQ's ${MAX_HEADER_NAME_BYTES}-byte limit for header names`,
       );
     }
   }

@@ -47,6 +47,41 @@ async function expectOnlyMarker(t: CaseContext, bus: Bus, queue: string): Promis
   expect(got.items).toEqual([424242, 424243]);
 }
 
+/** A user header, one per message, that some broker may not hold as it is. */
+const ODD_HEADERS: Array<[string, string]> = [
+  ["plain", "v"], // every broker holds it: it must not fail because another message in its batch does
+  ["with space", "v"],
+  ["colon:name", "v"],
+  ["dot.ted-and_under", "v"],
+  ["MixedCase", "v"],
+  ["ünïcødé-名前", "v"],
+  ["n".repeat(300), "v"],
+  ["empty-value", ""],
+  ["padded-value", "  spaces around  "],
+  ["line-breaks", "one\ntwo\r\nthree"],
+  ["colon-value", "a: b:c"],
+  ["backslash-value", "C:\\path\\to"],
+  ["unicode-value", "ünïcødé ✓ 😀"],
+  ["long-value", "v".repeat(2000)],
+];
+
+/** A publish option of the wrong type or an empty one (a caller bypassing the types, e.g. from JS). */
+const BAD_PUBLISH_OPTIONS: Record<string, unknown>[] = [
+  { key: 42 },
+  { key: "" },
+  { id: "" },
+  { id: { value: "x" } },
+  { subject: {} },
+  { correlationId: 7 },
+  { causationId: null },
+  { source: "" },
+  { replyTo: ["q"] },
+  { time: "yesterday" },
+  { traceparent: 1 },
+  { headers: "abc" },
+  { headers: ["a", "b"] },
+];
+
 export const badInputCases: ConformanceCase[] = [
   {
     name: "bad input: data JSON cannot encode (a BigInt, a cycle, undefined) is INVALID_PAYLOAD and nothing is sent",
@@ -512,6 +547,255 @@ export const badInputCases: ConformanceCase[] = [
       }
       const letters = await dlq.list({ idleMs: t.ms(1000) });
       expect(letters.map((l) => l.reasonText)).toEqual(["for the browser"]);
+    },
+  },
+  {
+    name: "bad input: header names and values a broker may not hold round-trip exactly or are refused with a code; none is half-sent",
+    async run(t) {
+      const bus = await t.bus();
+      const queue = t.name("odd-headers");
+      const got = new Recorder<{ n: number; headers: Record<string, string> }>();
+      await bus
+        .consume(queue)
+        .on(Ping, async (msg) => got.push({ n: msg.data.n, headers: msg.headers }))
+        .start({ concurrency: 4 });
+      const outcomes = await Promise.all(
+        ODD_HEADERS.map(([name, value], n) =>
+          bus.send(queue, Ping, { n }, { headers: { [name]: value } }).then(
+            () => "sent" as const,
+            (error: unknown) => error,
+          ),
+        ),
+      );
+      expect(outcomes[0], "the plain header, published beside the odd ones").toBe("sent");
+      const sent: number[] = [];
+      outcomes.forEach((outcome, n) => {
+        const label = JSON.stringify(ODD_HEADERS[n]![0].slice(0, 40));
+        if (outcome === "sent") sent.push(n);
+        else expect(isSwitchyardError(outcome), `${label}: ${String(outcome)}`).toBe(true);
+      });
+      await got.count(sent.length, t.ms(20_000), `the ${sent.length} accepted messages`);
+      // Every accepted header arrived as it was sent (name and value), nothing else did.
+      const received = new Map(got.items.map((item) => [item.n, item.headers]));
+      for (const n of sent) {
+        const [name, value] = ODD_HEADERS[n]!;
+        expect(received.get(n), `header ${JSON.stringify(name.slice(0, 40))}`).toEqual({ [name]: value });
+      }
+      await bus.send(queue, Ping, { n: 999 });
+      await got.count(sent.length + 1, t.ms(15_000), "the marker");
+      expect(got.items.map((item) => item.n).sort((a, b) => a - b)).toEqual([...sent, 999]);
+    },
+  },
+  {
+    name: "bad input: publish options of the wrong type or empty (key, id, subject, time, headers…) are refused with a code and nothing is sent",
+    async run(t) {
+      const bus = await t.bus();
+      const queue = t.name("bad-publish-options");
+      for (const options of BAD_PUBLISH_OPTIONS) {
+        const error = await refusal(() => bus.send(queue, Ping, { n: 1 }, options as never));
+        expect(isSwitchyardError(error), `${JSON.stringify(options)}: ${String(error)}`).toBe(true);
+        expect(["CONFIG_INVALID", "INVALID_HEADER"]).toContain((error as { code: string }).code);
+      }
+      await expectOnlyMarker(t, bus, queue);
+    },
+  },
+  {
+    name: "bad input: a batch with one body over the size limit is MESSAGE_TOO_LARGE whole; none of it is sent",
+    async run(t) {
+      const bus = await t.bus();
+      const queue = t.name("big-in-batch");
+      const text = "x".repeat(t.capabilities.maxMessageBytes + 1);
+      await expectCode("MESSAGE_TOO_LARGE", () =>
+        bus.sendBatch(queue, Ping, [{ data: { n: 1 } }, { data: { n: 2, text } }, { data: { n: 3 } }]),
+      );
+      await expectOnlyMarker(t, bus, queue);
+    },
+  },
+  {
+    name: "bad input: a body that fits alone but not with its headers is MESSAGE_TOO_LARGE and nothing is sent",
+    async run(t) {
+      const bus = await t.bus();
+      const queue = t.name("big-with-headers");
+      // The body leaves room for the envelope's own attributes; the user header does not fit beside it.
+      const text = "x".repeat(t.capabilities.maxMessageBytes - 1024);
+      const headers = { "x-extra": "h".repeat(2048) };
+      await expectCode("MESSAGE_TOO_LARGE", () => bus.send(queue, Ping, { n: 1, text }, { headers }));
+      await expectOnlyMarker(t, bus, queue);
+    },
+  },
+  {
+    name: "bad input: CloudEvents headers from a foreign producer that do not make an event (wrong specversion, missing type, bad version, undecodable body) are dead-lettered as decode; the consumer goes on",
+    async run(t) {
+      const bus = await t.bus();
+      const queue = t.name("bad-binary");
+      const got = new Recorder<number>();
+      await bus
+        .consume(queue)
+        .on(Ping, async (msg) => got.push(msg.data.n))
+        .start({ retry: { maxAttempts: 2, initialDelayMs: 10 } });
+      const transport = await bus.transport();
+      // Binary mode, as a foreign CloudEvents producer would write it, with one thing wrong each.
+      const forged = (
+        label: string,
+        change: Record<string, string | undefined>,
+        body: string | Uint8Array,
+      ) => {
+        const headers: Record<string, string> = {};
+        const all = {
+          ce_id: `forged-${label}-${t.runId}`,
+          ce_type: Ping.type,
+          ce_source: "foreign",
+          ce_specversion: "1.0",
+          ce_schemaversion: "1",
+          ...change,
+        };
+        for (const [name, value] of Object.entries(all)) if (value !== undefined) headers[name] = value;
+        const bytes = typeof body === "string" ? new TextEncoder().encode(body) : body;
+        return { id: all.ce_id, headers, body: bytes } satisfies WireMessage;
+      };
+      await transport.publish({ kind: "queue", name: queue }, [
+        forged("specversion", { ce_specversion: "0.3" }, '{"n":1}'),
+        forged("no-type", { ce_type: undefined }, '{"n":2}'),
+        forged("version", { ce_schemaversion: "two" }, '{"n":3}'),
+        forged("not-json", { ce_datacontenttype: "application/json" }, "{ not json"),
+        forged("not-utf8", { ce_datacontenttype: "application/json" }, new Uint8Array([0xff, 0xfe, 0x7b])),
+      ]);
+      await bus.send(queue, Ping, { n: 9 });
+      await got.count(1, t.ms(15_000));
+      const dlq = bus.deadLetters({ queue });
+      const deadline = Date.now() + t.ms(20_000);
+      let letters = await dlq.list({ idleMs: t.ms(1000) });
+      while (letters.length < 5 && Date.now() < deadline) letters = await dlq.list({ idleMs: t.ms(1000) });
+      expect(letters.map((l) => l.reason)).toEqual(["decode", "decode", "decode", "decode", "decode"]);
+      expect(got.items).toEqual([9]);
+    },
+  },
+  {
+    name: "bad input: a handler that never settles while its bus closes: close ends within the stop timeout and the message is redelivered",
+    async run(t) {
+      const first = await t.bus();
+      const queue = t.name("hung-close");
+      const started = new Recorder<number>();
+      let release: () => void = () => {};
+      const hung = new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      const stopTimeoutMs = t.ms(500);
+      await first
+        .consume(queue)
+        .on(Ping, async (msg) => {
+          started.push(msg.data.n);
+          await hung; // never, until the case lets it go at the end
+        })
+        .start({ stopTimeoutMs });
+      try {
+        await first.send(queue, Ping, { n: 1 });
+        await started.count(1, t.ms(15_000));
+        let timer: NodeJS.Timeout | undefined;
+        const closed = await Promise.race([
+          first.close().then(() => "closed"),
+          new Promise((resolve) => {
+            timer = setTimeout(() => resolve("still closing"), stopTimeoutMs + t.ms(20_000));
+          }),
+        ]);
+        clearTimeout(timer);
+        expect(closed).toBe("closed");
+        expect(first.closed).toBe(true);
+        const second = await t.bus();
+        const handled = new Recorder<number>();
+        await second
+          .consume(queue)
+          .on(Ping, async (msg) => handled.push(msg.data.n))
+          .start();
+        await handled.count(1, t.ms(30_000), "the message left unsettled by the closed bus");
+        release(); // the hung handler returns now, on a closed bus: it must not settle or throw anything
+        await second.send(queue, Ping, { n: 2 });
+        await handled.count(2, t.ms(15_000));
+        expect(handled.items).toEqual([1, 2]);
+      } finally {
+        release();
+      }
+    },
+  },
+  {
+    name: "bad input: request() with a bad timeout or queue is CONFIG_INVALID and sends nothing",
+    async run(t) {
+      const bus = await t.bus();
+      const queue = t.name("bad-request");
+      for (const timeoutMs of [0, -1, Number.NaN, Number.POSITIVE_INFINITY, "1000", 2 ** 31]) {
+        const error = await refusal(() => bus.request(queue, Ping, { n: 1 }, { timeoutMs } as never));
+        expect(isSwitchyardError(error, "CONFIG_INVALID"), `${String(timeoutMs)}: ${String(error)}`).toBe(
+          true,
+        );
+      }
+      await expectCode("CONFIG_INVALID", () => bus.request("", Ping, { n: 1 }));
+      await expectOnlyMarker(t, bus, queue);
+    },
+  },
+  {
+    name: "bad input: bus and batch-handler options out of range are CONFIG_INVALID at once",
+    async run(t) {
+      for (const coalesce of [
+        { lingerMs: -1 },
+        { lingerMs: Number.NaN },
+        { lingerMs: 5000 },
+        { maxMessages: 0 },
+        { maxMessages: 2.5 },
+      ]) {
+        const transport = await t.target.createTransport();
+        try {
+          const error = await refusal(() => createBus({ transport, coalesce }));
+          expect(
+            isSwitchyardError(error, "CONFIG_INVALID"),
+            `${JSON.stringify(coalesce)}: ${String(error)}`,
+          ).toBe(true);
+        } finally {
+          await transport.close();
+        }
+      }
+      const bus = await t.bus();
+      const queue = t.name("bad-batch-options");
+      for (const options of [
+        { maxMessages: 0 },
+        { maxMessages: 1.5 },
+        { maxWaitMs: -1 },
+        { maxWaitMs: Number.NaN },
+        { maxWaitMs: 120_000 },
+      ]) {
+        const error = await refusal(() => bus.consume(queue).onBatch(Ping, options, async () => {}));
+        expect(
+          isSwitchyardError(error, "CONFIG_INVALID"),
+          `${JSON.stringify(options)}: ${String(error)}`,
+        ).toBe(true);
+      }
+      await expectOnlyMarker(t, bus, queue);
+    },
+  },
+  {
+    name: "bad input: a plain (non-async) handler that throws is retried, then dead-lettered; one that returns a value acks",
+    async run(t) {
+      const dead = new Recorder<string>();
+      const bus = await t.bus({ hooks: { onDeadLetter: (e) => dead.push(e.reason) } });
+      const queue = t.name("sync-handler");
+      const attempts = new Recorder<number>();
+      await bus
+        .consume(queue)
+        .on(Ping, (msg, ctx) => {
+          attempts.push(msg.data.n);
+          if (msg.data.n === 1) throw new Error(`sync failure at attempt ${ctx.attempt}`);
+          return 42 as never; // not a promise, not undefined
+        })
+        .start({ retry: { maxAttempts: 2, initialDelayMs: 10, maxDelayMs: 50 } });
+      await bus.sendBatch(queue, Ping, [{ data: { n: 1 } }, { data: { n: 2 } }]);
+      await dead.count(1, t.ms(20_000), "the dead letter");
+      await bus.send(queue, Ping, { n: 3 });
+      await attempts.until((items) => items.includes(3), t.ms(15_000), "the message after");
+      // At least once: a broker may hand a message over again, but only message 1 is dead-lettered.
+      expect(dead.items).toEqual(["max-attempts"]);
+      expect(attempts.items.filter((n) => n === 1).length).toBeGreaterThanOrEqual(2);
+      expect(attempts.items).toContain(2);
+      const letters = await bus.deadLetters({ queue }).list({ idleMs: t.ms(1000) });
+      expect(letters.map((l) => l.error?.message)).toEqual(["sync failure at attempt 2"]);
     },
   },
 ];

@@ -23,7 +23,7 @@ import {
   wireSize,
   wireSizeUpperBound,
 } from "./envelope.js";
-import { redactUrl, SwitchyardError } from "./errors.js";
+import { type ErrorCode, isSwitchyardError, redactUrl, SwitchyardError } from "./errors.js";
 import type { Instrumentation, InstrumentationScope, Logger } from "./instrumentation.js";
 import { type ReplyOptions, RequestClient, type RequestOptions } from "./request-reply.js";
 import {
@@ -79,6 +79,17 @@ export interface BusOptions {
    */
   replyQueue?: string;
 }
+
+/**
+ * Codes a transport raises for one message's content, before it sends any of the batch (see
+ * `Transport.publish`): the rest of a coalesced batch can go without that message.
+ */
+const MESSAGE_REFUSALS = new Set<ErrorCode>([
+  "INVALID_HEADER",
+  "MESSAGE_TOO_LARGE",
+  "TOO_MANY_HEADERS",
+  "INVALID_PAYLOAD",
+]);
 
 /** Publishes waiting to go out to one destination together. */
 interface PendingBatch {
@@ -732,9 +743,34 @@ export class Bus {
       // The broker refused the batch (or the connection dropped): every publish in it fails, so
       // none is reported as sent when it may not have been.
       (error: unknown) => {
+        if (callers.length > 1 && isSwitchyardError(error) && MESSAGE_REFUSALS.has(error.code)) {
+          return this.#sendEach(destination, batch);
+        }
         for (const caller of callers) caller.reject(error);
       },
     );
+  }
+
+  /**
+   * A coalesced batch the transport refused for one message's content (before sending any of it):
+   * the callers are unrelated publishes, so each goes again on its own, in call order (per-key
+   * order), and only the one with the bad message fails.
+   */
+  async #sendEach(destination: Destination, batch: PendingBatch): Promise<void> {
+    let offset = 0;
+    for (const caller of batch.callers) {
+      const wires = batch.wires.slice(offset, offset + caller.count);
+      offset += caller.count;
+      const transport = this.#connected;
+      try {
+        if (!transport) throw new SwitchyardError("CLOSED", "the bus is closed");
+        await transport.publish(destination, wires);
+        caller.resolve();
+        for (const envelope of caller.envelopes) this.hooks.onPublish?.({ destination, envelope });
+      } catch (error) {
+        caller.reject(error);
+      }
+    }
   }
 
   // ---- consuming ----

@@ -151,7 +151,51 @@ const OPTIONAL_FIELDS = [
   "tracestate",
 ] as const;
 
+/** Attributes a caller may set, each a non-empty string when set (a JS caller can pass anything). */
+const STRING_ATTRIBUTES = [
+  "id",
+  "source",
+  "time",
+  "subject",
+  "key",
+  "correlationId",
+  "causationId",
+  "replyTo",
+  "traceparent",
+  "tracestate",
+] as const;
+
+/**
+ * Refuses what would travel wrong: a numeric key reaches the broker client as a number, an empty
+ * id makes a message no consumer can decode, a string as headers spreads into one header per character.
+ */
+function checkInput(input: EnvelopeInput): void {
+  for (const field of STRING_ATTRIBUTES) {
+    const value = input[field];
+    if (value !== undefined && (typeof value !== "string" || value === "")) {
+      throw new SwitchyardError(
+        "CONFIG_INVALID",
+        `${field} must be a non-empty string, got ${value === "" ? "an empty string" : typeof value}`,
+      );
+    }
+  }
+  if (input.time !== undefined && Number.isNaN(Date.parse(input.time))) {
+    throw new SwitchyardError(
+      "CONFIG_INVALID",
+      `time must be an RFC 3339 timestamp, got "${input.time.slice(0, 40)}"`,
+    );
+  }
+  const headers: unknown = input.headers;
+  if (headers !== undefined && (headers === null || typeof headers !== "object" || Array.isArray(headers))) {
+    throw new SwitchyardError(
+      "INVALID_HEADER",
+      `headers must be an object of strings, got ${Array.isArray(headers) ? "an array" : typeof headers}`,
+    );
+  }
+}
+
 export function createEnvelope<T>(input: EnvelopeInput<T>, defaults: { source: string }): Envelope<T> {
+  checkInput(input);
   const envelope: Envelope<T> = {
     id: input.id ?? newId(),
     type: input.type,

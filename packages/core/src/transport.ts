@@ -143,7 +143,12 @@ export interface Transport {
    * gone is not an error.
    */
   unprovision?(entities: TopologyEntity[]): Promise<void>;
-  /** Publish a batch to one destination; resolves once the broker accepted all of it. */
+  /**
+   * Publish a batch to one destination; resolves once the broker accepted all of it. A message the
+   * broker cannot hold (a header name too long, too large) is refused with INVALID_HEADER,
+   * MESSAGE_TOO_LARGE or TOO_MANY_HEADERS before any of the batch is sent: the core then sends the
+   * other publishes it had gathered into the batch on their own.
+   */
   publish(destination: Destination, messages: WireMessage[]): Promise<void>;
   /**
    * Optional: where the dead letters of `source` are read when the broker keeps them itself (e.g. a

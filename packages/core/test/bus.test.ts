@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { z } from "zod";
-import { createBus, defineMessage, isSwitchyardError } from "../src/index.js";
+import { createBus, defineMessage, isSwitchyardError, SwitchyardError } from "../src/index.js";
 import { createTestBus } from "../src/testing.js";
 
 const Job = defineMessage({ type: "job", versions: { 1: z.object({ n: z.number() }) } });
@@ -220,6 +220,33 @@ describe("publish coalescing", () => {
     refuse = false;
     await bus.send("c", Job, { n: 3 });
     expect(calls).toEqual([[1, 2], [3]]);
+    await bus.close();
+  });
+
+  it("a batch refused for one message's content is sent again per publish: only that publish fails", async () => {
+    const { transport, calls } = await countingTransport();
+    const publish = transport.publish.bind(transport);
+    const refused: number[] = [];
+    transport.publish = async (destination, messages) => {
+      if (messages.some((m) => m.headers.bad !== undefined)) {
+        refused.push(messages.length);
+        throw new SwitchyardError("INVALID_HEADER", "the broker cannot hold header bad");
+      }
+      return publish(destination, messages);
+    };
+    const bus = createBus({ transport });
+    await bus.send("c", Job, { n: -1 });
+    calls.length = 0;
+    const results = await Promise.allSettled([
+      bus.send("c", Job, { n: 1 }),
+      bus.sendBatch("c", Job, [{ data: { n: 2 } }, { data: { n: 3 }, options: { headers: { bad: "x" } } }]),
+      bus.send("c", Job, { n: 4 }),
+    ]);
+    expect(results.map((r) => r.status)).toEqual(["fulfilled", "rejected", "fulfilled"]);
+    expect(isSwitchyardError((results[1] as PromiseRejectedResult).reason, "INVALID_HEADER")).toBe(true);
+    // The whole batch was refused once, then each publish went alone, in call order; 2 and 3 never.
+    expect(refused).toEqual([4, 2]);
+    expect(calls).toEqual([[1], [4]]);
     await bus.close();
   });
 

@@ -70,6 +70,25 @@ describe("envelope", () => {
     expect(codeOf(() => toWire(notString))).toBe("INVALID_HEADER");
   });
 
+  it("refuses attributes that are not non-empty strings, a time that is no timestamp, headers that are no object", () => {
+    const make = (input: Record<string, unknown>) => () =>
+      createEnvelope({ type: "t", data: 1, ...input } as never, { source: "s" });
+    for (const bad of [
+      { key: 42 },
+      { id: "" },
+      { subject: {} },
+      { causationId: null },
+      { time: "yesterday" },
+    ]) {
+      expect(codeOf(make(bad)), JSON.stringify(bad)).toBe("CONFIG_INVALID");
+    }
+    expect(codeOf(make({ headers: "abc" }))).toBe("INVALID_HEADER");
+    expect(codeOf(make({ headers: ["a"] }))).toBe("INVALID_HEADER");
+    expect(
+      createEnvelope({ type: "t", data: 1, key: "k", time: "2026-01-02T03:04:05Z" }, { source: "s" }).key,
+    ).toBe("k");
+  });
+
   it("refuses a message without CloudEvents attributes, or with a body that is not its content type", () => {
     expect(codeOf(() => fromWire({ id: "1", headers: {}, body: new Uint8Array() }))).toBe("DECODE_FAILED");
     const wire = toWire(createEnvelope({ type: "t", data: 1 }, { source: "s" }));
