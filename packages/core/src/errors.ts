@@ -53,15 +53,24 @@ export class PermanentError extends Error {
   }
 }
 
-/** Removes user info and secret-looking query parameters from a URL before it goes into a message. */
 /**
- * Masks the password of every URL inside a text (`amqp://user:pass@host` → `amqp://user:***@host`),
- * for text Switchyard keeps or forwards but did not write itself, such as a handler's error message.
+ * Masks credentials inside a text Switchyard keeps or forwards but did not write itself, such as a
+ * handler's error message: the password of every URL (`amqp://user:pass@host` →
+ * `amqp://user:***@host`, also when the password holds an `@`), and the value of every
+ * secret-looking `name=value` pair in a query or a connection string (`?token=…`, `&password=…`,
+ * `;SharedAccessKey=…`).
  */
 export function redactText(text: string): string {
-  return text.replace(/([a-z][a-z0-9+.-]*:\/\/[^\s:@/]*):[^\s@/]*@/gi, "$1:***@");
+  return text
+    .replace(/([a-z][a-z0-9+.-]*:\/\/[^\s:@/]*):[^\s/]*@/gi, "$1:***@")
+    .replace(SECRET_PAIR, "$1***");
 }
 
+/** `name=value` after `?`, `&`, `;`, a space or the start, where the name looks like a secret's. */
+const SECRET_PAIR =
+  /((?:^|[?&;\s])[^=&;\s]*(?:secret|password|passwd|pwd|token|key|signature|sas|credential)[^=&;\s]*=)[^&;\s]*/gi;
+
+/** Removes user info and secret-looking query parameters from a URL before it goes into a message. */
 export function redactUrl(url: string): string {
   try {
     const parsed = new URL(url);

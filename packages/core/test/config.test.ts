@@ -1,5 +1,12 @@
 import { afterEach, describe, expect, it } from "vitest";
-import { createBus, isSwitchyardError, parseBusUrl, redactUrl, registerAdapter } from "../src/index.js";
+import {
+  createBus,
+  isSwitchyardError,
+  parseBusUrl,
+  redactText,
+  redactUrl,
+  registerAdapter,
+} from "../src/index.js";
 
 async function errorOf(fn: () => unknown): Promise<unknown> {
   try {
@@ -67,5 +74,23 @@ describe("configuration", () => {
       "amqp://***:***@h:5672/v?heartbeat=5&password=***",
     );
     expect(redactUrl("not a url user:pw@host")).not.toContain("pw");
+  });
+
+  it("redacts credentials inside free text: URL passwords (with an @ too), secret query and connection-string values", () => {
+    const text = [
+      "connect amqp://alice:p@ss@broker:5672/vhost failed",
+      "GET https://api.example/v1?region=eu&token=t0k3n&x=1",
+      "Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=root;SharedAccessKey=c2VjcmV0=",
+      "password=hunter2 next",
+    ].join("\n");
+    const redacted = redactText(text);
+    for (const secret of ["p@ss", "ss@broker", "t0k3n", "c2VjcmV0", "hunter2"]) {
+      expect(redacted, secret).not.toContain(secret);
+    }
+    // What is not a secret stays readable.
+    expect(redacted).toContain("amqp://alice:***@broker:5672/vhost");
+    expect(redacted).toContain("region=eu");
+    expect(redacted).toContain("&x=1");
+    expect(redacted).toContain(" next");
   });
 });
