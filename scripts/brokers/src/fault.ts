@@ -371,6 +371,8 @@ export async function connectionCutCase(options: CutCaseOptions): Promise<void> 
       total,
       send: options.send,
       maxRetries: 20,
+      // 3,000 of the default 10,000; a smaller FAULT_TOTAL (a slow emulator) is still cut mid-stream.
+      outageAt: Math.round((total * 0.3) / 100) * 100,
     });
     const figures = {
       broker: options.broker,
