@@ -42,7 +42,10 @@ describeWithBroker("kafka", "kafka fault: connections cut through a proxy mid-st
       const proxy = await TcpProxy.start(CUT_LISTENER, { port: ADVERTISED_PORT });
       const url = new URL(`kafka://${proxy.hostPort}?driver=${driver}`);
       const queue = `${PREFIX}-${driver}`;
-      const producer = createBus({ transport: createTransport(url, { ...fastGroups }), source: "fault-producer" });
+      const producer = createBus({
+        transport: createTransport(url, { ...fastGroups }),
+        source: "fault-producer",
+      });
       const errors: string[] = [];
       const consumer = createBus({
         transport: createTransport(url, { ...fastGroups }),
