@@ -29,8 +29,13 @@ export interface AwsOptions {
   redriveMargin?: number | false;
   /** How long one transport trusts its list of a topic's subscription queues (SQS topics). Default 1 s. */
   topicCacheMs?: number;
-  /** Timeout of one API call in ms (a receive adds its wait). Default 10 s. */
+  /**
+   * Timeout of one API call attempt in ms (a receive adds its long-poll wait): past it the request
+   * fails with a TimeoutError and the SDK retries, so a dead connection cannot hang a call. Default 10 s.
+   */
   requestTimeoutMs?: number;
+  /** Timeout of opening a connection in ms. Default: `requestTimeoutMs`, at most 5 s. */
+  connectionTimeoutMs?: number;
 }
 
 export interface ResolvedAwsOptions {
@@ -45,6 +50,7 @@ export interface ResolvedAwsOptions {
   redriveMargin: number | false;
   topicCacheMs: number;
   requestTimeoutMs: number;
+  connectionTimeoutMs: number;
 }
 
 const REGION = /^[a-z]{2}(-[a-z]+)+-\d+$/;
@@ -64,7 +70,8 @@ function numberOption(value: unknown, name: string, min: number, max: number): n
 /**
  * `sqs://us-east-1?endpoint=http://127.0.0.1:9324`, `sqs://127.0.0.1:9324?region=us-east-1`
  * (host:port is an http endpoint) or `sqs://` (AWS itself, region from the environment).
- * Query parameters: region, endpoint, fifo, maxMessageBytes, visibilityTimeout, waitTime.
+ * Query parameters: region, endpoint, fifo, maxMessageBytes, visibilityTimeout, waitTime,
+ * requestTimeout and connectionTimeout (ms).
  * Credentials never come from the URL: use the standard AWS chain or the `credentials` option.
  */
 export function resolveAwsOptions(url: URL | undefined, options: AwsOptions = {}): ResolvedAwsOptions {
@@ -92,6 +99,13 @@ export function resolveAwsOptions(url: URL | undefined, options: AwsOptions = {}
     }
   }
   const fifoParam = query?.get("fifo");
+  const requestTimeoutMs =
+    numberOption(
+      options.requestTimeoutMs ?? query?.get("requestTimeout"),
+      "requestTimeoutMs",
+      100,
+      600_000,
+    ) ?? 10_000;
   return {
     region,
     endpoint,
@@ -119,22 +133,40 @@ export function resolveAwsOptions(url: URL | undefined, options: AwsOptions = {}
         ? false
         : (numberOption(options.redriveMargin, "redriveMargin", 1, 1000) ?? 5),
     topicCacheMs: numberOption(options.topicCacheMs, "topicCacheMs", 0, 3_600_000) ?? 1000,
-    requestTimeoutMs: numberOption(options.requestTimeoutMs, "requestTimeoutMs", 100, 600_000) ?? 10_000,
+    requestTimeoutMs,
+    connectionTimeoutMs:
+      numberOption(
+        options.connectionTimeoutMs ?? query?.get("connectionTimeout"),
+        "connectionTimeoutMs",
+        100,
+        600_000,
+      ) ?? Math.min(requestTimeoutMs, 5000),
   };
 }
 
-/** Client configuration for the AWS SDK v3 (SQS and SNS clients take the same shape). */
-export function clientConfig(options: ResolvedAwsOptions, extraTimeoutMs = 0) {
+/**
+ * Client configuration for the AWS SDK v3 (SQS and SNS clients take the same shape). A receive, which
+ * may wait its long poll on top, passes its own `requestTimeout` (see `receiveTimeoutMs`).
+ */
+export function clientConfig(options: ResolvedAwsOptions) {
   return {
     region: options.region,
     ...(options.endpoint ? { endpoint: options.endpoint } : {}),
     ...(options.credentials ? { credentials: options.credentials } : {}),
     maxAttempts: 3,
     requestHandler: {
-      requestTimeout: options.requestTimeoutMs + extraTimeoutMs,
-      connectionTimeout: Math.min(options.requestTimeoutMs, 5000),
+      requestTimeout: options.requestTimeoutMs,
+      // Without it @smithy/node-http-handler (≥ 4.4) only logs a warning past requestTimeout and the
+      // call waits on for ever: a request on a connection that died silently never ends.
+      throwOnRequestTimeout: true,
+      connectionTimeout: options.connectionTimeoutMs,
     },
   };
+}
+
+/** The request timeout of one receive: longer than its long-poll wait, or every empty poll would fail. */
+export function receiveTimeoutMs(options: ResolvedAwsOptions): number {
+  return options.requestTimeoutMs + options.waitTimeSeconds * 1000;
 }
 
 /**

@@ -7,7 +7,7 @@ import {
   type WireMessage,
 } from "@switchyard/core";
 import { decodeMessage } from "./codec.js";
-import { awsError } from "./config.js";
+import { awsError, receiveTimeoutMs } from "./config.js";
 import { BATCH, MAX_VISIBILITY_SECONDS, type SqsQueues } from "./queues.js";
 
 export interface SqsConsumerOptions {
@@ -95,6 +95,7 @@ export class SqsConsumer implements TransportSubscription {
             MessageAttributeNames: ["All"],
             MessageSystemAttributeNames: ["ApproximateReceiveCount"],
           }),
+          { requestTimeout: receiveTimeoutMs(this.#queues.options) },
         );
         messages = out.Messages ?? [];
         failures = 0;

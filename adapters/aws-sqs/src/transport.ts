@@ -50,7 +50,7 @@ export class SqsBase {
 
   constructor(options: ResolvedAwsOptions, client?: SQSClient) {
     this.options = options;
-    this.client = client ?? new SQSClient(clientConfig(options, options.waitTimeSeconds * 1000));
+    this.client = client ?? new SQSClient(clientConfig(options));
     this.queues = new SqsQueues(this.client, options);
   }
 

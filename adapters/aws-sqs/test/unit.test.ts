@@ -1,3 +1,4 @@
+import { type AddressInfo, createServer, type Socket } from "node:net";
 import { isSwitchyardError, type WireMessage } from "@switchyard/core";
 import { describe, expect, it } from "vitest";
 import {
@@ -33,6 +34,41 @@ describe("aws-sqs URL and options", () => {
     ]);
     const c = resolveAwsOptions(new URL("sqs://"), { region: "ap-south-1" });
     expect([c.region, c.endpoint, c.maxMessageBytes]).toEqual(["ap-south-1", undefined, 256 * 1024]);
+    expect([c.requestTimeoutMs, c.connectionTimeoutMs]).toEqual([10_000, 5000]);
+    const d = resolveAwsOptions(new URL("sqs://us-east-1?requestTimeout=2500&connectionTimeout=700"));
+    expect([d.requestTimeoutMs, d.connectionTimeoutMs]).toEqual([2500, 700]);
+    expect(resolveAwsOptions(new URL("sqs://us-east-1?requestTimeout=2500")).connectionTimeoutMs).toBe(2500);
+    expect(() => resolveAwsOptions(new URL("sqs://us-east-1?requestTimeout=soon"))).toThrow(
+      /requestTimeoutMs/,
+    );
+  });
+
+  it("fails a call on a connection that never answers, in bounded time, instead of waiting for ever", async () => {
+    // Accepts and stays silent: what a request meets on a connection that died without a reset.
+    const held = new Set<Socket>();
+    const silent = createServer((socket) => held.add(socket));
+    await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve));
+    const { port } = silent.address() as AddressInfo;
+    const transport = new SqsTransport({
+      endpoint: `http://127.0.0.1:${port}`,
+      region: "us-east-1",
+      credentials: { accessKeyId: "test", secretAccessKey: "test" },
+      requestTimeoutMs: 300,
+    });
+    const started = Date.now();
+    try {
+      const error = await transport.base.queues.url("silent").then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(isSwitchyardError(error, "TRANSPORT_ERROR"), String(error)).toBe(true);
+      expect(String(error)).toMatch(/TimeoutError/);
+      expect(Date.now() - started).toBeLessThan(10_000);
+    } finally {
+      await transport.close();
+      for (const socket of held) socket.destroy();
+      silent.close();
+    }
   });
 
   it("refuses credentials in the URL without echoing them, and bad values with CONFIG_INVALID", () => {

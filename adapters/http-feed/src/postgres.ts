@@ -58,6 +58,9 @@ export class PostgresStore implements FeedStore {
     this.pool = new pg.Pool({ connectionString: options.url, max: options.poolSize ?? 10 });
     // An idle client's error (the server restarted) must not crash the process; the next query retries.
     this.pool.on("error", () => {});
+    // Nor a checked-out client's between two queries of a transaction (the pool listens only while a
+    // client is idle): the next query on it fails, and the pool drops it when it is released.
+    this.pool.on("connect", (client) => client.on("error", () => {}));
   }
 
   init(): Promise<void> {

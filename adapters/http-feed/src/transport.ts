@@ -634,7 +634,7 @@ class PendingReader {
       ack: async () => {
         settle("ack");
         try {
-          await this.store.ack(row.seq);
+          await this.#retried(() => this.store.ack(row.seq));
         } finally {
           done();
         }
@@ -643,7 +643,7 @@ class PendingReader {
         settle("nack");
         const delayMs = Math.max(0, options?.delayMs ?? 0);
         try {
-          await this.store.nack(row.seq, delayMs);
+          await this.#retried(() => this.store.nack(row.seq, delayMs));
         } finally {
           done();
         }
@@ -656,6 +656,24 @@ class PendingReader {
         }
       },
     });
+  }
+
+  /**
+   * A settlement the store failed (its connection was lost) is tried again, with backoff, while the
+   * row is still leased to us: given up at once, the row would sit under its lease (`leaseMs`, 30 s
+   * by default), and with it every later message of its key. The row stays unsettled meanwhile, so
+   * its lease is renewed once the store answers again.
+   */
+  async #retried(settle: () => Promise<void>): Promise<void> {
+    const until = Date.now() + this.options.leaseMs;
+    for (let delayMs = 100; ; delayMs = Math.min(delayMs * 2, 2_000)) {
+      try {
+        return await settle();
+      } catch (error) {
+        if (this.#closed || Date.now() + delayMs > until) throw error;
+        await sleep(delayMs);
+      }
+    }
   }
 
   async close(): Promise<void> {

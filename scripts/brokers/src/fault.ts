@@ -56,8 +56,22 @@ export class Handled {
     this.firstAfterMark = undefined;
   }
 
-  add(n: number): void {
+  /** First handlings of a key that came after a higher number of the same key (keys sent in order). */
+  outOfOrder = 0;
+  readonly #lastByKey = new Map<string, number>();
+
+  /** Ordering keys seen (an ordered case must see its keys, or its order check proves nothing). */
+  get keys(): number {
+    return this.#lastByKey.size;
+  }
+
+  /** `key`: the message's ordering key, to count first handlings that broke its order. */
+  add(n: number, key?: string): void {
     this.calls++;
+    if (key !== undefined && !this.ids.has(n)) {
+      if (n < (this.#lastByKey.get(key) ?? -1)) this.outOfOrder++;
+      else this.#lastByKey.set(key, n);
+    }
     this.ids.add(n);
     this.lastAt = Date.now();
     if (this.#mark !== undefined && this.firstAfterMark === undefined) this.firstAfterMark = this.lastAt;
@@ -214,14 +228,20 @@ export class TcpProxy {
     this.#server = server;
   }
 
-  /** Listens on 127.0.0.1 (a free port) and forwards to `target`. */
-  static async start(target: { host: string; port: number }): Promise<TcpProxy> {
+  /**
+   * Listens on 127.0.0.1 and forwards to `target`: on a free port, or on `options.port` where the
+   * clients must find the proxy at a fixed address (Kafka's CUT listener advertises 127.0.0.1:19094).
+   */
+  static async start(
+    target: { host: string; port: number },
+    options: { port?: number } = {},
+  ): Promise<TcpProxy> {
     const server = createServer();
     const proxy = new TcpProxy(target, server);
     server.on("connection", (client) => proxy.#accept(client));
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
-      server.listen(0, "127.0.0.1", () => resolve());
+      server.listen(options.port ?? 0, "127.0.0.1", () => resolve());
     });
     return proxy;
   }
@@ -324,6 +344,11 @@ export interface CutCaseOptions {
   consumer: { close(): Promise<void> };
   /** Sends these numbered messages with ids fixed per number (a re-sent batch duplicates, never adds). */
   send(numbers: number[]): Promise<void>;
+  /**
+   * The adapter keeps per-key order and the test sends keyed messages (numbers in order per key, the
+   * consumer passing the key to `handled.add`): no first handling may come out of order.
+   */
+  ordered?: boolean;
   /** Figures of the adapter's own for the FAULT line (reconnect counters and the like). */
   figures?: () => Record<string, unknown>;
 }
@@ -346,6 +371,8 @@ export async function connectionCutCase(options: CutCaseOptions): Promise<void> 
       total,
       send: options.send,
       maxRetries: 20,
+      // 3,000 of the default 10,000; a smaller FAULT_TOTAL (a slow emulator) is still cut mid-stream.
+      outageAt: Math.round((total * 0.3) / 100) * 100,
     });
     const figures = {
       broker: options.broker,
@@ -361,6 +388,7 @@ export async function connectionCutCase(options: CutCaseOptions): Promise<void> 
       proxyResets: proxy.resets,
       proxyConnections: proxy.connections,
       handlerErrors: options.errors.length,
+      ...(options.ordered ? { outOfOrder: handled.outOfOrder } : {}),
       ...options.figures?.(),
       runtimeMs: Date.now() - started,
     };
@@ -369,6 +397,10 @@ export async function connectionCutCase(options: CutCaseOptions): Promise<void> 
     expect(proxy.resets).toBeGreaterThan(0); // the cut really broke live connections
     expect(proxy.connections).toBeGreaterThan(1); // …and the clients came back over new ones
     expect(handled.ids.size).toBe(total);
+    if (options.ordered) {
+      expect(handled.keys).toBeGreaterThan(1);
+      expect(handled.outOfOrder).toBe(0);
+    }
     await closeWithin(60_000, [producer, consumer]);
   } finally {
     await closeWithin(60_000, [producer, consumer]).catch(() => {});
