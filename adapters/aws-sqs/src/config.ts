@@ -31,7 +31,7 @@ export interface AwsOptions {
   topicCacheMs?: number;
   /**
    * Timeout of one API call attempt in ms (a receive adds its long-poll wait): past it the request
-   * fails with a TimeoutError and the SDK retries, so a dead connection cannot hang a call. Default 10 s.
+   * fails with a TimeoutError and the SDK retries, so a dead connection cannot hang a call. Default 30 s (an emulator under load answers late; an abandoned receive hides its messages).
    */
   requestTimeoutMs?: number;
   /** Timeout of opening a connection in ms. Default: `requestTimeoutMs`, at most 5 s. */
@@ -105,7 +105,7 @@ export function resolveAwsOptions(url: URL | undefined, options: AwsOptions = {}
       "requestTimeoutMs",
       100,
       600_000,
-    ) ?? 10_000;
+    ) ?? 30_000;
   return {
     region,
     endpoint,

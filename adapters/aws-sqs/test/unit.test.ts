@@ -34,7 +34,7 @@ describe("aws-sqs URL and options", () => {
     ]);
     const c = resolveAwsOptions(new URL("sqs://"), { region: "ap-south-1" });
     expect([c.region, c.endpoint, c.maxMessageBytes]).toEqual(["ap-south-1", undefined, 256 * 1024]);
-    expect([c.requestTimeoutMs, c.connectionTimeoutMs]).toEqual([10_000, 5000]);
+    expect([c.requestTimeoutMs, c.connectionTimeoutMs]).toEqual([30_000, 5000]);
     const d = resolveAwsOptions(new URL("sqs://us-east-1?requestTimeout=2500&connectionTimeout=700"));
     expect([d.requestTimeoutMs, d.connectionTimeoutMs]).toEqual([2500, 700]);
     expect(resolveAwsOptions(new URL("sqs://us-east-1?requestTimeout=2500")).connectionTimeoutMs).toBe(2500);
