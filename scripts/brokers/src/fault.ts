@@ -465,8 +465,8 @@ export interface KillCaseOptions {
   adapter: string;
   /** The process SIGKILLed mid-stream: the consumer (while it holds messages) or the producer (mid-batch). */
   kill: "consumer" | "producer";
-  /** The bus URL both children use (the adapter is found by its scheme). */
-  url: string;
+  /** The bus URL of both children (the adapter is found by its scheme), or one for each role. */
+  url: string | { producer: string; consumer: string };
   /** `createBus({ adapterOptions })` of both children (JSON): e.g. Kafka's short session timeout. */
   adapterOptions?: object;
   target: KillTarget;
@@ -509,8 +509,8 @@ export async function processKillCase(options: KillCaseOptions): Promise<KillCas
   const started = Date.now();
   const cwd = join(ROOT, options.adapter, "..");
   const run = randomUUID().slice(0, 8);
-  const env = (generation: number): Record<string, string> => ({
-    FAULT_URL: options.url,
+  const env = (role: "producer" | "consumer", generation: number): Record<string, string> => ({
+    FAULT_URL: typeof options.url === "string" ? options.url : options.url[role],
     FAULT_ADAPTER_OPTIONS: JSON.stringify(options.adapterOptions ?? {}),
     FAULT_TARGET: JSON.stringify(options.target),
     FAULT_RUN: run,
@@ -529,13 +529,20 @@ export async function processKillCase(options: KillCaseOptions): Promise<KillCas
 
   /** A consumer process: feeds `handled`, counts what it started and finished. */
   const startConsumer = (generation: number) => {
-    const stats = { received: new Set<number>(), handled: new Set<number>(), firstHandledAt: 0, calls: 0 };
-    const child = new FaultChild("consumer", cwd, env(generation), ([what, value, producer]) => {
+    const stats = {
+      received: new Set<number>(),
+      handled: new Set<number>(),
+      firstHandledAt: 0,
+      calls: 0,
+      holding: false,
+    };
+    const child = new FaultChild("consumer", cwd, env("consumer", generation), ([what, value, producer]) => {
       const n = Number(value);
       if (what === "r") {
         stats.received.add(n);
-        onReceived?.(child);
-      } else if (what === "h") {
+        if (stats.holding) onHeld?.(child);
+      } else if (what === "holding") stats.holding = true;
+      else if (what === "h") {
         if (!handled.ids.has(n)) {
           const highest = highestByKey.get(n % keys) ?? -1;
           if (n < highest) orderBreaks.push(`${n} after ${highest}`);
@@ -547,6 +554,7 @@ export async function processKillCase(options: KillCaseOptions): Promise<KillCas
         if (producer === "2") firstHandledOfGeneration2 ||= Date.now();
         if (producer === "1") handledByFirstProducer.add(n);
         handled.add(n);
+        onHandled?.(child);
       } else anomalies.push([what, value, producer].join(" "));
     });
     children.push(child);
@@ -555,13 +563,14 @@ export async function processKillCase(options: KillCaseOptions): Promise<KillCas
   /** Numbers handled as sent by the first producer (a copy sent again by the second counts there). */
   const handledByFirstProducer = new Set<number>();
   let firstHandledOfGeneration2 = 0;
-  let onReceived: ((child: FaultChild) => void) | undefined;
+  let onHandled: ((child: FaultChild) => void) | undefined;
+  let onHeld: ((child: FaultChild) => void) | undefined;
 
   /** A producer process: which numbers it started sending and which it saw acknowledged. */
   const startProducer = (generation: number) => {
     const stats = { sent: new Set<number>(), acked: new Set<number>(), failures: 0, batchMs: [] as number[] };
     let batchStartedAt = 0;
-    const child = new FaultChild("producer", cwd, env(generation), ([what, a, b]) => {
+    const child = new FaultChild("producer", cwd, env("producer", generation), ([what, a, b]) => {
       const numbers = Array.from({ length: Number(b) - Number(a) }, (_, i) => Number(a) + i);
       if (what === "s") {
         batchStartedAt = Date.now();
@@ -578,8 +587,13 @@ export async function processKillCase(options: KillCaseOptions): Promise<KillCas
   };
   let onBatchStart: ((child: FaultChild, from: number) => void) | undefined;
   let producerDone: (() => void) | undefined;
+  /** When the last message was published: with the start, tells a slow broker from a slow consumer. */
+  let publishedAt = 0;
   const allPublished = new Promise<void>((resolve) => {
-    producerDone = resolve;
+    producerDone = () => {
+      publishedAt = Date.now();
+      resolve();
+    };
   });
 
   try {
@@ -590,16 +604,25 @@ export async function processKillCase(options: KillCaseOptions): Promise<KillCas
     console.warn(
       `\n!!! FAULT TEST: (${options.adapter}) SIGKILL of the ${options.kill} process mid-stream, then a new one; the broker keeps running\n`,
     );
+    const publishFrom = Date.now();
     let killed: FaultChild;
     let restarted: FaultChild;
     const figures: Record<string, unknown> = {};
     /** The checks of the killed side, run once the FAULT line is out. */
     let checks: () => void;
+    /** Why not every message was handled in time: the FAULT line still goes out, with what was lost. */
+    let incomplete: unknown;
     if (options.kill === "consumer") {
       const killedNow = new Promise<void>((resolve) => {
-        // Killed the moment a handler starts once `killAt` are handled: the process dies holding messages.
-        onReceived = (child) => {
-          if (child !== consumer1.child || handled.ids.size < killAt || child.killedAt !== undefined) return;
+        // Once `killAt` are handled its handlers stop finishing (`hold`), and it is killed as soon as
+        // one more starts: the process dies holding messages.
+        onHandled = (child) => {
+          if (child !== consumer1.child || handled.ids.size < killAt) return;
+          onHandled = undefined;
+          child.tell("hold");
+        };
+        onHeld = (child) => {
+          if (child !== consumer1.child || child.killedAt !== undefined) return;
           child.kill();
           resolve();
         };
@@ -614,9 +637,13 @@ export async function processKillCase(options: KillCaseOptions): Promise<KillCas
       const consumer2 = startConsumer(2);
       restarted = consumer2.child;
       await restarted.ready;
-      await handled.reach(total, timeoutMs, `all ${total} messages handled after the consumer was killed`);
       await withTimeout(allPublished, timeoutMs, "the producer did not finish");
-      await sleep(1_000); // late redeliveries still count as duplicates
+      incomplete = await handled
+        .reach(total, timeoutMs, `all ${total} messages handled after the consumer was killed`)
+        .then(
+          () => sleep(1_000),
+          (error: unknown) => error,
+        ); // late redeliveries still count as duplicates
       Object.assign(figures, {
         heldAtKill: heldAtKill.length,
         handledByKilled: consumer1.stats.calls,
@@ -660,8 +687,12 @@ export async function processKillCase(options: KillCaseOptions): Promise<KillCas
       const resendFrom = Math.min(...sentNotAcked);
       producer2.child.tell(`publish ${resendFrom} ${total}`);
       await withTimeout(allPublished, timeoutMs, "the new producer did not finish");
-      await handled.reach(total, timeoutMs, `all ${total} messages handled after the producer was killed`);
-      await sleep(1_000);
+      incomplete = await handled
+        .reach(total, timeoutMs, `all ${total} messages handled after the producer was killed`)
+        .then(
+          () => sleep(1_000),
+          (error: unknown) => error,
+        );
       Object.assign(figures, {
         ackedByKilled: acked.size,
         sentNotAcked: sentNotAcked.length,
@@ -683,12 +714,14 @@ export async function processKillCase(options: KillCaseOptions): Promise<KillCas
       lost: total - handled.ids.size,
       duplicates: handled.calls - handled.ids.size,
       outageMs: restarted.readyAt! - killed.killedAt!,
+      publishedInMs: publishedAt - publishFrom,
       ordering,
       orderBreaks: orderBreaks.length,
       anomalies: anomalies.length,
       runtimeMs: Date.now() - started,
     });
     console.log(`FAULT ${JSON.stringify(figures)}`);
+    if (incomplete) throw incomplete;
     checks();
     expect(anomalies.slice(0, 10)).toEqual([]); // nothing that is not a whole message of the stream
     expect(handled.ids.size).toBe(total);

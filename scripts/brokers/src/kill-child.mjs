@@ -12,6 +12,8 @@
 //                                  N published by producer generation G, `h N G` when it has handled it,
 //                                  `x WHAT` for anything that is not a whole message of the stream (a
 //                                  dead letter, a skipped or foreign message, a body that is not N's).
+//                                  After stdin `hold` (answered `holding`), handlers started from then
+//                                  on never finish, so the test kills a process that holds messages.
 //
 // Both write `ready ORDERING` (the transport's ordering capability) once connected (the consumer: once
 // it receives), and end cleanly on SIGTERM. Each message: id `FAULT_RUN-N`, key `kN%FAULT_KEYS`,
@@ -96,6 +98,12 @@ if (role === "producer") {
   await bus.transport();
 } else if (role === "consumer") {
   const handlerMs = Number(env.FAULT_HANDLER_MS ?? 5);
+  let hold = false;
+  createInterface({ input: process.stdin }).on("line", (line) => {
+    if (line !== "hold") return;
+    hold = true;
+    out("holding"); // every handler started after this line never finishes: the process dies holding them
+  });
   const builder =
     target.kind === "queue" ? bus.consume(target.name) : bus.subscribe(target.name, target.subscription);
   await builder
@@ -104,8 +112,8 @@ if (role === "producer") {
       const generation = msg.source.slice(msg.source.lastIndexOf("-") + 1);
       if (msg.data.text !== textOf(n) || msg.id !== `${env.FAULT_RUN}-${n}`) out(`x torn ${msg.id}`);
       out(`r ${n} ${generation}`);
-      // A handler that takes a moment, so the process holds messages when it is killed.
-      await new Promise((resolve) => setTimeout(resolve, handlerMs));
+      // A handler that takes a moment; after `hold`, one that never ends.
+      await new Promise((resolve) => (hold ? undefined : setTimeout(resolve, handlerMs)));
       out(`h ${n} ${generation}`);
     })
     .onAny(async (msg) => out(`x foreign ${msg.id}`), { foreign: true })
