@@ -568,7 +568,13 @@ export async function processKillCase(options: KillCaseOptions): Promise<KillCas
 
   /** A producer process: which numbers it started sending and which it saw acknowledged. */
   const startProducer = (generation: number) => {
-    const stats = { sent: new Set<number>(), acked: new Set<number>(), failures: 0, batchMs: [] as number[] };
+    const stats = {
+      sent: new Set<number>(),
+      acked: new Set<number>(),
+      failures: 0,
+      batchMs: [] as number[],
+      firstAckAt: 0,
+    };
     let batchStartedAt = 0;
     const child = new FaultChild("producer", cwd, env("producer", generation), ([what, a, b]) => {
       const numbers = Array.from({ length: Number(b) - Number(a) }, (_, i) => Number(a) + i);
@@ -577,6 +583,7 @@ export async function processKillCase(options: KillCaseOptions): Promise<KillCas
         for (const n of numbers) stats.sent.add(n);
         onBatchStart?.(child, Number(a));
       } else if (what === "p") {
+        stats.firstAckAt ||= Date.now();
         stats.batchMs.push(Date.now() - batchStartedAt);
         for (const n of numbers) stats.acked.add(n);
       } else if (what === "f") stats.failures++;
@@ -699,6 +706,7 @@ export async function processKillCase(options: KillCaseOptions): Promise<KillCas
         unackedArrived: sentNotAcked.filter((n) => handledByFirstProducer.has(n)).length,
         resentFrom: resendFrom,
         recoveryMs: firstHandledOfGeneration2 - restarted.readyAt!,
+        firstAckMs: producer2.stats.firstAckAt - restarted.readyAt!,
         publishFailures: producer1.stats.failures + producer2.stats.failures,
         ackedLost: [...acked].filter((n) => !handled.ids.has(n)).length,
       });
