@@ -394,6 +394,8 @@ class FaultChild {
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   readyAt: number | undefined;
   killedAt: number | undefined;
+  /** Its last lines, for a failure's message. */
+  lastLines: string[] = [];
 
   constructor(
     role: "producer" | "consumer",
@@ -419,6 +421,7 @@ class FaultChild {
       });
       createInterface({ input: child.stdout! }).on("line", (line) => {
         const words = line.split(" ");
+        this.lastLines = [...this.lastLines.slice(-4), line];
         if (words[0] === "ready") {
           clearTimeout(timer);
           this.readyAt = Date.now();
@@ -501,8 +504,10 @@ export type KillCaseFigures = Record<string, unknown> & { handled: number; dupli
  *   from the first unacknowledged message, as an application would, so all `total` must arrive.
  *
  * Where the transport claims ordering, the first handling of each message keeps per-key order across
- * both processes. Prints the FAULT line (outage: kill → new process ready; recovery: ready → its first
- * message handled), checks, ends the children (SIGTERM, each must close cleanly), and returns the figures.
+ * both processes. Prints the FAULT line (outage: kill → new process ready; recovery: ready → the first
+ * message handled by the new consumer, or the first one the new producer sent handled, which includes
+ * any backlog ahead of it), checks, ends the children (SIGTERM, each must close cleanly), and returns
+ * the figures.
  */
 export async function processKillCase(options: KillCaseOptions): Promise<KillCaseFigures> {
   const { total = 10_000, batch = 100, killAt = 3_000, keys = 16, timeoutMs = 120_000 } = options;
@@ -666,16 +671,22 @@ export async function processKillCase(options: KillCaseOptions): Promise<KillCas
       };
     } else {
       const killedNow = new Promise<void>((resolve) => {
-        // Killed mid-batch: about half the mean publish time of the batches so far after it started.
+        // Killed mid-batch: about half the mean publish time of the batches so far after it started;
+        // if by then its last line says it is between batches, at the start of the next one.
         let scheduled = false;
+        const killNow = (child: FaultChild) => {
+          onBatchStart = undefined;
+          child.kill();
+          resolve();
+        };
         onBatchStart = (child, from) => {
           if (child !== producer1.child || from < killAt || scheduled) return;
           scheduled = true;
           const { batchMs } = producer1.stats;
           const halfBatch = batchMs.reduce((sum, ms) => sum + ms, 0) / Math.max(1, batchMs.length) / 2;
           setTimeout(() => {
-            child.kill();
-            resolve();
+            if (child.lastLines.at(-1)?.startsWith("s ")) killNow(child);
+            else onBatchStart = killNow;
           }, halfBatch);
         };
       });
@@ -686,7 +697,8 @@ export async function processKillCase(options: KillCaseOptions): Promise<KillCas
       expect(signal).toBe("SIGKILL");
       const acked = producer1.stats.acked;
       const sentNotAcked = [...producer1.stats.sent].filter((n) => !acked.has(n));
-      expect(sentNotAcked.length).toBeGreaterThan(0); // the kill fell on a batch in flight
+      // The kill fell on a batch in flight.
+      expect(sentNotAcked.length, `last lines: ${killed.lastLines.join(" | ")}`).toBeGreaterThan(0);
       const producer2 = startProducer(2);
       restarted = producer2.child;
       await restarted.ready;
