@@ -10,6 +10,11 @@ const knownBugs = [
   // messages the client never emitted: 300 or 400 lost in 1 run of 3 before the ack-ordering fix, none
   // in 5 runs after, cause not found (docs/reliability.md, adapters/gcp-pubsub/README.md).
   "adapters/gcp-pubsub/fault/pubsub.fault.ts",
+  // Issue 22: after a consumer process is SIGKILLed, the new one never handles part of the backlog:
+  // with ordering keys the subscription wedges (6,074 of 10,000 handled in 120 s), with ordering=false
+  // the emulator dead-letters whole batches (700) after 5 delivery attempts the client never emitted —
+  // the loss above, reproduced on every run (adapters/gcp-pubsub/fault/pubsub-kill-consumer.fault.ts).
+  "adapters/gcp-pubsub/fault/pubsub-kill-consumer.fault.ts",
 ];
 
 // Fault tests stop and restart shared brokers, so they run after every other suite (pnpm test runs

@@ -1,10 +1,12 @@
 // Shared pieces of the fault tests (adapters/*/fault/*.fault.ts): drive the broker stack from a
 // test, tell whether a broker really restarted, and count what a stream delivered.
-import { execFile } from "node:child_process";
+import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { createServer, type Server, type Socket, connect as tcpConnect } from "node:net";
 import { homedir } from "node:os";
 import { join } from "node:path";
+import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { expect } from "vitest";
 
@@ -406,4 +408,394 @@ export async function connectionCutCase(options: CutCaseOptions): Promise<void> 
     await closeWithin(60_000, [producer, consumer]).catch(() => {});
     await proxy.close();
   }
+}
+
+const KILL_CHILD = fileURLToPath(new URL("./kill-child.mjs", import.meta.url));
+
+/** Where a kill case's messages go: a queue, or a topic read through one subscription. */
+export type KillTarget =
+  | { kind: "queue"; name: string }
+  | { kind: "topic"; name: string; subscription: string };
+
+/** One process of a kill case (kill-child.mjs), and what it reported. */
+class FaultChild {
+  readonly process: ChildProcess;
+  /** The transport's ordering capability, once the process is connected (a consumer: receiving). */
+  readonly ready: Promise<string>;
+  /** After its exit and the end of its output: every line it wrote has been read. */
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  readyAt: number | undefined;
+  killedAt: number | undefined;
+  /** Its last lines, for a failure's message. */
+  lastLines: string[] = [];
+
+  constructor(
+    role: "producer" | "consumer",
+    cwd: string,
+    env: Record<string, string>,
+    onLine: (line: string[]) => void,
+  ) {
+    this.process = spawn(process.execPath, [KILL_CHILD, role], {
+      cwd,
+      env: { ...process.env, ...env },
+      stdio: ["pipe", "pipe", "inherit"],
+    });
+    const child = this.process;
+    this.exited = new Promise((resolve) => child.on("close", (code, signal) => resolve({ code, signal })));
+    this.ready = new Promise((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error(`the ${role} process was not ready within 30 s`)),
+        30_000,
+      );
+      child.on("exit", (code, signal) => {
+        clearTimeout(timer);
+        reject(new Error(`the ${role} process ended before it was ready (${code ?? signal})`));
+      });
+      createInterface({ input: child.stdout! }).on("line", (line) => {
+        const words = line.split(" ");
+        this.lastLines = [...this.lastLines.slice(-4), line];
+        if (words[0] === "ready") {
+          clearTimeout(timer);
+          this.readyAt = Date.now();
+          resolve(words[1]!);
+        } else onLine(words);
+      });
+    });
+    this.ready.catch(() => {}); // awaited by the case; a child killed before it is ready is not an error here
+  }
+
+  /** Writes a command line to the process (the producer's `publish FROM TO`). */
+  tell(line: string): void {
+    this.process.stdin!.write(`${line}\n`);
+  }
+
+  kill(): void {
+    this.killedAt = Date.now();
+    this.process.kill("SIGKILL");
+  }
+
+  /** SIGTERM, and the exit code once it closed its bus (0) — bounded, like closeWithin. */
+  async stop(timeoutMs = 60_000): Promise<number | null> {
+    this.process.kill("SIGTERM");
+    let timer: NodeJS.Timeout | undefined;
+    const hung = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new Error(`a fault child did not close within ${timeoutMs} ms`)),
+        timeoutMs,
+      );
+    });
+    try {
+      return (await Promise.race([this.exited, hung])).code;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
+
+/** What a process-kill case needs from the adapter's test: where the children connect, and what to. */
+export interface KillCaseOptions {
+  /** The broker's name in the FAULT line, e.g. `rabbitmq`, `kafka (platformatic)`. */
+  broker: string;
+  /** The fault test's folder, e.g. `adapters/kafka/fault`; the children run in the adapter's folder. */
+  adapter: string;
+  /** The process SIGKILLed mid-stream: the consumer (while it holds messages) or the producer (mid-batch). */
+  kill: "consumer" | "producer";
+  /** The bus URL of both children (the adapter is found by its scheme), or one for each role. */
+  url: string | { producer: string; consumer: string };
+  /** `createBus({ adapterOptions })` of both children (JSON): e.g. Kafka's short session timeout. */
+  adapterOptions?: object;
+  target: KillTarget;
+  total?: number;
+  batch?: number;
+  /** The consumer is killed once this many are handled; the producer in the first batch from here. */
+  killAt?: number;
+  /** Distinct message keys (`kN%keys`), for the per-key order check. */
+  keys?: number;
+  concurrency?: number;
+  /** How long each handler takes, so a consumer holds messages when it dies. */
+  handlerMs?: number;
+  /** Longest wait, after the restart, for every message to be handled. */
+  timeoutMs?: number;
+}
+
+/** The figures of the FAULT line, for the adapter's own checks after the case. */
+export type KillCaseFigures = Record<string, unknown> & { handled: number; duplicates: number; lost: number };
+
+/**
+ * The process-kill fault case, the same on every adapter: a producer and a consumer process
+ * (kill-child.mjs, the built packages) stream `total` numbered, keyed messages through `target`;
+ * one of them is SIGKILLed mid-stream and a new one started in its place (the broker keeps running):
+ *
+ * - `kill: "consumer"`: once `killAt` are handled, at the moment a handler starts (so it dies holding
+ *   messages). Every message must be handled at least once across both consumers, each one the
+ *   killed process held included; duplicates are counted.
+ * - `kill: "producer"`: in the first batch from `killAt`, about half a batch's publish time after it
+ *   started. Every message it reported published (its publish resolved) must be delivered, nothing may
+ *   arrive that is not a whole message of the stream (no decode failure, no torn body); those it had
+ *   sent but not seen acknowledged and that arrived anyway are counted. The new producer sends again
+ *   from the first unacknowledged message, as an application would, so all `total` must arrive.
+ *
+ * Where the transport claims ordering, the first handling of each message keeps per-key order across
+ * both processes. Prints the FAULT line (outage: kill → new process ready; recovery: ready → the first
+ * message handled by the new consumer, or the first one the new producer sent handled, which includes
+ * any backlog ahead of it), checks, ends the children (SIGTERM, each must close cleanly), and returns
+ * the figures.
+ */
+export async function processKillCase(options: KillCaseOptions): Promise<KillCaseFigures> {
+  const { total = 10_000, batch = 100, killAt = 3_000, keys = 16, timeoutMs = 120_000 } = options;
+  const started = Date.now();
+  const cwd = join(ROOT, options.adapter, "..");
+  const run = randomUUID().slice(0, 8);
+  const env = (role: "producer" | "consumer", generation: number): Record<string, string> => ({
+    FAULT_URL: typeof options.url === "string" ? options.url : options.url[role],
+    FAULT_ADAPTER_OPTIONS: JSON.stringify(options.adapterOptions ?? {}),
+    FAULT_TARGET: JSON.stringify(options.target),
+    FAULT_RUN: run,
+    FAULT_KEYS: String(keys),
+    FAULT_BATCH: String(batch),
+    FAULT_CONCURRENCY: String(options.concurrency ?? 32),
+    FAULT_HANDLER_MS: String(options.handlerMs ?? 5),
+    FAULT_GENERATION: String(generation),
+  });
+  const handled = new Handled();
+  const anomalies: string[] = [];
+  /** Per key, the highest number first handled so far; a lower one first handled later breaks order. */
+  const highestByKey = new Map<number, number>();
+  const orderBreaks: string[] = [];
+  const children: FaultChild[] = [];
+
+  /** A consumer process: feeds `handled`, counts what it started and finished. */
+  const startConsumer = (generation: number) => {
+    const stats = {
+      received: new Set<number>(),
+      handled: new Set<number>(),
+      firstHandledAt: 0,
+      calls: 0,
+      holding: false,
+    };
+    const child = new FaultChild("consumer", cwd, env("consumer", generation), ([what, value, producer]) => {
+      const n = Number(value);
+      if (what === "r") {
+        stats.received.add(n);
+        if (stats.holding) onHeld?.(child);
+      } else if (what === "holding") stats.holding = true;
+      else if (what === "h") {
+        if (!handled.ids.has(n)) {
+          const highest = highestByKey.get(n % keys) ?? -1;
+          if (n < highest) orderBreaks.push(`${n} after ${highest}`);
+          highestByKey.set(n % keys, Math.max(n, highest));
+        }
+        stats.calls++;
+        stats.handled.add(n);
+        stats.firstHandledAt ||= Date.now();
+        if (producer === "2") firstHandledOfGeneration2 ||= Date.now();
+        if (producer === "1") handledByFirstProducer.add(n);
+        handled.add(n);
+        onHandled?.(child);
+      } else anomalies.push([what, value, producer].join(" "));
+    });
+    children.push(child);
+    return { child, stats };
+  };
+  /** Numbers handled as sent by the first producer (a copy sent again by the second counts there). */
+  const handledByFirstProducer = new Set<number>();
+  let firstHandledOfGeneration2 = 0;
+  let onHandled: ((child: FaultChild) => void) | undefined;
+  let onHeld: ((child: FaultChild) => void) | undefined;
+
+  /** A producer process: which numbers it started sending and which it saw acknowledged. */
+  const startProducer = (generation: number) => {
+    const stats = {
+      sent: new Set<number>(),
+      acked: new Set<number>(),
+      failures: 0,
+      batchMs: [] as number[],
+      firstAckAt: 0,
+    };
+    let batchStartedAt = 0;
+    const child = new FaultChild("producer", cwd, env("producer", generation), ([what, a, b]) => {
+      const numbers = Array.from({ length: Number(b) - Number(a) }, (_, i) => Number(a) + i);
+      if (what === "s") {
+        batchStartedAt = Date.now();
+        for (const n of numbers) stats.sent.add(n);
+        onBatchStart?.(child, Number(a));
+      } else if (what === "p") {
+        stats.firstAckAt ||= Date.now();
+        stats.batchMs.push(Date.now() - batchStartedAt);
+        for (const n of numbers) stats.acked.add(n);
+      } else if (what === "f") stats.failures++;
+      else if (what === "done") producerDone?.();
+    });
+    children.push(child);
+    return { child, stats };
+  };
+  let onBatchStart: ((child: FaultChild, from: number) => void) | undefined;
+  let producerDone: (() => void) | undefined;
+  /** When the last message was published: with the start, tells a slow broker from a slow consumer. */
+  let publishedAt = 0;
+  const allPublished = new Promise<void>((resolve) => {
+    producerDone = () => {
+      publishedAt = Date.now();
+      resolve();
+    };
+  });
+
+  try {
+    const consumer1 = startConsumer(1);
+    const ordering = await consumer1.child.ready;
+    const producer1 = startProducer(1);
+    await producer1.child.ready;
+    console.warn(
+      `\n!!! FAULT TEST: (${options.adapter}) SIGKILL of the ${options.kill} process mid-stream, then a new one; the broker keeps running\n`,
+    );
+    const publishFrom = Date.now();
+    let killed: FaultChild;
+    let restarted: FaultChild;
+    const figures: Record<string, unknown> = {};
+    /** The checks of the killed side, run once the FAULT line is out. */
+    let checks: () => void;
+    /** Why not every message was handled in time: the FAULT line still goes out, with what was lost. */
+    let incomplete: unknown;
+    if (options.kill === "consumer") {
+      const killedNow = new Promise<void>((resolve) => {
+        // Once `killAt` are handled its handlers stop finishing (`hold`), and it is killed as soon as
+        // one more starts: the process dies holding messages.
+        onHandled = (child) => {
+          if (child !== consumer1.child || handled.ids.size < killAt) return;
+          onHandled = undefined;
+          child.tell("hold");
+        };
+        onHeld = (child) => {
+          if (child !== consumer1.child || child.killedAt !== undefined) return;
+          child.kill();
+          resolve();
+        };
+      });
+      producer1.child.tell(`publish 0 ${total}`);
+      await withTimeout(killedNow, 120_000, `the consumer was not killed after ${killAt} handled`);
+      killed = consumer1.child;
+      const { signal } = await killed.exited;
+      expect(signal).toBe("SIGKILL");
+      // What the killed process had started on but not finished: held, unsettled.
+      const heldAtKill = [...consumer1.stats.received].filter((n) => !consumer1.stats.handled.has(n));
+      const consumer2 = startConsumer(2);
+      restarted = consumer2.child;
+      await restarted.ready;
+      await withTimeout(allPublished, timeoutMs, "the producer did not finish");
+      incomplete = await handled
+        .reach(total, timeoutMs, `all ${total} messages handled after the consumer was killed`)
+        .then(
+          () => sleep(1_000),
+          (error: unknown) => error,
+        ); // late redeliveries still count as duplicates
+      Object.assign(figures, {
+        heldAtKill: heldAtKill.length,
+        handledByKilled: consumer1.stats.calls,
+        handledByRestarted: consumer2.stats.calls,
+        recoveryMs: consumer2.stats.firstHandledAt - restarted.readyAt!,
+        publishFailures: producer1.stats.failures,
+      });
+      checks = () => {
+        // The killed process really held messages, and each of them came back to the new one.
+        expect(heldAtKill.length).toBeGreaterThan(0);
+        expect(heldAtKill.filter((n) => !handled.ids.has(n))).toEqual([]);
+        expect(consumer2.stats.calls).toBeGreaterThan(0);
+      };
+    } else {
+      const killedNow = new Promise<void>((resolve) => {
+        // Killed mid-batch: about half the mean publish time of the batches so far after it started;
+        // if by then its last line says it is between batches, at the start of the next one.
+        let scheduled = false;
+        const killNow = (child: FaultChild) => {
+          onBatchStart = undefined;
+          child.kill();
+          resolve();
+        };
+        onBatchStart = (child, from) => {
+          if (child !== producer1.child || from < killAt || scheduled) return;
+          scheduled = true;
+          const { batchMs } = producer1.stats;
+          const halfBatch = batchMs.reduce((sum, ms) => sum + ms, 0) / Math.max(1, batchMs.length) / 2;
+          setTimeout(() => {
+            if (child.lastLines.at(-1)?.startsWith("s ")) killNow(child);
+            else onBatchStart = killNow;
+          }, halfBatch);
+        };
+      });
+      producer1.child.tell(`publish 0 ${total}`);
+      await withTimeout(killedNow, 120_000, `the producer was not killed at message ${killAt}`);
+      killed = producer1.child;
+      const { signal } = await killed.exited;
+      expect(signal).toBe("SIGKILL");
+      const acked = producer1.stats.acked;
+      const sentNotAcked = [...producer1.stats.sent].filter((n) => !acked.has(n));
+      // The kill fell on a batch in flight.
+      expect(sentNotAcked.length, `last lines: ${killed.lastLines.join(" | ")}`).toBeGreaterThan(0);
+      const producer2 = startProducer(2);
+      restarted = producer2.child;
+      await restarted.ready;
+      // As an application would: send again from the first message not acknowledged.
+      const resendFrom = Math.min(...sentNotAcked);
+      producer2.child.tell(`publish ${resendFrom} ${total}`);
+      await withTimeout(allPublished, timeoutMs, "the new producer did not finish");
+      incomplete = await handled
+        .reach(total, timeoutMs, `all ${total} messages handled after the producer was killed`)
+        .then(
+          () => sleep(1_000),
+          (error: unknown) => error,
+        );
+      Object.assign(figures, {
+        ackedByKilled: acked.size,
+        sentNotAcked: sentNotAcked.length,
+        unackedArrived: sentNotAcked.filter((n) => handledByFirstProducer.has(n)).length,
+        resentFrom: resendFrom,
+        recoveryMs: firstHandledOfGeneration2 - restarted.readyAt!,
+        firstAckMs: producer2.stats.firstAckAt - restarted.readyAt!,
+        publishFailures: producer1.stats.failures + producer2.stats.failures,
+        ackedLost: [...acked].filter((n) => !handled.ids.has(n)).length,
+      });
+      // 0 lost of what the killed producer saw acknowledged.
+      checks = () => expect([...acked].filter((n) => !handled.ids.has(n))).toEqual([]);
+    }
+    Object.assign(figures, {
+      broker: options.broker,
+      fault: `${options.kill}-kill`,
+      messages: total,
+      handled: handled.calls,
+      distinct: handled.ids.size,
+      lost: total - handled.ids.size,
+      duplicates: handled.calls - handled.ids.size,
+      outageMs: restarted.readyAt! - killed.killedAt!,
+      publishedInMs: publishedAt - publishFrom,
+      ordering,
+      orderBreaks: orderBreaks.length,
+      anomalies: anomalies.length,
+      runtimeMs: Date.now() - started,
+    });
+    console.log(`FAULT ${JSON.stringify(figures)}`);
+    if (incomplete) throw incomplete;
+    checks();
+    expect(anomalies.slice(0, 10)).toEqual([]); // nothing that is not a whole message of the stream
+    expect(handled.ids.size).toBe(total);
+    if (ordering !== "none") expect(orderBreaks.slice(0, 10)).toEqual([]);
+    // Both processes still running close their buses cleanly.
+    for (const child of children)
+      if (child.process.exitCode === null && child.process.signalCode === null) {
+        expect(await child.stop()).toBe(0);
+      }
+    return figures as KillCaseFigures;
+  } finally {
+    for (const child of children)
+      if (child.process.exitCode === null && child.process.signalCode === null) child.process.kill("SIGKILL");
+  }
+}
+
+function withTimeout<T>(promise: Promise<T>, timeoutMs: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    promise,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what} within ${timeoutMs} ms`)), timeoutMs);
+    }),
+  ]).finally(() => clearTimeout(timer));
 }
