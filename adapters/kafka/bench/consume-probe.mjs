@@ -132,10 +132,13 @@ let round = 0;
 const syRun = () =>
   cpu(async () => {
     const bus = createBus({
-      transport: createTransport(new URL(`kafka://${brokers[0]}?driver=${driver}`), {
-        maxWaitMs: 100,
-        commitIntervalMs: 100,
-      }),
+      transport: createTransport(
+        new URL(`kafka://${brokers[0]}?driver=${driver}${process.env.PROBE_URL_EXTRA ?? ""}`),
+        {
+          maxWaitMs: 100,
+          commitIntervalMs: 100,
+        },
+      ),
     });
     let got = 0;
     let sink = 0;
