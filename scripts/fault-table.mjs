@@ -14,6 +14,13 @@ console.log("| adapter | fault | sent | handled | lost | duplicates | outage | r
 console.log("|---|---|---|---|---|---|---|---|---|");
 for (const line of lines) {
   const f = JSON.parse(line.slice("FAULT ".length));
+  // The HTTP feed's SQLite run (fault/http-feed.fault.ts) kills a producer and a consumer process in one
+  // run and names its figures after events and handlings.
+  if (f.broker === undefined && f.store !== undefined) {
+    Object.assign(f, { broker: `http-feed (${f.store})`, fault: "producer + consumer kill" });
+    f.messages = f.events;
+    f.handled = f.handlings;
+  }
   const distinct = f.distinct ?? f.handled;
   const lost = f.lost ?? f.messages - distinct;
   const duplicates = f.duplicates ?? f.handled - distinct;
