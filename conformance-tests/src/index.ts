@@ -56,9 +56,10 @@ export function defineConformanceSuite(target: ConformanceTarget, options: Suite
     beforeAll(async () => {
       capabilities = await targetCapabilities(target);
     });
+    // Cleanup on a slow emulator can take a while: not the default 10 s hook limit.
     afterAll(async () => {
       await target.teardown?.({ names: [...names] });
-    });
+    }, 120_000);
     const selected = conformanceCases.filter(
       (c) => !options.only || options.only.some((o) => c.name.includes(o)),
     );

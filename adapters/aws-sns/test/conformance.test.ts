@@ -1,6 +1,7 @@
 import { brokerEndpoint, describeWithBroker, localAws } from "@switchyard/broker-stack/available";
 import { defineConformanceSuite } from "@switchyard/conformance";
 import { SnsTransport } from "../src/index.js";
+import { deleteTopicsAndQueuesNamed } from "./teardown.js";
 
 describeWithBroker("moto", "aws-sns on moto", () => {
   const endpoint = brokerEndpoint("moto").url;
@@ -8,6 +9,7 @@ describeWithBroker("moto", "aws-sns on moto", () => {
     name: "aws-sns (moto)",
     // moto scans every queued message on each call: it is slow, and slower the deeper a queue is.
     timeScale: 4,
+    teardown: ({ names }) => deleteTopicsAndQueuesNamed(endpoint, names),
     createTransport: () =>
       new SnsTransport({
         endpoint,
