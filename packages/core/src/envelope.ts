@@ -500,12 +500,7 @@ export function fromWire(wire: WireMessage, options: { decodeBody?: boolean } = 
     else if (!name.startsWith(RESERVED_PREFIX)) headers[name] = value;
   }
   for (const required of REQUIRED_ATTRIBUTES) {
-    if (!attributes[required]) {
-      throw new SwitchyardError(
-        "DECODE_FAILED",
-        `message lacks the required CloudEvents attribute "${required}"`,
-      );
-    }
+    if (!attributes[required]) throw missingAttribute(required);
   }
   if (attributes.specversion !== "1.0") {
     throw new SwitchyardError(
