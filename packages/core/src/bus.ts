@@ -84,6 +84,9 @@ export interface BusOptions {
  * Codes a transport raises for one message's content, before it sends any of the batch (see
  * `Transport.publish`): the rest of a coalesced batch can go without that message.
  */
+/** The options of a publish without any (not allocated per call). */
+const NO_OPTIONS: PublishOptions = Object.freeze({});
+
 const MESSAGE_REFUSALS = new Set<ErrorCode>([
   "INVALID_HEADER",
   "MESSAGE_TOO_LARGE",
@@ -96,7 +99,14 @@ interface PendingBatch {
   destination: Destination;
   wires: WireMessage[];
   /** One per publish call: its resolvers and how many of `wires` are its own. */
-  callers: Array<{ count: number; envelopes: Envelope[]; resolve(): void; reject(error: unknown): void }>;
+  callers: Array<{
+    count: number;
+    envelopes: Envelope[];
+    /** What the caller's promise resolves with (the envelope, for a single publish). */
+    result: unknown;
+    resolve(result: unknown): void;
+    reject(error: unknown): void;
+  }>;
   /** Cancels the linger timer (the batch went out early: full, or the bus is closing). */
   cancel(): void;
 }
@@ -521,22 +531,55 @@ export class Bus {
     return envelopes;
   }
 
-  async #publishTyped(
+  /**
+   * One typed publish. Not an async function on purpose: with a synchronous validator the common
+   * case returns the coalesced batch's own promise (see #sendOne), with no async frames between the
+   * caller and the batch.
+   */
+  #publishTyped(
     destination: Destination,
     typeOrName: MessageType | string,
     data: unknown,
-    options: PublishOptions = {},
+    options: PublishOptions = NO_OPTIONS,
   ): Promise<Envelope> {
-    const type = this.#resolveType(typeOrName);
-    if (options.tombstone) {
-      const envelope = this.#tombstone(type, data, options);
-      await this.#send(destination, [envelope]);
-      return envelope;
+    let prepared: Envelope | Promise<Envelope>;
+    try {
+      const type = this.#resolveType(typeOrName);
+      prepared = options.tombstone
+        ? this.#tombstone(type, data, options)
+        : this.#prepare(type, data, options);
+    } catch (error) {
+      return Promise.reject(error);
     }
-    const prepared = this.#prepare(type, data, options);
-    const envelope = prepared instanceof Promise ? await prepared : prepared;
-    await this.#send(destination, [envelope]);
-    return envelope;
+    return prepared instanceof Promise
+      ? prepared.then((envelope) => this.#sendOne(destination, envelope))
+      : this.#sendOne(destination, prepared);
+  }
+
+  /**
+   * Sends one envelope and resolves with it. Once connected, without publish instrumentation and
+   * with the destination provisioned, the wire goes straight into the coalesced batch; otherwise
+   * through #send.
+   */
+  #sendOne(destination: Destination, envelope: Envelope): Promise<Envelope> {
+    const transport = this.#connected;
+    const coalesce = this.#coalesce;
+    if (
+      transport === undefined ||
+      coalesce === undefined ||
+      this.#instrumentation?.publish !== undefined ||
+      this.#ensureDestination(destination) !== undefined
+    ) {
+      return this.#send(destination, [envelope]).then(() => envelope);
+    }
+    let wire: WireMessage;
+    try {
+      validateName(destination.name);
+      wire = this.#wire(transport, envelope, undefined);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return this.#gather(destination, [envelope], [wire], coalesce, envelope) as Promise<Envelope>;
   }
 
   async #publishVersions(
@@ -634,7 +677,11 @@ export class Bus {
     envelopes: Envelope[],
     extraHeaders?: Record<string, string>,
   ): Promise<void> {
-    validateName(destination.name);
+    try {
+      validateName(destination.name);
+    } catch (error) {
+      return Promise.reject(error);
+    }
     const instrumentation = this.#instrumentation;
     if (instrumentation?.publish) {
       return (this.#scope ? Promise.resolve() : this.transport()).then(() =>
@@ -654,27 +701,36 @@ export class Bus {
     // Once connected and provisioned, a publish costs no extra awaits (each one is a microtask
     // turn per message on the hot path).
     const transport = this.#connected ?? (await this.transport());
-    const capabilities = this.#capabilities!;
-    const mode = transport.contentMode ?? "binary";
     const wires: WireMessage[] = new Array(envelopes.length);
-    for (let i = 0; i < envelopes.length; i++) {
-      const wire = toWire(envelopes[i]!, extraHeaders, mode);
-      checkLimits(wire, capabilities, transport.name);
-      if (wire.tombstone && !capabilities.tombstones) {
-        throw new SwitchyardError(
-          "CAPABILITY_MISSING",
-          `${transport.name} cannot store tombstones (no compacted topics); message ${wire.id} not sent`,
-        );
-      }
-      wires[i] = wire;
-    }
+    for (let i = 0; i < envelopes.length; i++) wires[i] = this.#wire(transport, envelopes[i]!, extraHeaders);
     // The first publish to a destination provisions it; afterwards there is no await before the
     // batch, so concurrent publishes are gathered in call order (and so keep per-key order).
     const provisioning = this.#ensureDestination(destination);
     if (provisioning) await provisioning;
-    if (this.#coalesce) return this.#gather(destination, envelopes, wires, this.#coalesce);
+    if (this.#coalesce) {
+      await this.#gather(destination, envelopes, wires, this.#coalesce, undefined);
+      return;
+    }
     await transport.publish(destination, wires);
     for (const envelope of envelopes) this.hooks.onPublish?.({ destination, envelope });
+  }
+
+  /** An envelope's wire message for `transport`, refused here if the broker could not take it. */
+  #wire(
+    transport: Transport,
+    envelope: Envelope,
+    extraHeaders: Record<string, string> | undefined,
+  ): WireMessage {
+    const capabilities = this.#capabilities!;
+    const wire = toWire(envelope, extraHeaders, transport.contentMode ?? "binary");
+    checkLimits(wire, capabilities, transport.name);
+    if (wire.tombstone && !capabilities.tombstones) {
+      throw new SwitchyardError(
+        "CAPABILITY_MISSING",
+        `${transport.name} cannot store tombstones (no compacted topics); message ${wire.id} not sent`,
+      );
+    }
+    return wire;
   }
 
   /** Resolves once the destination exists (at once after the first time). */
@@ -696,7 +752,8 @@ export class Bus {
     envelopes: Envelope[],
     wires: WireMessage[],
     coalesce: { lingerMs: number; maxMessages: number },
-  ): Promise<void> {
+    result: unknown,
+  ): Promise<unknown> {
     const id = `${destination.kind}:${destination.name}`;
     let batch = this.#pending.get(id);
     if (batch && batch.wires.length + wires.length > coalesce.maxMessages) {
@@ -716,9 +773,9 @@ export class Bus {
       batch = created;
     }
     const gathering = batch;
-    const published = new Promise<void>((resolve, reject) => {
+    const published = new Promise<unknown>((resolve, reject) => {
       for (const wire of wires) gathering.wires.push(wire);
-      gathering.callers.push({ count: wires.length, envelopes, resolve, reject });
+      gathering.callers.push({ count: wires.length, envelopes, result, resolve, reject });
     });
     return published;
   }
@@ -736,7 +793,7 @@ export class Bus {
     return sent.then(
       () => {
         for (const caller of callers) {
-          caller.resolve();
+          caller.resolve(caller.result);
           for (const envelope of caller.envelopes) this.hooks.onPublish?.({ destination, envelope });
         }
       },
@@ -765,7 +822,7 @@ export class Bus {
       try {
         if (!transport) throw new SwitchyardError("CLOSED", "the bus is closed");
         await transport.publish(destination, wires);
-        caller.resolve();
+        caller.resolve(caller.result);
         for (const envelope of caller.envelopes) this.hooks.onPublish?.({ destination, envelope });
       } catch (error) {
         caller.reject(error);

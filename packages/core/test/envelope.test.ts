@@ -4,6 +4,7 @@ import {
   encodeData,
   fromWire,
   isSwitchyardError,
+  newId,
   packHeaders,
   renamePrefix,
   toWire,
@@ -226,5 +227,32 @@ describe("structured content mode", () => {
     expect(
       codeOf(() => toWire(createEnvelope({ type: "t", data: cyclic }, { source: "s" }), {}, "structured")),
     ).toBe("INVALID_PAYLOAD");
+  });
+});
+
+describe("newId", () => {
+  const UUID_V7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+
+  it("makes RFC 9562 version 7 UUIDs carrying the current millisecond, all distinct", () => {
+    const before = Date.now();
+    // More than one 4 KiB random pool's worth (409 ids), so refills are crossed.
+    const ids = Array.from({ length: 5000 }, () => newId());
+    const after = Date.now();
+    expect(new Set(ids).size).toBe(ids.length);
+    for (const id of ids) {
+      expect(id).toMatch(UUID_V7);
+      const ms = Number.parseInt(id.slice(0, 8) + id.slice(9, 13), 16);
+      expect(ms).toBeGreaterThanOrEqual(before);
+      expect(ms).toBeLessThanOrEqual(after);
+    }
+  });
+
+  it("spreads the random bits: every hex digit and every variant appears", () => {
+    const ids = Array.from({ length: 2000 }, () => newId());
+    const randomDigits = new Set(
+      ids.flatMap((id) => [...(id.slice(15, 18) + id.slice(20, 23) + id.slice(24))]),
+    );
+    expect(randomDigits.size).toBe(16);
+    expect(new Set(ids.map((id) => id[19]))).toEqual(new Set(["8", "9", "a", "b"]));
   });
 });
