@@ -83,6 +83,9 @@ function cpu(run) {
     const gcBefore = { ...gcSeen };
     const first = await run();
     const ms = performance.now() - first;
+    // Event-loop utilization from the first message to the last: below 1, the loop sat idle
+    // (waiting for fetches) while records were still to come.
+    const elu = +performance.eventLoopUtilization(eluAtFirst).utilization.toFixed(2);
     const used = process.cpuUsage(before);
     return {
       perSec: Math.round(N / (ms / 1000)),
@@ -90,6 +93,7 @@ function cpu(run) {
       minorGc: gcSeen.minor - gcBefore.minor,
       majorGc: gcSeen.major - gcBefore.major,
       gcUs: +(((gcSeen.ms - gcBefore.ms) * 1000) / N).toFixed(2),
+      elu,
     };
   };
 }
@@ -117,7 +121,10 @@ const rawRun = (from, parse) =>
     let first = 0;
     await profiled(`probe-raw-${from === plainTopic ? "plain" : "same"}-${round}`, async () => {
       stream.on("data", (m) => {
-        if (got++ === 0) first = performance.now();
+        if (got++ === 0) {
+          first = performance.now();
+          eluAtFirst = performance.eventLoopUtilization();
+        }
         sink += parse(m.value);
       });
       await waitFor(() => got >= N);
@@ -129,6 +136,8 @@ const rawRun = (from, parse) =>
     return first + (performance.now() - end);
   });
 let round = 0;
+/** performance.eventLoopUtilization() at the current round's first message. */
+let eluAtFirst;
 const syRun = () =>
   cpu(async () => {
     const bus = createBus({
@@ -148,7 +157,10 @@ const syRun = () =>
       await bus
         .subscribe(topic, `probe-${randomUUID().slice(0, 8)}`)
         .on(Bench, async (msg) => {
-          if (got++ === 0) first = performance.now();
+          if (got++ === 0) {
+          first = performance.now();
+          eluAtFirst = performance.eventLoopUtilization();
+        }
           sink += msg.data.id;
         })
         .start({
@@ -184,6 +196,7 @@ const out = Object.fromEntries(
     [`${k}PerSec`, median(v, "perSec")],
     [`${k}CpuUs`, median(v, "cpuUs")],
     [`${k}Gc`, `${median(v, "minorGc")}/${median(v, "majorGc")} ${median(v, "gcUs")}µs`],
+    [`${k}Elu`, median(v, "elu")],
   ]),
 );
 out.ratioVsPlain = +(out.switchyardPerSec / out.rawPlainPerSec).toFixed(3);
