@@ -557,19 +557,14 @@ export class Bus {
   }
 
   /**
-   * Sends one envelope and resolves with it. Once connected, without publish instrumentation and
-   * with the destination provisioned, the wire goes straight into the coalesced batch; otherwise
-   * through #send.
+   * Sends one envelope and resolves with it. Once connected and without publish instrumentation,
+   * the wire goes straight into the coalesced batch (after the destination's first provisioning);
+   * otherwise through #send.
    */
   #sendOne(destination: Destination, envelope: Envelope): Promise<Envelope> {
     const transport = this.#connected;
     const coalesce = this.#coalesce;
-    if (
-      transport === undefined ||
-      coalesce === undefined ||
-      this.#instrumentation?.publish !== undefined ||
-      this.#ensureDestination(destination) !== undefined
-    ) {
+    if (transport === undefined || coalesce === undefined || this.#instrumentation?.publish !== undefined) {
       return this.#send(destination, [envelope]).then(() => envelope);
     }
     let wire: WireMessage;
@@ -578,6 +573,12 @@ export class Bus {
       wire = this.#wire(transport, envelope, undefined);
     } catch (error) {
       return Promise.reject(error);
+    }
+    const provisioning = this.#ensureDestination(destination);
+    if (provisioning) {
+      return provisioning.then(
+        () => this.#gather(destination, [envelope], [wire], coalesce, envelope) as Promise<Envelope>,
+      );
     }
     return this.#gather(destination, [envelope], [wire], coalesce, envelope) as Promise<Envelope>;
   }

@@ -20,6 +20,7 @@ import {
   type InputOf,
   type LatestVersion,
   type MessageType,
+  type ValidationResult,
   type VersionDecision,
   type VersionOf,
 } from "./schema.js";
@@ -278,6 +279,9 @@ class Context implements HandlerContext {
   }
 }
 
+/** A settlement with nothing left to do (shared: not allocated per message). */
+const SETTLED: Promise<void> = Promise.resolve();
+
 export class RunningConsumer implements Consumer {
   readonly #runtime: BusRuntime;
   readonly #registrations: Map<string, Registration>;
@@ -476,7 +480,7 @@ export class RunningConsumer implements Consumer {
       }
       this.#keys.set(key, []);
     }
-    if (this.#running < this.#concurrency) void this.#run(delivery, envelope, key);
+    if (this.#running < this.#concurrency) this.#run(delivery, envelope, key);
     else this.#waiting.push({ delivery, envelope });
   }
 
@@ -490,33 +494,47 @@ export class RunningConsumer implements Consumer {
   }
 
   /**
-   * Runs one admitted delivery in a handler slot, then hands the slot on. Never rejects. `key` is
-   * the one it was admitted under (its per-key queue is released with it).
+   * Runs one admitted delivery in a handler slot, then hands the slot on (#ran). `key` is the one
+   * it was admitted under (its per-key queue is released with it). Not an async function: this
+   * runs once per message, and a suspended async frame is one of the larger allocations per
+   * message (a promise and two callbacks are smaller).
    */
-  async #run(delivery: Delivery, decoded: Envelope | undefined, key: string | undefined): Promise<void> {
+  #run(delivery: Delivery, decoded: Envelope | undefined, key: string | undefined): void {
     this.#running++;
     let envelope = decoded;
+    let work: Promise<void> | undefined;
     try {
-      if (this.#closing) await this.#settle(delivery, "nack");
+      if (this.#closing) work = this.#settle(delivery, "nack");
       else {
         if (envelope === undefined) {
           const late = this.#decode(delivery);
           if (late instanceof DecodeFailure) {
-            await this.#deadLetter(delivery, { reason: "decode", error: late.error });
+            work = this.#deadLetter(delivery, { reason: "decode", error: late.error });
           } else envelope = late;
         }
-        if (envelope !== undefined) await this.#process(delivery, envelope);
+        work ??= this.#process(delivery, envelope!);
       }
     } catch (error) {
-      // Only settlement failures get here (a lost connection): the broker will redeliver.
-      this.#runtime.hooks.onError?.({
-        source: this.source,
-        ...(envelope ? { envelope } : {}),
-        error,
-        attempt: delivery.attempt,
-        willRetry: true,
-      });
+      work = Promise.reject(error);
     }
+    work.then(
+      () => this.#ran(key),
+      (error: unknown) => {
+        // Only settlement failures get here (a lost connection): the broker will redeliver.
+        this.#runtime.hooks.onError?.({
+          source: this.source,
+          ...(envelope ? { envelope } : {}),
+          error,
+          attempt: delivery.attempt,
+          willRetry: true,
+        });
+        this.#ran(key);
+      },
+    );
+  }
+
+  /** A handler slot came free: the next waiting delivery takes it. */
+  #ran(key: string | undefined): void {
     this.#running--;
     if (key !== undefined) {
       const queued = this.#keys.get(key)!;
@@ -531,7 +549,7 @@ export class RunningConsumer implements Consumer {
         this.#waiting.length = 0;
         this.#waitingHead = 0;
       }
-      void this.#run(next.delivery, next.envelope, this.#keyOf(next));
+      this.#run(next.delivery, next.envelope, this.#keyOf(next));
     }
     this.#finished();
   }
@@ -566,11 +584,26 @@ export class RunningConsumer implements Consumer {
     }
   }
 
-  async #handle(delivery: Delivery, envelope: Envelope): Promise<void> {
-    const { source } = this;
+  /**
+   * Routes, decodes and validates a delivery, then runs its handler. Never throws (a throw from a
+   * validator or an upcaster becomes the promise's rejection, as in an async function).
+   */
+  #handle(delivery: Delivery, envelope: Envelope): Promise<void> {
+    try {
+      return this.#route(delivery, envelope);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  // The steps below are plain functions that return the next step's promise, not async functions:
+  // they run once per message, and each suspended async frame is an allocation the size of the
+  // function's locals. Only the rare paths (idempotency, batches, failures) are async.
+
+  #route(delivery: Delivery, envelope: Envelope): Promise<void> {
     const headers = delivery.message.headers;
     const redriveTo = headers[REDRIVE_TO];
-    if (redriveTo !== undefined && redriveTo !== source.subscription) {
+    if (redriveTo !== undefined && redriveTo !== this.source.subscription) {
       return this.#skip(delivery, envelope, "redriven-elsewhere");
     }
     const registration = this.#registrations.get(envelope.type) ?? this.#fallback;
@@ -599,104 +632,176 @@ export class RunningConsumer implements Consumer {
 
     // The envelope is this delivery's own (fromWire made it): it becomes the handler's message.
     const publishedVersion = envelope.schemaVersion;
-    const message: Message = envelope;
     // Untyped handlers and tombstones (null data by definition) skip version checks and validation.
     if (registration.type.versionList.length === 0 || envelope.tombstone) {
-      message.data = data;
-    } else {
-      const type = registration.type;
-      const version = publishedVersion;
-      const dualHeader = headers[DUAL_VERSIONS];
-      const dual = dualHeader === undefined ? undefined : dualHeader.split(",").map(Number);
-      const decision =
-        version === undefined
-          ? UNKNOWN_DECISION
-          : dual === undefined
-            ? this.#decide(registration, version)
-            : decideVersion(type, registration.versions, version, dual);
-      if (decision.action === "sibling") return this.#skip(delivery, envelope, "sibling");
-      if (decision.action === "unknown") {
-        return this.#unknown(
-          delivery,
-          envelope,
-          this.#unknownVersion,
-          "unknown-version",
-          `"${type.type}" version ${version ?? "(none)"} is not handled (handles ${registration.versions.join(", ")})`,
-          registration.name,
-        );
-      }
-      let valid = checkVersion(type, version!, data);
-      if (valid instanceof Promise) valid = await valid;
-      if (!valid.ok) {
-        const error = new SwitchyardError(
-          "VALIDATION_FAILED",
-          `"${type.type}" v${version} is invalid: ${valid.message}`,
-        );
-        return this.#deadLetter(delivery, {
-          reason: "validation",
-          error,
-          envelope,
-          handler: registration.name,
-        });
-      }
-      let value = valid.value;
-      try {
-        value = applyUpcasters(type, value, decision.upcastFrom);
-      } catch (error) {
-        return this.#fail(delivery, envelope, error, registration.name);
-      }
-      message.data = value;
-      message.schemaVersion = decision.version;
+      envelope.data = data;
+      return this.#invoke(delivery, envelope, registration, publishedVersion);
     }
+    const type = registration.type;
+    const version = publishedVersion;
+    const dualHeader = headers[DUAL_VERSIONS];
+    const dual = dualHeader === undefined ? undefined : dualHeader.split(",").map(Number);
+    const decision =
+      version === undefined
+        ? UNKNOWN_DECISION
+        : dual === undefined
+          ? this.#decide(registration, version)
+          : decideVersion(type, registration.versions, version, dual);
+    if (decision.action === "sibling") return this.#skip(delivery, envelope, "sibling");
+    if (decision.action === "unknown") {
+      return this.#unknown(
+        delivery,
+        envelope,
+        this.#unknownVersion,
+        "unknown-version",
+        `"${type.type}" version ${version ?? "(none)"} is not handled (handles ${registration.versions.join(", ")})`,
+        registration.name,
+      );
+    }
+    const valid = checkVersion(type, version!, data);
+    return valid instanceof Promise
+      ? valid.then((result) => this.#accept(delivery, envelope, registration, decision, result))
+      : this.#accept(delivery, envelope, registration, decision, valid);
+  }
 
+  /** A validated message: upcast, then handled; an invalid one is dead-lettered. */
+  #accept(
+    delivery: Delivery,
+    envelope: Envelope,
+    registration: Registration,
+    decision: Extract<VersionDecision, { action: "handle" }>,
+    valid: ValidationResult,
+  ): Promise<void> {
+    const type = registration.type;
+    const publishedVersion = envelope.schemaVersion;
+    if (!valid.ok) {
+      const error = new SwitchyardError(
+        "VALIDATION_FAILED",
+        `"${type.type}" v${publishedVersion} is invalid: ${valid.message}`,
+      );
+      return this.#deadLetter(delivery, {
+        reason: "validation",
+        error,
+        envelope,
+        handler: registration.name,
+      });
+    }
+    let value = valid.value;
+    try {
+      value = applyUpcasters(type, value, decision.upcastFrom);
+    } catch (error) {
+      return this.#fail(delivery, envelope, error, registration.name);
+    }
+    envelope.data = value;
+    envelope.schemaVersion = decision.version;
+    return this.#invoke(delivery, envelope, registration, publishedVersion);
+  }
+
+  /** Runs the handler of a ready message, then acks it unless the handler settled it. */
+  #invoke(
+    delivery: Delivery,
+    message: Message,
+    registration: Registration,
+    publishedVersion: number | undefined,
+  ): Promise<void> {
+    if (this.#idempotency || registration.batch) {
+      return this.#invokeClaimed(delivery, message, registration, publishedVersion);
+    }
+    const context = new Context(this, delivery, message, registration, publishedVersion);
+    const started = this.#runtime.hooks.onHandled ? performance.now() : 0;
+    let result: unknown;
+    try {
+      result = registration.handler(message, context);
+    } catch (error) {
+      return this.#handlerFailed(context, error, undefined);
+    }
+    if (result instanceof Promise) {
+      return result.then(
+        () => this.#handlerReturned(context, started, undefined),
+        (error: unknown) => this.#handlerFailed(context, error, undefined),
+      );
+    }
+    return this.#handlerReturned(context, started, undefined);
+  }
+
+  /** #invoke with an idempotency claim around the handler, or into a batch handler's batch. */
+  async #invokeClaimed(
+    delivery: Delivery,
+    message: Message,
+    registration: Registration,
+    publishedVersion: number | undefined,
+  ): Promise<void> {
     // The claim key while this message holds one; completed once handled (see #completeClaim).
     let claimed: string | undefined;
     const idempotency = this.#idempotency;
     if (idempotency) {
       const { store, ttlMs, leaseMs } = idempotency;
-      const key = this.#claimKey(envelope);
+      const key = this.#claimKey(message);
       if (!(await store.claim(key, store.complete ? leaseMs : ttlMs))) {
-        return this.#skip(delivery, envelope, "duplicate");
+        return this.#skip(delivery, message, "duplicate");
       }
       this.#claimed.add(key);
       claimed = key;
     }
 
     if (registration.batch) {
-      if (claimed === undefined) return this.#gather(registration, delivery, envelope);
-      await this.#gather(registration, delivery, envelope);
+      if (claimed === undefined) return this.#gather(registration, delivery, message);
+      await this.#gather(registration, delivery, message);
       return this.#completeClaim(claimed);
     }
 
-    const context = new Context(this, delivery, envelope, registration, publishedVersion);
-    const onHandled = this.#runtime.hooks.onHandled;
-    const started = onHandled ? performance.now() : 0;
+    const context = new Context(this, delivery, message, registration, publishedVersion);
+    const started = this.#runtime.hooks.onHandled ? performance.now() : 0;
     try {
       const result = registration.handler(message, context);
       if (result instanceof Promise) await result;
     } catch (error) {
-      if (context.settled) {
-        this.#runtime.hooks.onError?.({
-          source,
-          envelope,
-          error,
-          attempt: delivery.attempt,
-          willRetry: false,
-        });
-        if (claimed !== undefined) await this.#completeClaim(claimed);
-        return;
-      }
-      context.settled = "nack";
-      await this.#release(envelope);
-      return this.#fail(delivery, envelope, error, registration.name);
+      return this.#handlerFailed(context, error, claimed);
     }
+    return this.#handlerReturned(context, started, claimed);
+  }
+
+  /** The handler returned: ack unless it settled the message itself. */
+  #handlerReturned(context: Context, started: number, claimed: string | undefined): Promise<void> {
+    let settling = SETTLED;
     if (!context.settled) {
       context.settled = "ack";
-      await this.#settle(delivery, "ack");
+      settling = this.#settle(context.delivery, "ack");
     }
+    const onHandled = this.#runtime.hooks.onHandled;
+    if (claimed === undefined && onHandled === undefined && this.#firstFailure.size === 0) return settling;
+    return settling.then(() => this.#afterHandled(context, started, claimed));
+  }
+
+  async #afterHandled(context: Context, started: number, claimed: string | undefined): Promise<void> {
     if (claimed !== undefined) await this.#completeClaim(claimed);
-    if (this.#firstFailure.size > 0) this.#firstFailure.delete(envelope.id);
-    onHandled?.({ source, message, attempt: delivery.attempt, durationMs: performance.now() - started });
+    const message = context.envelope;
+    if (this.#firstFailure.size > 0) this.#firstFailure.delete(message.id);
+    this.#runtime.hooks.onHandled?.({
+      source: this.source,
+      message,
+      attempt: context.delivery.attempt,
+      durationMs: performance.now() - started,
+    });
+  }
+
+  /** The handler threw: retried (or dead-lettered) unless it settled the message before throwing. */
+  async #handlerFailed(context: Context, error: unknown, claimed: string | undefined): Promise<void> {
+    const { delivery, envelope, registration } = context;
+    if (context.settled) {
+      this.#runtime.hooks.onError?.({
+        source: this.source,
+        envelope,
+        error,
+        attempt: delivery.attempt,
+        willRetry: false,
+      });
+      if (claimed !== undefined) await this.#completeClaim(claimed);
+      return;
+    }
+    context.settled = "nack";
+    await this.#release(envelope);
+    return this.#fail(delivery, envelope, error, registration.name);
   }
 
   /**
@@ -1014,45 +1119,59 @@ export class RunningConsumer implements Consumer {
   }
 
   /** Awaits a settlement; a failed one is reported (the broker will redeliver), never thrown. */
-  async #settle(
+  /**
+   * Acks or nacks through the transport; never rejects (a failure is logged and reported: the
+   * broker redelivers). Not an async function: it runs once per message, and an async frame of
+   * this size costs more to allocate than the two callbacks below.
+   */
+  #settle(
     delivery: Delivery,
     what: "ack" | "nack",
     options?: { delayMs?: number },
     failure?: unknown,
   ): Promise<void> {
-    if (this.#abandoned) return; // stop() gave up on it: the broker redelivers it
+    if (this.#abandoned) return SETTLED; // stop() gave up on it: the broker redelivers it
+    let settling: Promise<void>;
     try {
-      await (what === "ack" ? delivery.ack() : delivery.nack(options));
+      // Promise.resolve returns a native promise as it is; it also takes an adapter's plain value.
+      settling = Promise.resolve(what === "ack" ? delivery.ack() : delivery.nack(options));
     } catch (error) {
-      this.#runtime.logger?.warn(
-        { source: this.source, messageId: delivery.message.id, error: String(error) },
-        `${what} failed`,
-      );
-      this.#runtime.hooks.onError?.({
-        source: this.source,
-        error: new SwitchyardError("TRANSPORT_ERROR", `${what} of message ${delivery.message.id} failed`, {
-          cause: error,
-        }),
-        attempt: delivery.attempt,
-        willRetry: true,
-      });
-      return;
+      settling = Promise.reject(error);
     }
     const instrumentation = this.#instrumentation;
-    if (instrumentation?.settled) {
-      instrumentation.settled(
-        this.#scope,
-        this.source,
-        delivery,
-        what === "ack"
-          ? { kind: "ack" }
-          : {
-              kind: "nack",
-              ...(options?.delayMs !== undefined ? { delayMs: options.delayMs } : {}),
-              error: failure,
-            },
-      );
-    }
+    return settling.then(
+      instrumentation?.settled === undefined
+        ? undefined
+        : () =>
+            instrumentation.settled!(
+              this.#scope,
+              this.source,
+              delivery,
+              what === "ack"
+                ? { kind: "ack" }
+                : {
+                    kind: "nack",
+                    ...(options?.delayMs !== undefined ? { delayMs: options.delayMs } : {}),
+                    error: failure,
+                  },
+            ),
+      (error: unknown) => this.#settleFailed(delivery, what, error),
+    );
+  }
+
+  #settleFailed(delivery: Delivery, what: "ack" | "nack", error: unknown): void {
+    this.#runtime.logger?.warn(
+      { source: this.source, messageId: delivery.message.id, error: String(error) },
+      `${what} failed`,
+    );
+    this.#runtime.hooks.onError?.({
+      source: this.source,
+      error: new SwitchyardError("TRANSPORT_ERROR", `${what} of message ${delivery.message.id} failed`, {
+        cause: error,
+      }),
+      attempt: delivery.attempt,
+      willRetry: true,
+    });
   }
 }
 

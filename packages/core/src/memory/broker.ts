@@ -13,8 +13,8 @@ interface Receiver {
   unsettled: number;
   deliver: (delivery: Delivery) => void;
   closed: boolean;
-  /** Returns each unsettled delivery to the queue; run when the receiver goes (as AMQP does). */
-  held: Map<number, () => void>;
+  /** Unsettled deliveries, by entry; returned to the queue when the receiver goes (as AMQP does). */
+  held: Map<number, MemoryDelivery>;
 }
 
 /**
@@ -70,7 +70,7 @@ class MemoryQueue {
   releaseReceiver(receiver: Receiver): void {
     this.removeReceiver(receiver);
     // A late settlement of a returned delivery is refused with ALREADY_SETTLED.
-    for (const giveBack of [...receiver.held.values()]) giveBack();
+    for (const delivery of [...receiver.held.values()]) delivery.giveBack();
   }
 
   close(): void {
@@ -140,62 +140,50 @@ class MemoryQueue {
   #deliver(receiver: Receiver, entry: Entry): void {
     receiver.unsettled++;
     this.#out++;
-    let settled = false;
-    const settle = (what: string) => {
-      if (settled)
-        throw new SwitchyardError(
-          "ALREADY_SETTLED",
-          `message ${entry.message.id} already settled; ${what} refused`,
-        );
-      settled = true;
-      receiver.unsettled--;
-      this.#out--;
-      receiver.held.delete(entry.seq);
-    };
-    const releaseKey = () => {
-      const key = entry.message.key;
-      if (key !== undefined && this.#keyOwner.get(key) === entry.seq) this.#keyOwner.delete(key);
-    };
-    const delivery: Delivery = {
-      message: entry.message,
-      attempt: entry.attempt,
-      ack: async () => {
-        settle("ack");
-        releaseKey();
-        this.#schedule();
-      },
-      nack: async (options) => {
-        settle("nack");
-        const again: Entry = { ...entry, attempt: entry.attempt + 1 };
-        const delayMs = options?.delayMs ?? 0;
-        if (delayMs <= 0) this.#requeue(again);
-        else {
-          const timer = setTimeout(() => {
-            this.#timers.delete(timer);
-            this.#requeue(again);
-          }, delayMs);
-          this.#timers.add(timer);
-        }
-        this.#schedule();
-      },
-      deadLetter: async (fault: FaultHeaders) => {
-        settle("deadLetter");
-        releaseKey();
-        this.broker
-          .queue({
-            kind: "queue",
-            name: deadLetterQueueName(this.source),
-            subscription: deadLetterQueueName(this.source),
-          })
-          .push({ ...entry.message, headers: { ...entry.message.headers, ...fault } });
-        this.#schedule();
-      },
-    };
-    receiver.held.set(entry.seq, () => {
-      settle("return");
-      this.#requeue({ ...entry, attempt: entry.attempt + 1 });
-    });
+    const delivery = new MemoryDelivery(this, receiver, entry);
+    receiver.held.set(entry.seq, delivery);
     receiver.deliver(delivery);
+  }
+
+  /** A delivery was settled (or given back): its receiver's slot is free. */
+  settled(receiver: Receiver, entry: Entry): void {
+    receiver.unsettled--;
+    this.#out--;
+    receiver.held.delete(entry.seq);
+  }
+
+  /** Unlocks the entry's key (it was acked or dead-lettered: nothing of it comes back). */
+  releaseKey(entry: Entry): void {
+    const key = entry.message.key;
+    if (key !== undefined && this.#keyOwner.get(key) === entry.seq) this.#keyOwner.delete(key);
+  }
+
+  /** Redelivers `entry` (a nack), at once or after `delayMs`. */
+  redeliver(entry: Entry, delayMs: number): void {
+    const again: Entry = { ...entry, attempt: entry.attempt + 1 };
+    if (delayMs <= 0) this.#requeue(again);
+    else {
+      const timer = setTimeout(() => {
+        this.#timers.delete(timer);
+        this.#requeue(again);
+      }, delayMs);
+      this.#timers.add(timer);
+    }
+  }
+
+  deadLetter(entry: Entry, fault: FaultHeaders): void {
+    this.broker
+      .queue({
+        kind: "queue",
+        name: deadLetterQueueName(this.source),
+        subscription: deadLetterQueueName(this.source),
+      })
+      .push({ ...entry.message, headers: { ...entry.message.headers, ...fault } });
+  }
+
+  /** Frees the loop for the next deliveries (a slot, or a key, came free). */
+  schedule(): void {
+    this.#schedule();
   }
 
   /** Puts a returned message back in its original position, ahead of younger ones. */
@@ -208,6 +196,74 @@ class MemoryQueue {
       this.#ready.splice(index, 0, entry);
     }
     this.#schedule();
+  }
+}
+
+const SETTLED: Promise<void> = Promise.resolve();
+
+/**
+ * One delivery of an entry to a receiver. A class, not an object of closures: the memory adapter
+ * makes one per message, and its methods live on the prototype. Settling is synchronous; the
+ * promise is for the Delivery contract.
+ */
+class MemoryDelivery implements Delivery {
+  #settled = false;
+
+  constructor(
+    readonly queue: MemoryQueue,
+    readonly receiver: Receiver,
+    readonly entry: Entry,
+  ) {}
+
+  get message(): WireMessage {
+    return this.entry.message;
+  }
+
+  get attempt(): number {
+    return this.entry.attempt;
+  }
+
+  ack(): Promise<void> {
+    if (!this.#settle()) return this.#refused("ack");
+    this.queue.releaseKey(this.entry);
+    this.queue.schedule();
+    return SETTLED;
+  }
+
+  nack(options?: { delayMs?: number }): Promise<void> {
+    if (!this.#settle()) return this.#refused("nack");
+    this.queue.redeliver(this.entry, options?.delayMs ?? 0);
+    this.queue.schedule();
+    return SETTLED;
+  }
+
+  deadLetter(fault: FaultHeaders): Promise<void> {
+    if (!this.#settle()) return this.#refused("deadLetter");
+    this.queue.releaseKey(this.entry);
+    this.queue.deadLetter(this.entry, fault);
+    this.queue.schedule();
+    return SETTLED;
+  }
+
+  /** The receiver went: back to the queue for the next one (a late settlement is refused). */
+  giveBack(): void {
+    if (this.#settle()) this.queue.redeliver(this.entry, 0);
+  }
+
+  #settle(): boolean {
+    if (this.#settled) return false;
+    this.#settled = true;
+    this.queue.settled(this.receiver, this.entry);
+    return true;
+  }
+
+  #refused(what: string): Promise<void> {
+    return Promise.reject(
+      new SwitchyardError(
+        "ALREADY_SETTLED",
+        `message ${this.entry.message.id} already settled; ${what} refused`,
+      ),
+    );
   }
 }
 
