@@ -158,9 +158,9 @@ const syRun = () =>
         .subscribe(topic, `probe-${randomUUID().slice(0, 8)}`)
         .on(Bench, async (msg) => {
           if (got++ === 0) {
-          first = performance.now();
-          eluAtFirst = performance.eventLoopUtilization();
-        }
+            first = performance.now();
+            eluAtFirst = performance.eventLoopUtilization();
+          }
           sink += msg.data.id;
         })
         .start({

@@ -25,6 +25,7 @@ export const ORIGIN_HEADERS = {
 } as const;
 
 const CE_ID = "ce_id";
+const CONTENT_TYPE = "content-type";
 
 /** Kafka topic names: ASCII letters, digits, '.', '_', '-', at most 249 characters. */
 export function assertTopicName(name: string): void {
@@ -40,19 +41,37 @@ function buffer(bytes: Uint8Array): Buffer {
   return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
+/**
+ * Header bytes that repeat on every record — names, and the content type of a structured event —
+ * encoded once and shared (the clients only read a record's buffers). Bounded: a producer of
+ * unbounded distinct names or content types only stops caching.
+ */
+const encoded = new Map<string, Buffer>();
+/** UTF-8 bytes of a header name or a repeating value. */
+export function headerBytes(text: string): Buffer {
+  let bytes = encoded.get(text);
+  if (bytes === undefined) {
+    bytes = Buffer.from(text, "utf8");
+    if (encoded.size < 1024) encoded.set(text, bytes);
+  }
+  return bytes;
+}
+
 export function toRecord(
   topic: string,
   message: WireMessage,
   extra?: Record<string, string>,
 ): OutgoingRecord {
   const headers: Array<[string, Buffer]> = [];
-  for (const [name, value] of Object.entries(message.headers)) {
-    if (!INTERNAL.includes(name)) headers.push([name, Buffer.from(value, "utf8")]);
+  for (const name in message.headers) {
+    if (INTERNAL.includes(name)) continue;
+    const value = message.headers[name]!;
+    headers.push([name, name === CONTENT_TYPE ? headerBytes(value) : Buffer.from(value, "utf8")]);
   }
   // A structured event carries its id in the value; others need it in a header of ours.
   if (message.headers[CE_ID] !== message.id && !isStructured(message))
     headers.push([ID_HEADER, Buffer.from(message.id, "utf8")]);
-  for (const [name, value] of Object.entries(extra ?? {})) headers.push([name, Buffer.from(value, "utf8")]);
+  if (extra) for (const name in extra) headers.push([name, Buffer.from(extra[name]!, "utf8")]);
   // A tombstone is a record with a null value: what compaction deletes a key by.
   const value = message.tombstone ? null : buffer(message.body);
   const record: OutgoingRecord = { topic, value, headers };

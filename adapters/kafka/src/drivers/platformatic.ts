@@ -23,6 +23,7 @@ import type {
   TopicPartition,
   TopicSpec,
 } from "../driver.js";
+import { headerBytes } from "../mapping.js";
 
 const TOPIC_ALREADY_EXISTS = 36;
 
@@ -251,7 +252,7 @@ export class PlatformaticDriver implements KafkaDriver {
           topic: r.topic,
           // null is a tombstone: the client's types say Buffer, and it writes null as Kafka's null.
           value: r.value as Buffer,
-          headers: new Map(r.headers.map(([name, value]) => [Buffer.from(name, "utf8"), value])),
+          headers: new Map(r.headers.map(([name, value]) => [headerBytes(name), value])),
         };
         if (r.key !== undefined) message.key = r.key;
         return message;
