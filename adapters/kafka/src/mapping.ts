@@ -112,6 +112,22 @@ export interface Decoded {
 
 const EMPTY = new Uint8Array(0);
 
+/**
+ * Header names, and content types, decoded before: the same few repeat on every record, so a
+ * repeat costs a byte comparison instead of a UTF-8 decode and a new string. Bounded: past 64
+ * distinct ones, the rest are decoded each time.
+ */
+const decoded: Array<{ bytes: Buffer; text: string }> = [];
+function headerText(bytes: Buffer): string {
+  for (const entry of decoded) {
+    if (entry.bytes.length === bytes.length && entry.bytes.equals(bytes)) return entry.text;
+  }
+  const text = bytes.toString("utf8");
+  // A copy: the record's bytes are a view into a whole fetch, which the cache must not keep alive.
+  if (decoded.length < 64) decoded.push({ bytes: Buffer.from(bytes), text });
+  return text;
+}
+
 /** The wire message of a fetched record, and the attempt and due time our own headers carry. */
 export function fromRecord(record: IncomingRecord): Decoded {
   // The adapter's own headers are read aside, never added (a `delete` would turn the object into a
@@ -121,8 +137,8 @@ export function fromRecord(record: IncomingRecord): Decoded {
   let dueHeader: string | undefined;
   let idHeader: string | undefined;
   for (const [rawName, rawValue] of record.headerEntries) {
-    const name = typeof rawName === "string" ? rawName : rawName.toString("utf8");
-    const value = rawValue ? rawValue.toString("utf8") : "";
+    const name = typeof rawName === "string" ? rawName : headerText(rawName);
+    const value = !rawValue ? "" : name === CONTENT_TYPE ? headerText(rawValue) : rawValue.toString("utf8");
     if (name === ATTEMPT_HEADER) attemptHeader = value;
     else if (name === DUE_HEADER) dueHeader = value;
     else if (name === ID_HEADER) idHeader = value;
