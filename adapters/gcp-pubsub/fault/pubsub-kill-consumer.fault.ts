@@ -2,12 +2,11 @@
 // over (processKillCase, @switchyard/broker-stack/fault); the emulator keeps running. Subscriptions get
 // the shortest ack deadline (10 s), so what the killed consumer leased comes back soon.
 //
-// KNOWN BUG, kept out of CI (vitest.fault.config.ts): the new consumer never handles part of the
-// backlog. With ordering keys (the default) it stopped at 6,074 of 10,000 and the subscription's
-// streams end with an error (the emulator's ordered-subscription wedge, adapters/gcp-pubsub/README.md);
-// with `ordering=false` it missed 700 (whole publish batches, 3,700… to 9,100…) that the emulator had
-// moved to the dead-letter topic after 5 delivery attempts without the client ever emitting them: the
-// loss of the connection-cut runs, here on every run.
+// The emulator keeps delivering to the killed process's stream until the StreamingPull call's
+// deadline; before the adapter shortened it (and stopped pausing the stream) the new consumer never
+// handled part of the backlog: with ordering keys it stopped at 6,074 of 10,000 (keys stalled on the
+// dead stream, then the ordered-subscription wedge), with `ordering=false` the emulator dead-lettered
+// whole batches (700) that no consumer had received (adapters/gcp-pubsub/README.md, "Dead streams").
 import { randomUUID } from "node:crypto";
 import { brokerEndpoint, describeWithBroker } from "@switchyard/broker-stack/available";
 import { processKillCase } from "@switchyard/broker-stack/fault";

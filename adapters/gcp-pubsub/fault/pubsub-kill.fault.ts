@@ -1,7 +1,7 @@
 // Fault test (issue 22): a producer process is SIGKILLed with a batch in flight and a new one sends
 // again from the first unacknowledged message (processKillCase, @switchyard/broker-stack/fault); the
 // emulator keeps running. Ordering keys are on (the default), so per-key order is checked. The consumer
-// kill is in pubsub-kill-consumer.fault.ts, kept out of CI as a known bug.
+// kill is in pubsub-kill-consumer.fault.ts.
 import { randomUUID } from "node:crypto";
 import { brokerEndpoint, describeWithBroker } from "@switchyard/broker-stack/available";
 import { processKillCase } from "@switchyard/broker-stack/fault";

@@ -425,6 +425,52 @@ interface SubscriberInternals {
   }>;
 }
 
+/** The generated subscriber client as @google-cloud/pubsub 6.2's MessageStream reaches it. */
+interface SubscriberGapic {
+  initialize(): Promise<unknown>;
+  subscriberStub: Promise<{ streamingPull(options: { deadline: number }): unknown }>;
+}
+
+/**
+ * How long a StreamingPull call of an emulator subscription lives (the client's default: 30 min).
+ * The emulator keeps delivering to the streams of a process that died without closing them (a
+ * SIGKILL, a cut connection) until their deadline; each message it sends there comes back only when
+ * its ack deadline (10 s) lapses, with one more delivery attempt, so after five of them the
+ * dead-letter policy takes it without any consumer having seen it, and on an ordered subscription the
+ * keys it routes to the dead stream stall (README, "Dead streams"). With a 20 s deadline a dead
+ * stream takes messages for at most 20 s, at most three times each; live streams are reopened by the
+ * client (DEADLINE_EXCEEDED is retried at once).
+ */
+const EMULATOR_STREAM_DEADLINE_MS = 20_000;
+
+/** The client's flow control on the emulator, where the subscription keeps `prefetch` itself. */
+const EMULATOR_MAX_HELD = 100_000;
+const EMULATOR_MAX_HELD_BYTES = 1024 * 1024 * 1024;
+
+/**
+ * Gives every StreamingPull call of `subscription` (and of the other subscriptions of its client,
+ * which share the generated subscriber client) the deadline `ms`. Touches `Subscriber.getClient` and
+ * the generated client's `subscriberStub` of @google-cloud/pubsub 6.2, which MessageStream uses.
+ */
+function shortStreams(subscription: Subscription, ms: number): void {
+  const subscriber = (subscription as unknown as { _subscriber: { getClient(): Promise<unknown> } })
+    ._subscriber;
+  const getClient = subscriber.getClient.bind(subscriber);
+  subscriber.getClient = async () => {
+    const client = (await getClient()) as SubscriberGapic & { shortStreams?: boolean };
+    if (!client.shortStreams) {
+      client.shortStreams = true;
+      await client.initialize();
+      client.subscriberStub = client.subscriberStub.then((stub) => {
+        const streamingPull = stub.streamingPull.bind(stub);
+        stub.streamingPull = (options) => streamingPull({ ...options, deadline: Date.now() + ms });
+        return stub;
+      });
+    }
+    return client;
+  };
+}
+
 interface Ticket {
   key: string;
   send?: () => void;
@@ -446,23 +492,41 @@ class PubsubSubscription {
   #error: unknown;
   #reopenMs = 1000;
   #closing: Promise<void> | undefined;
+  /**
+   * On the emulator the client's flow control is off and `prefetch` is kept here: deliveries handed
+   * to the core and not settled yet, and the received messages waiting for one of them to settle
+   * (leased by the client meanwhile, nacked by its close). A paused stream leaves what the emulator
+   * wrote to it unread, and when the stream ends (its deadline, a cut) those messages come back only
+   * after their ack deadline, one delivery attempt later, never having reached a consumer (README,
+   * "Dead streams").
+   */
+  readonly #holding: boolean;
+  readonly #held: Delivery[] = [];
+  readonly #settled = new WeakSet<Delivery>();
+  #unsettled = 0;
+  #stopped = false;
 
   constructor(
     readonly transport: PubsubTransport,
     readonly source: Source,
     readonly id: string,
-    prefetch: number,
+    readonly prefetch: number,
     readonly deliver: (delivery: Delivery) => void,
   ) {
     this.#ordered =
       transport.options.ordering &&
       (transport.options.exactlyOnce || transport.options.emulator !== undefined);
+    // Not with exactly-once, whose leases and closes work differently (README, "Dead streams").
+    this.#holding = transport.options.emulator !== undefined && !transport.options.exactlyOnce;
     this.#subscription = transport.client.subscription(id, {
-      flowControl: { maxMessages: prefetch, allowExcessMessages: false },
+      flowControl: this.#holding
+        ? { maxMessages: EMULATOR_MAX_HELD, maxBytes: EMULATOR_MAX_HELD_BYTES, allowExcessMessages: false }
+        : { maxMessages: prefetch, allowExcessMessages: false },
       streamingOptions: { maxStreams: transport.options.maxStreams },
       // Bounded: a close must not wait on unconfirmable acks for the client default of an hour.
       closeOptions: { behavior: "NACK", timeout: Duration.from({ seconds: 10 }) },
     });
+    if (this.#holding) shortStreams(this.#subscription, EMULATOR_STREAM_DEADLINE_MS);
   }
 
   get #internals(): SubscriberInternals {
@@ -520,16 +584,19 @@ class PubsubSubscription {
       this.#confirm(ticket, what, message.id, call);
     const inTurn = (call: () => unknown) => this.#inTurn(ticket, call);
     const forget = () => this.#counts.delete(message.id);
+    const settling = () => this.#settling(delivery);
     const delivery: Delivery = {
       message: wire,
       attempt,
       ack: async () => {
+        settling();
         forget();
         await this.#modAcksLanded();
         if (exactlyOnce) await confirm("ack", () => message.ackWithResponse());
         else await inTurn(() => message.ack());
       },
       nack: async (options) => {
+        settling();
         const delayMs = options?.delayMs ?? 0;
         if (delayMs <= 0) {
           if (exactlyOnce) await confirm("nack", () => message.nackWithResponse());
@@ -540,13 +607,34 @@ class PubsubSubscription {
         else await inTurn(() => this.#delay(message, delayMs));
       },
       deadLetter: async (fault) => {
+        settling();
         await this.transport.publishDeadLetter(this.source, wire, fault);
         forget();
         if (exactlyOnce) await confirm("ack", () => message.ackWithResponse());
         else await inTurn(() => message.ack());
       },
     };
-    this.deliver(delivery);
+    if (!this.#holding) this.deliver(delivery);
+    else {
+      this.#held.push(delivery);
+      this.#dispatch();
+    }
+  }
+
+  /** Hands held messages to the core while fewer than `prefetch` deliveries are unsettled. */
+  #dispatch(): void {
+    while (!this.#stopped && this.#unsettled < this.prefetch && this.#held.length > 0) {
+      this.#unsettled++;
+      this.deliver(this.#held.shift()!);
+    }
+  }
+
+  /** A delivery's first settlement frees its place for the next held message. */
+  #settling(delivery: Delivery): void {
+    if (!this.#holding || this.#settled.has(delivery)) return;
+    this.#settled.add(delivery);
+    this.#unsettled--;
+    this.#dispatch();
   }
 
   /**
@@ -678,6 +766,8 @@ class PubsubSubscription {
    * deliveries stay settleable; the core nacks any new arrival.
    */
   async stop(): Promise<void> {
+    // Held messages stay leased until the close nacks them.
+    this.#stopped = true;
     if (!this.transport.options.exactlyOnce) return;
     const stream = this.#internals._stream;
     stream?.setStreamAckDeadline?.(Duration.from({ seconds: 10 }));
@@ -730,6 +820,9 @@ class PubsubSubscription {
 
   close(): Promise<void> {
     this.#closing ??= (async () => {
+      // Held messages are in the client's inventory: its close nacks them.
+      this.#stopped = true;
+      this.#held.length = 0;
       // Settlements still waiting for their turn go out now (before the client's queues close).
       for (const queue of this.#order.values()) for (const ticket of queue) ticket.send?.();
       this.#order.clear();

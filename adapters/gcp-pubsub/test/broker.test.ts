@@ -1,8 +1,16 @@
 import { randomUUID } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
 import { PubSub } from "@google-cloud/pubsub";
 import { brokerEndpoint, describeWithBroker } from "@switchyard/broker-stack/available";
 import { messages, Recorder } from "@switchyard/conformance";
-import { type Bus, BYTES_CONTENT_TYPE, createBus, isSwitchyardError, type Message } from "@switchyard/core";
+import {
+  type Bus,
+  BYTES_CONTENT_TYPE,
+  createBus,
+  type Delivery,
+  isSwitchyardError,
+  type Message,
+} from "@switchyard/core";
 import { afterAll, expect, it } from "vitest";
 import * as adapter from "../src/index.js";
 
@@ -82,6 +90,55 @@ describeWithBroker("pubsub", "gcp-pubsub adapter: on the emulator", () => {
     const letters = await b.deadLetters({ queue }).list({ idleMs: 3000 });
     expect(letters.map((l) => [l.id, l.reason, l.attempts])).toEqual([[sent.id, "max-attempts", 5]]);
     expect(attempts.items).toEqual([1, 2, 3, 4, 5]);
+  });
+
+  // On the emulator the client's flow control is off (README, "Dead streams"): the bound is the adapter's.
+  it("keeps at most prefetch deliveries unsettled itself, handing out the next one as one settles", async () => {
+    const transport = adapter.createTransport(new URL(URL_), { ordering: false });
+    const queue = unique("prefetch");
+    await transport.provision?.([{ kind: "queue", name: queue }]);
+    const total = 30;
+    await transport.publish(
+      { kind: "queue", name: queue },
+      Array.from({ length: total }, (_, n) => ({ id: `m${n}`, headers: {}, body: Buffer.from(String(n)) })),
+    );
+    const unsettled: Delivery[] = [];
+    const seen = new Set<string>();
+    let mostUnsettled = 0;
+    let waiters: Array<() => void> = [];
+    const until = (check: () => boolean) =>
+      new Promise<void>((resolve) => {
+        const waiter = () => (check() ? resolve() : waiters.push(waiter));
+        waiter();
+      });
+    const subscription = await transport.subscribe(
+      { kind: "queue", name: queue, subscription: queue },
+      { prefetch: 4 },
+      (delivery) => {
+        unsettled.push(delivery);
+        seen.add(delivery.message.id);
+        mostUnsettled = Math.max(mostUnsettled, unsettled.length);
+        const woken = waiters;
+        waiters = [];
+        for (const waiter of woken) waiter();
+      },
+    );
+    try {
+      await until(() => unsettled.length === 4);
+      // Nothing more while four are held, though the client has read the rest.
+      await sleep(1000);
+      expect(seen.size).toBe(4);
+      while (seen.size < total) {
+        const expected = seen.size + 1;
+        await unsettled.shift()!.ack();
+        await until(() => seen.size === expected);
+      }
+      expect(mostUnsettled).toBe(4);
+      await Promise.all(unsettled.map((d) => d.ack()));
+    } finally {
+      await subscription.close();
+      await transport.close();
+    }
   });
 
   it("a foreign publisher's message (only data, or only attributes) is dead-lettered as decode; the consumer goes on", async () => {
