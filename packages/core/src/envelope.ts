@@ -182,6 +182,12 @@ const STRING_ATTRIBUTES = [
 ] as const;
 
 /**
+ * RFC 3339's date-time (CloudEvents' `time`): date, `T`, time with optional fraction, and `Z` or an
+ * offset. Date.parse alone takes much more ("Dec 25 2020", a bare date), which would go on the wire.
+ */
+const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/;
+
+/**
  * Refuses what would travel wrong: a numeric key reaches the broker client as a number, an empty
  * id makes a message no consumer can decode, a string as headers spreads into one header per character.
  */
@@ -195,7 +201,7 @@ function checkInput(input: EnvelopeInput): void {
       );
     }
   }
-  if (input.time !== undefined && Number.isNaN(Date.parse(input.time))) {
+  if (input.time !== undefined && !(RFC3339.test(input.time) && !Number.isNaN(Date.parse(input.time)))) {
     throw new SwitchyardError(
       "CONFIG_INVALID",
       `time must be an RFC 3339 timestamp, got "${input.time.slice(0, 40)}"`,

@@ -80,6 +80,12 @@ describe("envelope", () => {
       { subject: {} },
       { causationId: null },
       { time: "yesterday" },
+      // Date.parse takes these; RFC 3339 (CloudEvents' time) does not.
+      { time: "Dec 25 2020" },
+      { time: "2020-12-25" },
+      { time: "2020-12-25T10:00:00" },
+      { time: "2020-12-25 10:00:00Z" },
+      { time: "2020-13-45T10:00:00Z" },
     ]) {
       expect(codeOf(make(bad)), JSON.stringify(bad)).toBe("CONFIG_INVALID");
     }
@@ -88,6 +94,13 @@ describe("envelope", () => {
     expect(
       createEnvelope({ type: "t", data: 1, key: "k", time: "2026-01-02T03:04:05Z" }, { source: "s" }).key,
     ).toBe("k");
+    for (const time of [
+      "2026-01-02T03:04:05.678901+02:00",
+      "2026-01-02t03:04:05z",
+      "2026-01-02T03:04:05-11:30",
+    ]) {
+      expect(createEnvelope({ type: "t", data: 1, time }, { source: "s" }).time).toBe(time);
+    }
   });
 
   it("refuses a message without CloudEvents attributes, or with a body that is not its content type", () => {
