@@ -1,4 +1,5 @@
 import { brokerEndpoint, describeWithBroker } from "@switchyard/broker-stack/available";
+import { deleteRabbitMqEntitiesNamed } from "@switchyard/broker-stack/cleanup";
 import { defineConformanceSuite } from "@switchyard/conformance";
 import { createTransport } from "../src/index.js";
 
@@ -19,5 +20,7 @@ describeWithBroker("rabbitmq-stomp", "stomp adapter on RabbitMQ's STOMP plugin",
   defineConformanceSuite({
     name: "stomp+rabbitmq",
     createTransport: () => createTransport(url("rabbitmq-stomp", "rabbitmq")),
+    // The plugin's queues are RabbitMQ queues: deleted through its management API like the AMQP ones.
+    teardown: ({ names }) => deleteRabbitMqEntitiesNamed(names),
   });
 });
