@@ -46,6 +46,8 @@ export async function checkSubscriptionRemoval(options: {
     await transport.unprovision!([topic]);
     expect(await options.exists(topic), "the topic, unprovisioned").toBe(false);
   } finally {
+    // Best effort, so a failing check leaves nothing on a shared broker either.
+    await transport.unprovision?.([subscription, deadLetters, topic]).catch(() => {});
     await bus.close();
   }
 }
