@@ -9,6 +9,9 @@ function url(broker: "activemq" | "rabbitmq-stomp", dialect: string): URL {
   return endpoint;
 }
 
+// No teardown on ActiveMQ: STOMP cannot delete a destination, and the broker here runs without JMX
+// or the web console (scripts/brokers/conf/activemq); only OpenWire's DestinationInfo could. Each
+// run leaves its queues (`sy-…`, `Consumer.<subscription>.VirtualTopic.sy-…`, `DLQ.…`) behind.
 describeWithBroker("activemq", "stomp adapter on ActiveMQ Classic", () => {
   defineConformanceSuite({
     name: "stomp+activemq",
