@@ -96,13 +96,16 @@ export class CaseContext {
   }
 
   /** A bus on a fresh transport of the target; closed when the case ends. */
-  async bus(options: { hooks?: BusHooks; source?: string; logger?: Logger } = {}): Promise<Bus> {
+  async bus(
+    options: { hooks?: BusHooks; source?: string; logger?: Logger; replyQueue?: string } = {},
+  ): Promise<Bus> {
     const transport = await this.target.createTransport();
     const bus = createBus({
       transport,
       source: options.source ?? "conformance",
       ...(options.hooks ? { hooks: options.hooks } : {}),
       ...(options.logger ? { logger: options.logger } : {}),
+      ...(options.replyQueue ? { replyQueue: options.replyQueue } : {}),
     });
     this.#buses.push(bus);
     return bus;

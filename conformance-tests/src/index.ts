@@ -21,6 +21,7 @@ export {
 } from "./harness.js";
 export * as messages from "./messages.js";
 export { checkReplyQueueLifecycle } from "./reply-queue.js";
+export { checkSubscriptionRemoval } from "./subscription-removal.js";
 
 /** Every case of the contract, in the order they are reported. */
 export const conformanceCases: readonly ConformanceCase[] = [

@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { createBus, type Transport } from "@switchyard/core";
+import { type Consumer, createBus, deadLetterQueueName, type Transport } from "@switchyard/core";
 import { expect } from "vitest";
 import { Ping } from "./messages.js";
 
@@ -17,9 +17,11 @@ export async function checkReplyQueueLifecycle(options: {
   const queue = `sy-rr-${id}`;
   const replyQueue = `sy-replies-${id}`;
   const requester = createBus({ transport: options.transport(), replyQueue });
-  const responder = createBus({ transport: options.transport() });
+  const responderTransport = options.transport();
+  const responder = createBus({ transport: responderTransport });
+  let consumer: Consumer | undefined;
   try {
-    await responder
+    consumer = await responder
       .consume(queue)
       .on(Ping, (msg, ctx) => ctx.reply(Ping, { n: msg.data.n + 1 }))
       .start();
@@ -35,6 +37,15 @@ export async function checkReplyQueueLifecycle(options: {
     await requester.close();
     expect(await options.exists(replyQueue)).toBe(false);
   } finally {
-    await Promise.all([requester.close(), responder.close()]);
+    await requester.close();
+    // Then the request queue and its dead-letter queue too, so the check leaves nothing on the broker.
+    await consumer?.stop();
+    await responderTransport
+      .unprovision?.([
+        { kind: "queue", name: queue },
+        { kind: "queue", name: deadLetterQueueName({ kind: "queue", name: queue, subscription: queue }) },
+      ])
+      .catch(() => {});
+    await responder.close();
   }
 }

@@ -1,10 +1,14 @@
 import {
   CreateTopicCommand,
+  DeleteTopicCommand,
   ListSubscriptionsByTopicCommand,
+  ListSubscriptionsCommand,
+  ListTopicsCommand,
   PublishBatchCommand,
   type PublishBatchRequestEntry,
   SNSClient,
   SubscribeCommand,
+  UnsubscribeCommand,
 } from "@aws-sdk/client-sns";
 import type { SQSClient } from "@aws-sdk/client-sqs";
 import {
@@ -119,9 +123,52 @@ export class SnsTransport implements Transport {
     }
   }
 
-  /** Deletes the SQS queues a bus made for itself alone (the reply queue of `bus.request()`). */
+  /**
+   * Deletes topology a bus used alone: a queue (the reply queue of `bus.request()`), a subscription
+   * (the throwaway one of `switchyard tail`: its SNS subscription, then its SQS queue), a topic.
+   * Already gone is fine; nothing is looked up through CreateTopic, which would make it again.
+   */
   async unprovision(entities: TopologyEntity[]): Promise<void> {
+    for (const entity of entities) {
+      if (entity.kind === "subscription")
+        await this.#unsubscribe(entity.topic, this.base.subscriptionQueue(entity.topic, entity.name));
+      else if (entity.kind === "topic") await this.#deleteTopic(entity.name);
+    }
     await this.base.deleteQueues(entities);
+  }
+
+  /** Removes the SNS subscriptions of `topic` that deliver to the SQS queue `queue`. */
+  async #unsubscribe(topic: string, queue: string): Promise<void> {
+    const topicSuffix = `:${this.topicName(topic)}`;
+    try {
+      let token: string | undefined;
+      do {
+        const out = await this.sns.send(new ListSubscriptionsCommand({ NextToken: token }));
+        for (const { TopicArn, Endpoint, SubscriptionArn } of out.Subscriptions ?? []) {
+          if (TopicArn?.endsWith(topicSuffix) && Endpoint?.endsWith(`:${queue}`) && SubscriptionArn)
+            await this.sns.send(new UnsubscribeCommand({ SubscriptionArn }));
+        }
+        token = out.NextToken;
+      } while (token);
+    } catch (error) {
+      throw awsError("Unsubscribe", error);
+    }
+  }
+
+  async #deleteTopic(name: string): Promise<void> {
+    const suffix = `:${this.topicName(name)}`;
+    this.#topics.delete(name);
+    try {
+      let token: string | undefined;
+      do {
+        const out = await this.sns.send(new ListTopicsCommand({ NextToken: token }));
+        for (const { TopicArn } of out.Topics ?? [])
+          if (TopicArn?.endsWith(suffix)) await this.sns.send(new DeleteTopicCommand({ TopicArn }));
+        token = out.NextToken;
+      } while (token);
+    } catch (error) {
+      throw awsError("DeleteTopic", error);
+    }
   }
 
   async #subscribe(entity: Extract<TopologyEntity, { kind: "subscription" }>): Promise<void> {

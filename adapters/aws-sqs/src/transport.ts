@@ -54,10 +54,12 @@ export class SqsBase {
     this.queues = new SqsQueues(this.client, options);
   }
 
-  /** Deletes the SQS queues of the `queue` entities (others are left alone). */
+  /** Deletes the SQS queues of the `queue` and `subscription` entities (a topic has none). */
   async deleteQueues(entities: TopologyEntity[]): Promise<void> {
     for (const entity of entities) {
       if (entity.kind === "queue") await this.queues.delete(this.queueName(entity.name));
+      else if (entity.kind === "subscription")
+        await this.queues.delete(this.subscriptionQueue(entity.topic, entity.name));
     }
   }
 
@@ -181,9 +183,14 @@ export class SqsTransport implements Transport {
     }
   }
 
-  /** Deletes the queues a bus made for itself alone (the reply queue of `bus.request()`). */
+  /**
+   * Deletes the queues of topology a bus used alone: a queue (the reply queue of `bus.request()`),
+   * a subscription's queue (the throwaway subscription of `switchyard tail`). A topic is only the
+   * set of its subscription queues: nothing of its own to delete.
+   */
   async unprovision(entities: TopologyEntity[]): Promise<void> {
     await this.base.deleteQueues(entities);
+    for (const entity of entities) if (entity.kind === "subscription") this.#topics.delete(entity.topic);
   }
 
   async publish(destination: Destination, messages: WireMessage[]): Promise<void> {

@@ -1,7 +1,7 @@
 import { brokerEndpoint, describeWithBroker, localAws } from "@switchyard/broker-stack/available";
+import { deleteSqsQueuesNamed } from "@switchyard/broker-stack/cleanup";
 import { defineConformanceSuite } from "@switchyard/conformance";
 import { SqsTransport } from "../src/index.js";
-import { deleteQueuesNamed } from "./teardown.js";
 
 // Every queue FIFO (ordering "group", so the per-key order case runs). Deduplication by envelope id
 // is off here: SQS would drop a DLQ redrive and the idempotency case's deliberate duplicates within
@@ -9,7 +9,7 @@ import { deleteQueuesNamed } from "./teardown.js";
 describeWithBroker("elasticmq", "aws-sqs FIFO on ElasticMQ", () => {
   const endpoint = brokerEndpoint("elasticmq").url;
   defineConformanceSuite({
-    teardown: ({ names }) => deleteQueuesNamed(endpoint, names),
+    teardown: ({ names }) => deleteSqsQueuesNamed(endpoint, names),
     name: "aws-sqs fifo (elasticmq)",
     createTransport: () =>
       new SqsTransport({ endpoint, ...localAws, waitTimeSeconds: 1, fifo: true, fifoDeduplicateById: false }),

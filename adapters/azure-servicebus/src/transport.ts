@@ -152,34 +152,48 @@ export class ServiceBusTransport implements Transport {
   }
 
   /**
-   * Deletes queues a bus made for itself alone (the reply queue of `bus.request()`), on its close.
-   * A queue that is already gone is fine; with `provisioning=none` nothing is deleted.
+   * Deletes topology a bus used alone: a queue (the reply queue of `bus.request()`), a subscription
+   * (the throwaway one of `switchyard tail`, its `$DeadLetterQueue` with it), a topic. Already gone
+   * is fine; with `provisioning=none` nothing is deleted.
    */
   async unprovision(entities: TopologyEntity[]): Promise<void> {
     if (this.options.provisioning === "none") return;
     for (const entity of entities) {
-      if (entity.kind !== "queue") continue;
+      const name =
+        entity.kind === "subscription" ? `${entity.topic}/Subscriptions/${entity.name}` : entity.name;
       try {
         if (this.options.provisioning === "emulator") {
-          const response = await fetch(
-            new URL(`/queues/${encodeURIComponent(entity.name)}`, this.options.adminUrl),
-            {
-              method: "DELETE",
-            },
-          );
+          const path =
+            entity.kind === "queue"
+              ? `/queues/${encodeURIComponent(entity.name)}`
+              : entity.kind === "topic"
+                ? `/topics/${encodeURIComponent(entity.name)}`
+                : `/topics/${encodeURIComponent(entity.topic)}/subscriptions/${encodeURIComponent(entity.name)}`;
+          const response = await fetch(new URL(path, this.options.adminUrl), { method: "DELETE" });
           if (!response.ok && response.status !== 404)
             throw new Error(`${response.status} ${await response.text()}`);
         } else {
-          const admin = this.#administration();
-          if (admin && (await admin.queueExists(entity.name))) await admin.deleteQueue(entity.name);
+          await this.#azureUnprovision(entity);
         }
       } catch (cause) {
         throw new SwitchyardError(
           "TRANSPORT_ERROR",
-          `cannot delete queue "${entity.name}" on ${this.options.display}: ${(cause as Error).message}`,
-          { cause, details: { entity: entity.name } },
+          `cannot delete ${entity.kind} "${name}" on ${this.options.display}: ${(cause as Error).message}`,
+          { cause, details: { entity: name } },
         );
       }
+    }
+  }
+
+  async #azureUnprovision(entity: TopologyEntity): Promise<void> {
+    const admin = this.#administration();
+    if (!admin) return;
+    if (entity.kind === "queue") {
+      if (await admin.queueExists(entity.name)) await admin.deleteQueue(entity.name);
+    } else if (entity.kind === "topic") {
+      if (await admin.topicExists(entity.name)) await admin.deleteTopic(entity.name);
+    } else if (await admin.subscriptionExists(entity.topic, entity.name)) {
+      await admin.deleteSubscription(entity.topic, entity.name);
     }
   }
 

@@ -162,13 +162,25 @@ export class PubsubTransport implements Transport {
   }
 
   /**
-   * Deletes what `provision` made for a queue a bus used alone (the reply queue of
-   * `bus.request()`): its subscription, its topic and its dead-letter topic. Already gone is fine.
+   * Deletes what `provision` made for topology a bus used alone: a queue's subscription, topic and
+   * dead-letter topic (the reply queue of `bus.request()`), a subscription (the throwaway one of
+   * `switchyard tail`; its dead-letter queue is an entity of its own), a topic. Already gone is fine.
    */
   async unprovision(entities: TopologyEntity[]): Promise<void> {
     this.#assertOpen();
     for (const entity of entities) {
-      if (entity.kind !== "queue") continue;
+      if (entity.kind === "topic") {
+        const topic = this.names.topic(entity.name);
+        await this.#ignoreNotFound(`cannot delete topic ${topic}`, () => this.client.topic(topic).delete());
+        continue;
+      }
+      if (entity.kind === "subscription") {
+        const subscription = this.names.subscription(entity.topic, entity.name);
+        await this.#ignoreNotFound(`cannot delete subscription ${subscription}`, () =>
+          this.client.subscription(subscription).delete(),
+        );
+        continue;
+      }
       const source: Source = { kind: "queue", name: entity.name, subscription: entity.name };
       const subscription = this.names.queueSubscription(entity.name);
       await this.#ignoreNotFound(`cannot delete subscription ${subscription}`, () =>

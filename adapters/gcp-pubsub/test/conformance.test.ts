@@ -1,4 +1,5 @@
 import { brokerEndpoint, describeWithBroker } from "@switchyard/broker-stack/available";
+import { deletePubSubEntitiesNamed } from "@switchyard/broker-stack/cleanup";
 import { defineConformanceSuite } from "@switchyard/conformance";
 import { createTransport } from "../src/index.js";
 
@@ -10,5 +11,6 @@ describeWithBroker("pubsub", "gcp-pubsub adapter: conformance (official emulator
   defineConformanceSuite({
     name: "pubsub (emulator)",
     createTransport: () => createTransport(new URL(`pubsub://switchyard-test?emulator=${emulator}`)),
+    teardown: ({ names }) => deletePubSubEntitiesNamed("switchyard-test", names),
   });
 });

@@ -4,7 +4,7 @@ import { randomUUID } from "node:crypto";
 import { PubSub } from "@google-cloud/pubsub";
 import { brokerEndpoint, describeWithBroker } from "@switchyard/broker-stack/available";
 import { messages } from "@switchyard/conformance";
-import { createBus } from "@switchyard/core";
+import { type Consumer, createBus } from "@switchyard/core";
 import { afterAll, expect, it } from "vitest";
 import * as adapter from "../src/index.js";
 
@@ -35,8 +35,9 @@ describeWithBroker("pubsub", "gcp-pubsub adapter: request-reply", () => {
       ]);
       return { topic, subscription, deadLetters };
     };
+    let consumer: Consumer | undefined;
     try {
-      await responder
+      consumer = await responder
         .consume(queue)
         .on(messages.Ping, (msg, ctx) => ctx.reply(messages.Ping, { n: msg.data.n * 2 }))
         .start();
@@ -55,7 +56,16 @@ describeWithBroker("pubsub", "gcp-pubsub adapter: request-reply", () => {
       await requester.close();
       expect(await exists()).toEqual({ topic: false, subscription: false, deadLetters: false });
     } finally {
-      await Promise.all([requester.close(), responder.close()]);
+      await requester.close();
+      // The request queue and its dead-letter queue too: the emulator keeps them until it restarts.
+      await consumer?.stop();
+      await (await responder.transport())
+        .unprovision?.([
+          { kind: "queue", name: queue },
+          { kind: "queue", name: `${queue}.dlq` },
+        ])
+        .catch(() => {});
+      await responder.close();
     }
   });
 });

@@ -192,20 +192,29 @@ export class RabbitTransport implements Transport {
   }
 
   /**
-   * Deletes queues a bus made for itself alone (the reply queue of `bus.request()`), on its close;
-   * they are no longer declared again after a reconnect. Other entities are left alone.
+   * Deletes what `provision` made for topology a bus used alone: a queue, a subscription's queue
+   * (the reply queue of `bus.request()`, the throwaway subscription of `switchyard tail`), a
+   * topic's exchange. They are no longer declared again after a reconnect. Already gone is fine.
    */
   async unprovision(entities: TopologyEntity[]): Promise<void> {
     for (const entity of entities) {
-      if (entity.kind !== "queue") continue;
-      this.#declared.delete(JSON.stringify(entity));
+      for (const [id, declared] of this.#declared)
+        if (sameEntity(declared, entity)) this.#declared.delete(id);
       const model = await this.#connection();
       const channel = await model.createChannel();
       channel.on("error", () => {});
+      const queue =
+        entity.kind === "queue"
+          ? entity.name
+          : entity.kind === "subscription"
+            ? queueOf({ kind: "topic", name: entity.topic, subscription: entity.name })
+            : undefined;
+      const what = queue === undefined ? `exchange "${entity.name}"` : `queue "${queue}"`;
       try {
-        await channel.deleteQueue(entity.name);
+        if (queue === undefined) await channel.deleteExchange(entity.name);
+        else await channel.deleteQueue(queue);
       } catch (cause) {
-        throw topologyError(`queue "${entity.name}"`, cause);
+        throw topologyError(what, cause);
       } finally {
         await channel.close().catch(() => {});
       }
@@ -614,4 +623,10 @@ function topologyError(what: string, cause: unknown): SwitchyardError {
 
 export function createRabbitTransport(url: URL, options: RabbitOptions = {}): RabbitTransport {
   return new RabbitTransport(resolveOptions(url, options));
+}
+
+/** Whether two entities name the same thing on the broker (a subscription's settings aside). */
+function sameEntity(a: TopologyEntity, b: TopologyEntity): boolean {
+  if (a.kind !== b.kind || a.name !== b.name) return false;
+  return a.kind !== "subscription" || b.kind !== "subscription" || a.topic === b.topic;
 }

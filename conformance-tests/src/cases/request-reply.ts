@@ -15,7 +15,9 @@ export const requestReplyCases: ConformanceCase[] = [
     async run(t) {
       const queue = t.name("requests");
       const [requester, responder] = [
-        await t.bus({ source: "requester" }),
+        // A reply queue of the case's names, so the target's teardown finds it where the adapter
+        // cannot delete it on close (STOMP has no unprovision).
+        await t.bus({ source: "requester", replyQueue: t.name("replies") }),
         await t.bus({ source: "responder" }),
       ];
       const requestIds = new Map<number, string>();
@@ -46,7 +48,7 @@ export const requestReplyCases: ConformanceCase[] = [
     async run(t) {
       const queue = t.name("slow-requests");
       const debug = new Recorder<string>();
-      const requester = await t.bus({ logger: recordingLogger(debug) });
+      const requester = await t.bus({ logger: recordingLogger(debug), replyQueue: t.name("replies") });
       const responder = await t.bus();
       let timedOut!: () => void;
       const requesterGaveUp = new Promise<void>((resolve) => (timedOut = resolve));

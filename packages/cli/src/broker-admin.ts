@@ -2,15 +2,19 @@ import { parseBusUrl, type TopologyEntity } from "@switchyard/core";
 import { importFromAdapter } from "./connect.js";
 
 /**
- * What the transport contract cannot do (it only creates topology): look at what exists and remove
- * a throwaway subscription. Done here, per broker, with the broker client the adapter itself uses
- * and the adapter's own names. Brokers without an entry answer "unknown" / "not removed".
+ * What the transport contract cannot do (it creates and deletes topology): look at what exists, and
+ * remove what a throwaway subscription leaves beyond its topology (Kafka's consumer group). Done
+ * here, per broker, with the broker client the adapter itself uses and the adapter's own names.
+ * Brokers without an entry answer "unknown".
  */
 export interface BrokerAdmin {
   /** Whether each entity exists, in order. */
   exists(entities: TopologyEntity[]): Promise<boolean[]>;
-  /** Deletes a topic subscription and what the adapter made for it (retry topic, DLQ). */
-  removeSubscription(topic: string, subscription: string): Promise<void>;
+  /**
+   * Deletes what a topic subscription leaves beyond what the adapter's `unprovision` removes
+   * (Kafka: the consumer group, which is no topology entity).
+   */
+  removeSubscription?(topic: string, subscription: string): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -96,7 +100,6 @@ interface AmqpChannel {
   on(event: "error", listener: () => void): void;
   checkQueue(name: string): Promise<unknown>;
   checkExchange(name: string): Promise<unknown>;
-  deleteQueue(name: string): Promise<unknown>;
   close(): Promise<void>;
 }
 interface AmqpConnection {
@@ -138,13 +141,6 @@ async function rabbitAdmin(url: URL): Promise<BrokerAdmin | undefined> {
     );
   return {
     exists: (entities) => Promise.all(entities.map(check)),
-    async removeSubscription(topic, subscription) {
-      const names = subscriptionNames(topic, subscription);
-      await onChannel(async (channel) => {
-        await channel.deleteQueue(names.base);
-        await channel.deleteQueue(names.deadLetters);
-      });
-    },
     close: () => connection.close(),
   };
 }

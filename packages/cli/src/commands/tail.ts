@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { parseBusUrl, SwitchyardError } from "@switchyard/core";
+import { type Bus, type Consumer, deadLetterQueueName, parseBusUrl, SwitchyardError } from "@switchyard/core";
 import type { Command } from "commander";
 import { brokerAdmin } from "../broker-admin.js";
 import { openBus } from "../connect.js";
@@ -32,7 +32,8 @@ export const registerTail: Register = (program, context, configure) => {
     .addHelpText(
       "after",
       "\nStops on Ctrl-C or SIGTERM (exit 0). The throwaway subscription (and its dead-letter queue) is\n" +
-        "removed then on Kafka and RabbitMQ; on other brokers the command says what is left behind.\n" +
+        "removed then where the adapter can delete topology (not on STOMP); elsewhere the command says\n" +
+        "what is left behind.\n" +
         "Tail acknowledges what it reads: never name a subscription a service uses.",
     )
     .action((topic: string, options: TailOptions, command: Command) =>
@@ -54,6 +55,7 @@ async function tail(io: CliIo, global: GlobalOptions, topic: string, options: Ta
 
   const bus = io.bus ?? (await openBus(url));
   let printed = 0;
+  let consumer: Consumer | undefined;
   /** Whether there may be a throwaway subscription to remove (once connected, start() creates it). */
   let created = false;
   let done!: () => void;
@@ -74,7 +76,7 @@ async function tail(io: CliIo, global: GlobalOptions, topic: string, options: Ta
         ),
       );
     }
-    await bus
+    consumer = await bus
       .subscribe(topic, subscription)
       .onAny(
         async function print(message) {
@@ -94,8 +96,11 @@ async function tail(io: CliIo, global: GlobalOptions, topic: string, options: Ta
   } finally {
     clearInterval(keepAlive);
     io.stop?.removeEventListener("abort", onStop);
+    // The consumer leaves first (a Kafka group in use cannot be deleted); the transport stays open
+    // for the removal.
+    await consumer?.stop();
+    if (created) await removeSubscription(io, bus, url, topic, subscription);
     if (!io.bus) await bus.close();
-    if (created) await removeSubscription(io, url, topic, subscription);
   }
   io.err(c.dim(`${printed} message(s) shown`));
   return EXIT.ok;
@@ -112,23 +117,37 @@ function startingPoint(url: string, fromBeginning: boolean): string {
 
 const isKafka = (url: string) => parseBusUrl(url).protocol === "kafka:";
 
-async function removeSubscription(io: CliIo, url: string, topic: string, name: string) {
+/**
+ * Removes the throwaway subscription and its dead-letter queue with the adapter's unprovision (a
+ * broker keeping dead letters itself has no such queue: already gone is fine), then what the
+ * contract has no entity for through the CLI's broker admin (Kafka's consumer group).
+ */
+async function removeSubscription(io: CliIo, bus: Bus, url: string, topic: string, name: string) {
   const scheme = parseBusUrl(url).protocol.replace(/:$/, "");
   if (scheme === "memory") {
     io.err(`subscription ${name} lives in this process's in-memory broker and ends with it`);
     return;
   }
+  const transport = await bus.transport();
   const admin = await brokerAdmin(url).catch(() => undefined);
-  if (!admin) {
-    io.err(`subscription ${name} on topic ${topic} is left on ${scheme}; delete it with the broker's tools`);
-    return;
-  }
   try {
-    await admin.removeSubscription(topic, name);
+    if (!transport.unprovision && !admin?.removeSubscription) {
+      io.err(
+        `subscription ${name} on topic ${topic} is left on ${scheme}; delete it with the broker's tools`,
+      );
+      return;
+    }
+    const deadLetterQueue = deadLetterQueueName({ kind: "topic", name: topic, subscription: name });
+    await transport.unprovision?.([
+      // maxAttempts names no broker resource: unprovision deletes by name.
+      { kind: "subscription", topic, name, deadLetterQueue, maxAttempts: 1 },
+      { kind: "queue", name: deadLetterQueue },
+    ]);
+    await admin?.removeSubscription?.(topic, name);
     io.err(`removed subscription ${name}`);
   } catch (error) {
     io.err(`could not remove subscription ${name}: ${String(error)}`);
   } finally {
-    await admin.close().catch(() => {});
+    await admin?.close().catch(() => {});
   }
 }
