@@ -116,12 +116,7 @@ export class ServiceBusTransport implements Transport {
           : entity.kind === "subscription" && this.options.sessions;
       try {
         if (this.options.provisioning === "emulator") {
-          const path =
-            entity.kind === "queue"
-              ? `/queues/${encodeURIComponent(entity.name)}`
-              : entity.kind === "topic"
-                ? `/topics/${encodeURIComponent(entity.name)}`
-                : `/topics/${encodeURIComponent(entity.topic)}/subscriptions/${encodeURIComponent(entity.name)}`;
+          const path = emulatorPath(entity);
           const rule = entity.kind === "subscription" ? this.#rule(entity.topic, entity.name) : undefined;
           const response = await fetch(new URL(path, this.options.adminUrl), {
             method: "PUT",
@@ -163,12 +158,7 @@ export class ServiceBusTransport implements Transport {
         entity.kind === "subscription" ? `${entity.topic}/Subscriptions/${entity.name}` : entity.name;
       try {
         if (this.options.provisioning === "emulator") {
-          const path =
-            entity.kind === "queue"
-              ? `/queues/${encodeURIComponent(entity.name)}`
-              : entity.kind === "topic"
-                ? `/topics/${encodeURIComponent(entity.name)}`
-                : `/topics/${encodeURIComponent(entity.topic)}/subscriptions/${encodeURIComponent(entity.name)}`;
+          const path = emulatorPath(entity);
           const response = await fetch(new URL(path, this.options.adminUrl), { method: "DELETE" });
           if (!response.ok && response.status !== 404)
             throw new Error(`${response.status} ${await response.text()}`);
@@ -669,4 +659,11 @@ export function redactSecrets(text: string): string {
 
 export function createServiceBusTransport(url: URL, options: ServiceBusOptions = {}): ServiceBusTransport {
   return new ServiceBusTransport(resolveOptions(url, options));
+}
+
+/** Where the emulator's admin API keeps an entity. */
+function emulatorPath(entity: TopologyEntity): string {
+  if (entity.kind === "queue") return `/queues/${encodeURIComponent(entity.name)}`;
+  if (entity.kind === "topic") return `/topics/${encodeURIComponent(entity.name)}`;
+  return `/topics/${encodeURIComponent(entity.topic)}/subscriptions/${encodeURIComponent(entity.name)}`;
 }
