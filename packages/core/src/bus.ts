@@ -647,9 +647,19 @@ export class Bus {
   #prepare(type: MessageType, data: unknown, options: PublishOptions): Envelope | Promise<Envelope> {
     const version = options.version ?? type.latest;
     assertDeclaredVersion(type, version);
-    const result = checkVersion(type, version, data);
+    let result: ReturnType<typeof checkVersion>;
+    try {
+      result = checkVersion(type, version, data);
+    } catch (error) {
+      throw validatorThrew(type, version, error);
+    }
     return result instanceof Promise
-      ? result.then((valid) => this.#envelope(type, version, valid, options))
+      ? result.then(
+          (valid) => this.#envelope(type, version, valid, options),
+          (error: unknown) => {
+            throw validatorThrew(type, version, error);
+          },
+        )
       : this.#envelope(type, version, result, options);
   }
 
@@ -940,6 +950,15 @@ export function createBus(options: BusOptions | string = {}): Bus {
 /** The envelopes, awaited only where a validator was asynchronous. */
 function settledAll(prepared: Array<Envelope | Promise<Envelope>>): Envelope[] | Promise<Envelope[]> {
   return prepared.some((p) => p instanceof Promise) ? Promise.all(prepared) : (prepared as Envelope[]);
+}
+
+/** A validator that threw instead of returning issues: nothing is sent, and the cause is kept. */
+function validatorThrew(type: MessageType, version: number, error: unknown): SwitchyardError {
+  return new SwitchyardError(
+    "VALIDATION_FAILED",
+    `"${type.type}" v${version} could not be validated: its validator threw ${error instanceof Error ? `${error.name}: ${error.message}` : String(error)}`,
+    { cause: error, details: { type: type.type, version } },
+  );
 }
 
 function entityId(entity: TopologyEntity): string {

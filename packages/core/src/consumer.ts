@@ -658,9 +658,19 @@ export class RunningConsumer implements Consumer {
         registration.name,
       );
     }
-    const valid = checkVersion(type, version!, data);
+    // A validator that throws (or rejects) is broken or its dependency is down, which says nothing
+    // about the data: retried as a handler failure would be, dead-lettered when attempts run out.
+    let valid: ReturnType<typeof checkVersion>;
+    try {
+      valid = checkVersion(type, version!, data);
+    } catch (error) {
+      return this.#fail(delivery, envelope, error, registration.name);
+    }
     return valid instanceof Promise
-      ? valid.then((result) => this.#accept(delivery, envelope, registration, decision, result))
+      ? valid.then(
+          (result) => this.#accept(delivery, envelope, registration, decision, result),
+          (error: unknown) => this.#fail(delivery, envelope, error, registration.name),
+        )
       : this.#accept(delivery, envelope, registration, decision, valid);
   }
 

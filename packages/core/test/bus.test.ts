@@ -404,3 +404,73 @@ describe("batch handlers", () => {
     ).toBe("CONFIG_INVALID");
   });
 });
+
+describe("a validator that throws instead of returning issues", () => {
+  /** Throws for n = 13 (a broken validator, or one whose registry is down), else accepts. */
+  const flaky = {
+    "~standard": {
+      version: 1 as const,
+      vendor: "test",
+      validate: (value: unknown) => {
+        if ((value as { n?: unknown }).n === 13) throw new Error("schema registry unreachable");
+        return { value };
+      },
+    },
+  };
+  const Flaky = defineMessage({ type: "flaky", versions: { 1: flaky } });
+  const FlakyAsync = defineMessage({
+    type: "flaky-async",
+    versions: {
+      1: {
+        "~standard": {
+          ...flaky["~standard"],
+          validate: async (value: unknown) => flaky["~standard"].validate(value),
+        },
+      },
+    },
+  });
+
+  it("refuses the publish with VALIDATION_FAILED, the cause kept, and sends nothing", async () => {
+    const bus = createBus(url());
+    for (const type of [Flaky, FlakyAsync]) {
+      const error = await bus.send("v", type, { n: 13 }).catch((e: unknown) => e);
+      expect(isSwitchyardError(error, "VALIDATION_FAILED"), String(error)).toBe(true);
+      expect((error as Error).message).toContain("schema registry unreachable");
+      expect(((error as Error).cause as Error).message).toBe("schema registry unreachable");
+    }
+    // Nothing reached the broker (the queue was not even created).
+    expect((await bus.backlog({ queue: "v" })) ?? 0).toBe(0);
+    await bus.close();
+  });
+
+  it("at consume, retries the message like a handler failure, then dead-letters it; the consumer goes on", async () => {
+    for (const type of [Flaky, FlakyAsync]) {
+      const dead: Array<{ reason: string; attempt: number; error: string }> = [];
+      const bus = createBus({
+        url: url(),
+        hooks: {
+          onDeadLetter: (e) => dead.push({ reason: e.reason, attempt: e.attempt, error: String(e.error) }),
+        },
+      });
+      const handled: number[] = [];
+      await bus
+        .consume("c")
+        .on(type, async (msg) => {
+          handled.push((msg.data as { n: number }).n);
+        })
+        .start({ retry: { maxAttempts: 3, initialDelayMs: 5, maxDelayMs: 5 } });
+      // A producer that did not validate (publishRaw): the consumer's validator throws on it.
+      await bus.publishRaw(
+        { kind: "queue", name: "c" },
+        { type: type.type, schemaVersion: 1, data: { n: 13 } },
+      );
+      await bus.send("c", type, { n: 1 });
+      await expect.poll(() => dead.length).toBe(1);
+      await expect.poll(() => handled).toEqual([1]);
+      expect(dead).toEqual([
+        { reason: "max-attempts", attempt: 3, error: "Error: schema registry unreachable" },
+      ]);
+      await bus.close();
+    }
+  });
+});
