@@ -99,6 +99,45 @@ describeWithBroker("elasticmq", "aws-sqs on ElasticMQ: native mapping", () => {
     await Promise.all(buses.map((b) => b.close()));
   }, 40_000);
 
+  it("extends a message that waits for a handler slot as well: another consumer does not get it", async () => {
+    const queue = `sy-waiting-${run}`;
+    const handled: string[] = [];
+    const a = createBus({ transport: make({ visibilityTimeoutSeconds: 5 }) });
+    const b = createBus({ transport: make({ visibilityTimeoutSeconds: 5 }) });
+    await a.sendBatch(queue, Item, [{ data: { key: "k", seq: 1 } }, { data: { key: "k", seq: 2 } }]);
+    let firstStarted!: () => void;
+    const started = new Promise<void>((resolve) => (firstStarted = resolve));
+    let secondHandled!: () => void;
+    const bothOnA = new Promise<void>((resolve) => (secondHandled = resolve));
+    // One slot: seq 2 waits in the consumer (received with seq 1) while seq 1's handler outlasts the
+    // visibility timeout.
+    await a
+      .consume(queue)
+      .on(Item, async (msg) => {
+        handled.push(`a${msg.data.seq}`);
+        if (msg.data.seq === 2) secondHandled();
+        else {
+          firstStarted();
+          await new Promise((r) => setTimeout(r, 7000));
+        }
+      })
+      .start({ concurrency: 1, prefetch: 2 });
+    await started;
+    // Would receive seq 2 ~5 s in, were it not extended while it waits.
+    await b
+      .consume(queue)
+      .on(Item, async (msg) => {
+        handled.push(`b${msg.data.seq}`);
+      })
+      .start({ concurrency: 1 });
+    await Promise.race([bothOnA, new Promise((r) => setTimeout(r, 20_000))]);
+    expect(handled).toEqual(["a1", "a2"]);
+    await Promise.all([a.close(), b.close()]);
+    const direct = make();
+    await direct.base.queues.delete(direct.base.queueName(queue));
+    await direct.close();
+  }, 40_000);
+
   it("refuses at publish what does not fit once encoded (base64 of a binary body), and sends nothing", async () => {
     const transport = make({ maxMessageBytes: 8192 });
     const queue = `sy-limit-${run}`;
