@@ -28,6 +28,9 @@ export interface SqsConsumerOptions {
 
 /** A message received and not yet deleted or handed back: the heartbeat keeps it invisible. */
 interface Held {
+  /** The SQS MessageId: a second receipt of it while held is the same message. */
+  id: string | undefined;
+  /** The newest receipt handle: the one SQS deletes by. */
   handle: string;
   /** When its visibility was last set: the receive (or extension) was sent then. */
   extendedAt: number;
@@ -37,6 +40,8 @@ interface Held {
   extending: boolean;
   /** The handler's side settled it (ack, nack, dead letter): a second settlement is refused. */
   settled: boolean;
+  /** Nacked: once the visibility change is through, receiving it again is its redelivery. */
+  nacked: boolean;
 }
 
 /**
@@ -51,6 +56,10 @@ export class SqsConsumer implements TransportSubscription {
   readonly #options: SqsConsumerOptions;
   /** Every message held on the broker: open (not settled yet) or settling (its call not through). */
   readonly #held = new Set<Held>();
+  /** Held messages by SQS MessageId. */
+  readonly #heldById = new Map<string, Held>();
+  /** MessageIds this consumer deleted lately, oldest first (bounded): a copy of one is not handled. */
+  readonly #deleted = new Set<string>();
   /** Held messages not settled yet: what prefetch bounds. */
   #open = 0;
   readonly #loops: Promise<void>[] = [];
@@ -137,7 +146,22 @@ export class SqsConsumer implements TransportSubscription {
         }
         break;
       }
-      for (const message of messages) this.#deliver(message, requestedAt);
+      for (const message of messages) {
+        const id = message.MessageId;
+        const copy = id === undefined ? undefined : this.#heldById.get(id);
+        if (copy && !copy.nacked) {
+          // Handed out again while held: moto's concurrent receives race (two ReceiveMessage calls
+          // both take it; the second counts a receive more), AWS standard queues rarely. One handling
+          // is enough; the newest receipt handle is the one that deletes it.
+          copy.handle = message.ReceiptHandle!;
+          copy.extendedAt = requestedAt;
+          copy.expiresAt = requestedAt + this.#visibility * 1000;
+        } else if (id !== undefined && this.#deleted.has(id)) {
+          // Handed out again after this consumer deleted it (moto: a receive racing the delete, its
+          // handle then unknown; AWS standard queues rarely): handled already, so delete the copy.
+          this.#delete(message.ReceiptHandle!).catch(() => {});
+        } else this.#deliver(message, requestedAt);
+      }
     }
   }
 
@@ -157,13 +181,16 @@ export class SqsConsumer implements TransportSubscription {
 
   #deliver(message: Message, requestedAt: number): void {
     const held: Held = {
+      id: message.MessageId,
       handle: message.ReceiptHandle!,
       extendedAt: requestedAt,
       expiresAt: requestedAt + this.#visibility * 1000,
       extending: false,
       settled: false,
+      nacked: false,
     };
     this.#held.add(held);
+    if (held.id !== undefined) this.#heldById.set(held.id, held);
     this.#open++;
     const wire = this.#decode(message);
     const attempt = Math.max(1, Number(message.Attributes?.ApproximateReceiveCount ?? "1") || 1);
@@ -175,7 +202,8 @@ export class SqsConsumer implements TransportSubscription {
       this.#open--;
       this.#wakeAll();
     };
-    const remove = () => this.#settle(held, () => this.#delete(held.handle));
+    const remove = () =>
+      this.#settle(held, () => this.#delete(held.handle)).then(() => this.#remember(held.id));
     const delivery: Delivery = {
       message: wire,
       attempt,
@@ -185,6 +213,7 @@ export class SqsConsumer implements TransportSubscription {
       },
       nack: async (options) => {
         settle("nack");
+        held.nacked = true;
         const seconds = Math.min(MAX_VISIBILITY_SECONDS, Math.ceil((options?.delayMs ?? 0) / 1000));
         await this.#settle(held, () => this.#queues.changeVisibility(this.#url, held.handle, seconds));
       },
@@ -233,13 +262,26 @@ export class SqsConsumer implements TransportSubscription {
           }
         }
       } finally {
-        this.#held.delete(held);
+        this.#release(held);
       }
     })();
     this.#settling.add(settling);
     const done = () => this.#settling.delete(settling);
     settling.then(done, done);
     return settling;
+  }
+
+  #remember(deletedId: string | undefined): void {
+    if (deletedId === undefined) return;
+    this.#deleted.add(deletedId);
+    if (this.#deleted.size > Math.max(1000, 10 * this.#options.prefetch)) {
+      this.#deleted.delete(this.#deleted.values().next().value!);
+    }
+  }
+
+  #release(held: Held): void {
+    this.#held.delete(held);
+    if (held.id !== undefined && this.#heldById.get(held.id) === held) this.#heldById.delete(held.id);
   }
 
   #wakeAll(): void {
@@ -324,7 +366,7 @@ export class SqsConsumer implements TransportSubscription {
       const open = [...this.#held].filter((h) => !h.settled);
       for (const h of open) {
         h.settled = true;
-        this.#held.delete(h);
+        this.#release(h);
       }
       this.#open = 0;
       if (open.length > 0) {
