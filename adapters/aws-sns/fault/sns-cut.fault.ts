@@ -44,8 +44,10 @@ describeWithBroker("moto", "aws-sns fault: connections cut through a proxy mid-s
       },
     });
     const handled = new Handled();
-    // Numbers handled again on a redelivery (attempt > 1), not as a re-sent copy: which ones says why.
-    const redelivered: number[] = [];
+    // Numbers handled again on a redelivery (attempt > 1), not as a re-sent copy, each with the ms
+    // since its first handling: which ones, and how late, says why.
+    const firstHandledAt = new Map<number, number>();
+    const redelivered: [number, number][] = [];
     // Messages in publishes that failed and were sent again: each may have been stored twice.
     let resent = 0;
     // An ack (delete) that failed leaves a handled message to come back after its visibility timeout,
@@ -54,7 +56,9 @@ describeWithBroker("moto", "aws-sns fault: connections cut through a proxy mid-s
     await consumer
       .subscribe(topic, "fault")
       .on(Ping, async (msg, ctx) => {
-        if (ctx.attempt > 1 && handled.ids.has(msg.data.n)) redelivered.push(msg.data.n);
+        const first = firstHandledAt.get(msg.data.n);
+        if (first === undefined) firstHandledAt.set(msg.data.n, Date.now());
+        else if (ctx.attempt > 1) redelivered.push([msg.data.n, Date.now() - first]);
         handled.add(msg.data.n);
       })
       .start({ concurrency: 32, prefetch: 200 });

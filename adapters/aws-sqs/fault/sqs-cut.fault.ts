@@ -33,8 +33,10 @@ describeWithBroker("elasticmq", "aws-sqs fault: connections cut through a proxy 
       },
     });
     const handled = new Handled();
-    // Numbers handled again on a redelivery (attempt > 1), not as a re-sent copy: which ones says why.
-    const redelivered: number[] = [];
+    // Numbers handled again on a redelivery (attempt > 1), not as a re-sent copy, each with the ms
+    // since its first handling: which ones, and how late, says why.
+    const firstHandledAt = new Map<number, number>();
+    const redelivered: [number, number][] = [];
     // Messages in publishes that failed and were sent again: each may have been stored twice.
     let resent = 0;
     // An ack (delete) that failed leaves a handled message to come back after its visibility timeout,
@@ -43,7 +45,9 @@ describeWithBroker("elasticmq", "aws-sqs fault: connections cut through a proxy 
     await consumer
       .consume(queue)
       .on(Ping, async (msg, ctx) => {
-        if (ctx.attempt > 1 && handled.ids.has(msg.data.n)) redelivered.push(msg.data.n);
+        const first = firstHandledAt.get(msg.data.n);
+        if (first === undefined) firstHandledAt.set(msg.data.n, Date.now());
+        else if (ctx.attempt > 1) redelivered.push([msg.data.n, Date.now() - first]);
         handled.add(msg.data.n);
       })
       .start({ concurrency: 32, prefetch: 200 });
