@@ -175,8 +175,13 @@ export function receiveTimeoutMs(options: ResolvedAwsOptions): number {
  */
 export function awsError(operation: string, error: unknown): SwitchyardError {
   if (error instanceof SwitchyardError) return error;
-  const e = error as { name?: string; message?: string; $metadata?: { httpStatusCode?: number } };
+  const e = error as {
+    name?: string;
+    message?: string;
+    $metadata?: { httpStatusCode?: number; attempts?: number };
+  };
   const status = e?.$metadata?.httpStatusCode;
+  const attempts = e?.$metadata?.attempts;
   const name = e?.name ?? "Error";
   const detail =
     name === "SyntaxError" || name === "Error"
@@ -184,6 +189,11 @@ export function awsError(operation: string, error: unknown): SwitchyardError {
       : `${name}: ${(e?.message ?? "").replace(/(AKIA|ASIA)[A-Z0-9]{12,}/g, "***")}`;
   return new SwitchyardError("TRANSPORT_ERROR", `${operation} failed: ${detail}`, {
     cause: error,
-    details: { operation, awsError: name, ...(status ? { httpStatusCode: status } : {}) },
+    details: {
+      operation,
+      awsError: name,
+      ...(status ? { httpStatusCode: status } : {}),
+      ...(attempts ? { attempts } : {}),
+    },
   });
 }

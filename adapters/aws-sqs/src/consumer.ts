@@ -8,7 +8,7 @@ import {
 } from "@switchyard/core";
 import { decodeMessage } from "./codec.js";
 import { awsError, receiveTimeoutMs } from "./config.js";
-import { BATCH, MAX_VISIBILITY_SECONDS, type SqsQueues } from "./queues.js";
+import { BATCH, isRefusal, MAX_VISIBILITY_SECONDS, type SqsQueues, settledBefore } from "./queues.js";
 
 export interface SqsConsumerOptions {
   /** The SQS queue to read (created if missing). */
@@ -19,28 +19,55 @@ export interface SqsConsumerOptions {
   deadLetter?: (message: WireMessage, fault: FaultHeaders) => Promise<void>;
   /** Turns a received SQS message into a wire message. Default: the Switchyard SQS mapping. */
   decode?: (message: Message) => WireMessage;
-  /** Reports errors the loop recovers from (a failed receive, a failed heartbeat). */
+  /**
+   * Reports errors the consumer recovers from (a failed receive, a failed heartbeat, a settlement
+   * that failed and is being retried).
+   */
   onError?: (error: unknown) => void;
 }
 
+/** A message received and not yet deleted or handed back: the heartbeat keeps it invisible. */
 interface Held {
+  /** The SQS MessageId: a second receipt of it while held is the same message. */
+  id: string | undefined;
+  /** The newest receipt handle: the one SQS deletes by. */
   handle: string;
+  /** When its visibility was last set: the receive (or extension) was sent then. */
   extendedAt: number;
+  /** When it may become visible again, and its receipt handle lapse (as seen from here). */
+  expiresAt: number;
+  /** An extension of it is under way: the heartbeat does not send another. */
+  extending: boolean;
+  /** The handler's side settled it (ack, nack, dead letter): a second settlement is refused. */
   settled: boolean;
+  /** Nacked: once the visibility change is through, receiving it again is its redelivery. */
+  nacked: boolean;
 }
 
 /**
  * Reads one SQS queue: long polls with at most `prefetch` unsettled messages, acks by batched
  * deletes, nacks by ChangeMessageVisibility (the delay, rounded up to whole seconds), extends the
- * visibility of messages whose handler is still running, and counts attempts from
- * ApproximateReceiveCount. Both AWS adapters consume through this class.
+ * visibility of every message it holds (waiting for a handler slot, in a handler, or settling), and
+ * counts attempts from ApproximateReceiveCount. A settlement that fails for a transport reason is
+ * retried while its receipt handle can still be valid. Both AWS adapters consume through this class.
  */
 export class SqsConsumer implements TransportSubscription {
   readonly #queues: SqsQueues;
   readonly #options: SqsConsumerOptions;
+  /** Every message held on the broker: open (not settled yet) or settling (its call not through). */
   readonly #held = new Set<Held>();
+  /** Held messages by SQS MessageId. */
+  readonly #heldById = new Map<string, Held>();
+  /** MessageIds this consumer deleted lately, oldest first (bounded): a copy of one is not handled. */
+  readonly #deleted = new Set<string>();
+  /** Held messages not settled yet: what prefetch bounds. */
+  #open = 0;
   readonly #loops: Promise<void>[] = [];
   readonly #pendingDeletes: { handle: string; resolve: () => void; reject: (e: unknown) => void }[] = [];
+  /** Settlements under way (close() waits for them). */
+  readonly #settling = new Set<Promise<void>>();
+  /** Pauses (receive and settlement backoffs) that close() cuts short. */
+  readonly #pauses = new Set<() => void>();
   #url!: string;
   #reserved = 0;
   readonly #waiters = new Set<() => void>();
@@ -63,21 +90,19 @@ export class SqsConsumer implements TransportSubscription {
     this.#url = await this.#queues.url(this.#options.queue);
     const loops = Math.max(1, Math.min(4, Math.ceil(this.#options.prefetch / BATCH)));
     for (let i = 0; i < loops; i++) this.#loops.push(this.#loop());
-    const every = Math.max(1000, (this.#visibility * 1000) / 3);
-    this.#heartbeat = setInterval(() => void this.#extend(every), every);
+    // A message is extended once a third of its timeout has passed; ticking twice as often leaves
+    // it at least half its timeout for the extension to land (a slow emulator, a cut connection).
+    const extendAfterMs = (this.#visibility * 1000) / 3;
+    this.#heartbeat = setInterval(() => void this.#extend(extendAfterMs), Math.max(500, extendAfterMs / 2));
     this.#heartbeat.unref();
     return this;
-  }
-
-  get #unsettled(): number {
-    return this.#held.size;
   }
 
   async #loop(): Promise<void> {
     const client = this.#queues.client;
     let failures = 0;
     while (!this.#closed) {
-      const free = this.#options.prefetch - this.#unsettled - this.#reserved;
+      const free = this.#options.prefetch - this.#open - this.#reserved;
       if (free <= 0) {
         await new Promise<void>((resolve) => this.#waiters.add(resolve));
         continue;
@@ -85,6 +110,8 @@ export class SqsConsumer implements TransportSubscription {
       const count = Math.min(BATCH, free);
       this.#reserved += count;
       let messages: Message[] = [];
+      // Visibility runs from about when SQS answers: counting from the request errs on the safe side.
+      const requestedAt = Date.now();
       try {
         const out = await client.send(
           new ReceiveMessageCommand({
@@ -102,7 +129,7 @@ export class SqsConsumer implements TransportSubscription {
       } catch (error) {
         this.#options.onError?.(awsError("ReceiveMessage", error));
         failures++;
-        await sleep(Math.min(5000, 100 * 2 ** failures));
+        await this.#pause(Math.min(5000, 100 * 2 ** failures));
       } finally {
         this.#reserved -= count;
       }
@@ -119,7 +146,22 @@ export class SqsConsumer implements TransportSubscription {
         }
         break;
       }
-      for (const message of messages) this.#deliver(message);
+      for (const message of messages) {
+        const id = message.MessageId;
+        const copy = id === undefined ? undefined : this.#heldById.get(id);
+        if (copy && !copy.nacked) {
+          // Handed out again while held: moto's concurrent receives race (two ReceiveMessage calls
+          // both take it; the second counts a receive more), AWS standard queues rarely. One handling
+          // is enough; the newest receipt handle is the one that deletes it.
+          copy.handle = message.ReceiptHandle!;
+          copy.extendedAt = requestedAt;
+          copy.expiresAt = requestedAt + this.#visibility * 1000;
+        } else if (id !== undefined && this.#deleted.has(id)) {
+          // Handed out again after this consumer deleted it (moto: a receive racing the delete, its
+          // handle then unknown; AWS standard queues rarely): handled already, so delete the copy.
+          this.#delete(message.ReceiptHandle!).catch(() => {});
+        } else this.#deliver(message, requestedAt);
+      }
     }
   }
 
@@ -137,9 +179,19 @@ export class SqsConsumer implements TransportSubscription {
     }
   }
 
-  #deliver(message: Message): void {
-    const held: Held = { handle: message.ReceiptHandle!, extendedAt: Date.now(), settled: false };
+  #deliver(message: Message, requestedAt: number): void {
+    const held: Held = {
+      id: message.MessageId,
+      handle: message.ReceiptHandle!,
+      extendedAt: requestedAt,
+      expiresAt: requestedAt + this.#visibility * 1000,
+      extending: false,
+      settled: false,
+      nacked: false,
+    };
     this.#held.add(held);
+    if (held.id !== undefined) this.#heldById.set(held.id, held);
+    this.#open++;
     const wire = this.#decode(message);
     const attempt = Math.max(1, Number(message.Attributes?.ApproximateReceiveCount ?? "1") || 1);
     const settle = (what: string) => {
@@ -147,20 +199,23 @@ export class SqsConsumer implements TransportSubscription {
         throw new SwitchyardError("ALREADY_SETTLED", `message ${wire.id} already settled; ${what} refused`);
       }
       held.settled = true;
-      this.#held.delete(held);
+      this.#open--;
       this.#wakeAll();
     };
+    const remove = () =>
+      this.#settle(held, () => this.#delete(held.handle)).then(() => this.#remember(held.id));
     const delivery: Delivery = {
       message: wire,
       attempt,
       ack: async () => {
         settle("ack");
-        await this.#delete(held.handle);
+        await remove();
       },
       nack: async (options) => {
         settle("nack");
+        held.nacked = true;
         const seconds = Math.min(MAX_VISIBILITY_SECONDS, Math.ceil((options?.delayMs ?? 0) / 1000));
-        await this.#queues.changeVisibility(this.#url, held.handle, seconds);
+        await this.#settle(held, () => this.#queues.changeVisibility(this.#url, held.handle, seconds));
       },
     };
     const deadLetter = this.#options.deadLetter;
@@ -175,16 +230,77 @@ export class SqsConsumer implements TransportSubscription {
         // Copy first, delete after: a crash in between leaves a duplicate, never a loss.
         await deadLetter({ ...wire, headers: { ...wire.headers, ...fault } }, fault);
         settle("deadLetter");
-        await this.#delete(held.handle);
+        await remove();
       };
     }
     this.#options.deliver(delivery);
+  }
+
+  /**
+   * Makes a settlement (`call`: the delete, or the visibility change of a nack) reach SQS. One that
+   * failed for a transport reason (the connection, a timeout, a 5xx) is tried again with backoff
+   * while the receipt handle can still be valid, for at most one visibility timeout, the heartbeat
+   * keeping the message invisible meanwhile: a cut shorter than that costs no redelivery. A refusal
+   * (an invalid receipt handle) is not retried, but one that says an earlier try got through counts
+   * as done. The promise waits until then: the core's handler slot waits with it (backpressure).
+   * After close() began, one last try, then the error.
+   */
+  #settle(held: Held, call: () => Promise<void>): Promise<void> {
+    const giveUpAt = Date.now() + this.#visibility * 1000;
+    const settling = (async () => {
+      try {
+        for (let failures = 1; ; failures++) {
+          try {
+            return await call();
+          } catch (error) {
+            if (settledBefore(error, failures > 1)) return;
+            const delay = Math.min(2000, 100 * 2 ** failures);
+            const lapse = Math.min(held.expiresAt, giveUpAt);
+            if (this.#closed || isRefusal(error) || Date.now() + delay >= lapse) throw error;
+            this.#options.onError?.(error);
+            await this.#pause(delay);
+          }
+        }
+      } finally {
+        this.#release(held);
+      }
+    })();
+    this.#settling.add(settling);
+    const done = () => this.#settling.delete(settling);
+    settling.then(done, done);
+    return settling;
+  }
+
+  #remember(deletedId: string | undefined): void {
+    if (deletedId === undefined) return;
+    this.#deleted.add(deletedId);
+    if (this.#deleted.size > Math.max(1000, 10 * this.#options.prefetch)) {
+      this.#deleted.delete(this.#deleted.values().next().value!);
+    }
+  }
+
+  #release(held: Held): void {
+    this.#held.delete(held);
+    if (held.id !== undefined && this.#heldById.get(held.id) === held) this.#heldById.delete(held.id);
   }
 
   #wakeAll(): void {
     const waiters = [...this.#waiters];
     this.#waiters.clear();
     for (const wake of waiters) wake();
+  }
+
+  /** Waits `ms`, or less when close() begins. */
+  #pause(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const wake = () => {
+        clearTimeout(timer);
+        this.#pauses.delete(wake);
+        resolve();
+      };
+      const timer = setTimeout(wake, ms);
+      this.#pauses.add(wake);
+    });
   }
 
   #delete(handle: string): Promise<void> {
@@ -213,18 +329,25 @@ export class SqsConsumer implements TransportSubscription {
     });
   }
 
-  /** Visibility heartbeat: messages still held after a third of the timeout get a fresh timeout. */
-  async #extend(every: number): Promise<void> {
+  /** Visibility heartbeat: messages held for a third of the timeout get a fresh timeout. */
+  async #extend(extendAfterMs: number): Promise<void> {
     const now = Date.now();
-    const due = [...this.#held].filter((h) => now - h.extendedAt >= every);
+    const due = [...this.#held].filter((h) => !h.extending && now - h.extendedAt >= extendAfterMs);
     if (due.length === 0) return;
-    for (const h of due) h.extendedAt = now;
+    for (const h of due) h.extending = true;
     const results = await this.#queues.changeVisibilityBatch(
       this.#url,
       due.map((h) => h.handle),
       this.#visibility,
     );
-    const failed = results.filter((r, i) => r && !due[i]!.settled);
+    // A failed one stays due: the next tick tries again, while the old timeout still runs.
+    due.forEach((h, i) => {
+      h.extending = false;
+      if (results[i]) return;
+      h.extendedAt = now;
+      h.expiresAt = now + this.#visibility * 1000;
+    });
+    const failed = results.filter((r, i) => r && this.#held.has(due[i]!));
     if (failed.length > 0) this.#options.onError?.(failed[0]);
   }
 
@@ -233,18 +356,24 @@ export class SqsConsumer implements TransportSubscription {
       this.#closed = true;
       clearInterval(this.#heartbeat);
       this.#wakeAll();
+      // Receive backoffs end now; each settlement being retried gets its last try now.
+      for (const wake of [...this.#pauses]) wake();
       await Promise.allSettled(this.#loops);
+      await Promise.allSettled([...this.#settling]);
       await this.#flush();
-      // Still held (a handler the core gave up on at stop): hand it back now rather than hide it
+      // Still open (a handler the core gave up on at stop): hand it back now rather than hide it
       // until its visibility timeout runs out; a late settlement of it is refused.
-      const held = [...this.#held];
-      for (const h of held) h.settled = true;
-      this.#held.clear();
-      if (held.length > 0) {
+      const open = [...this.#held].filter((h) => !h.settled);
+      for (const h of open) {
+        h.settled = true;
+        this.#release(h);
+      }
+      this.#open = 0;
+      if (open.length > 0) {
         await this.#queues
           .changeVisibilityBatch(
             this.#url,
-            held.map((h) => h.handle),
+            open.map((h) => h.handle),
             0,
           )
           .catch(() => {});
@@ -252,8 +381,4 @@ export class SqsConsumer implements TransportSubscription {
     })();
     return this.#closing;
   }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

@@ -113,6 +113,30 @@ export async function sendInBatches<Entry extends { Id?: string | undefined }>(o
 }
 
 /**
+ * Whether SQS itself refused a call or a batch entry (an invalid receipt handle, a missing queue,
+ * denied access): trying again cannot help. A lost connection, a timeout, a 5xx or throttling can.
+ */
+export function isRefusal(error: unknown): boolean {
+  const details = error instanceof SwitchyardError ? error.details : undefined;
+  if (details?.refused === true) return true;
+  const status = details?.httpStatusCode;
+  if (typeof status !== "number") return false;
+  return status < 500 && status !== 429 && !/Throttl/i.test(String(details?.awsError));
+}
+
+/**
+ * Whether SQS refused a settlement (a delete, a visibility change) because an earlier try of it got
+ * through, its answer lost: the call had been tried before (by the consumer, `triedBefore`, or by the
+ * SDK within the call) and SQS no longer knows the receipt handle (ElasticMQ refuses a second delete
+ * of a deleted message; AWS and moto accept it) or the message is no longer in flight.
+ */
+export function settledBefore(error: unknown, triedBefore: boolean): boolean {
+  const details = error instanceof SwitchyardError ? error.details : undefined;
+  if (!details || !(triedBefore || Number(details.attempts) > 1)) return false;
+  return details.awsError === "ReceiptHandleIsInvalid" || details.awsError === "MessageNotInflight";
+}
+
+/**
  * The SQS operations both AWS adapters share: queue URLs (created on first use, idempotently),
  * batched sends with per-message errors, batched deletes and visibility changes.
  */
@@ -311,7 +335,7 @@ export class SqsQueues {
     }
   }
 
-  /** Per-handle outcome: undefined when it worked, else the error. */
+  /** Per-handle outcome: undefined when it worked, else the error (`refused` when SQS refused the entry). */
   async changeVisibilityBatch(
     url: string,
     handles: string[],
@@ -330,7 +354,7 @@ export class SqsQueues {
             })),
           }),
         );
-        return out.Failed ?? [];
+        return out;
       },
       "ChangeMessageVisibilityBatch",
     );
@@ -346,7 +370,7 @@ export class SqsQueues {
             Entries: entries.map(({ id, handle }) => ({ Id: id, ReceiptHandle: handle })),
           }),
         );
-        return out.Failed ?? [];
+        return out;
       },
       "DeleteMessageBatch",
     );
@@ -354,9 +378,10 @@ export class SqsQueues {
 
   async #batch(
     handles: string[],
-    call: (
-      entries: { id: string; handle: string }[],
-    ) => Promise<{ Id?: string | undefined; Code?: string | undefined; Message?: string | undefined }[]>,
+    call: (entries: { id: string; handle: string }[]) => Promise<{
+      Failed?: { Id?: string | undefined; Code?: string | undefined; Message?: string | undefined }[];
+      $metadata: { attempts?: number | undefined };
+    }>,
     operation: string,
   ): Promise<(Error | undefined)[]> {
     const results: (Error | undefined)[] = handles.map(() => undefined);
@@ -366,11 +391,13 @@ export class SqsQueues {
     await Promise.all(
       chunks.map(async (chunk) => {
         try {
-          const failed = await call(chunk.map((i) => ({ id: String(i), handle: handles[i]! })));
-          for (const f of failed) {
+          const out = await call(chunk.map((i) => ({ id: String(i), handle: handles[i]! })));
+          const attempts = out.$metadata.attempts;
+          for (const f of out.Failed ?? []) {
             results[Number(f.Id)] = new SwitchyardError(
               "TRANSPORT_ERROR",
               `${operation}: ${f.Code ?? "failed"} ${f.Message ?? ""}`.trim(),
+              { details: { operation, awsError: f.Code, refused: true, ...(attempts ? { attempts } : {}) } },
             );
           }
         } catch (error) {

@@ -1,8 +1,9 @@
 import { GetQueueAttributesCommand, ReceiveMessageCommand, SQSClient } from "@aws-sdk/client-sqs";
 import { brokerEndpoint, describeWithBroker, localAws } from "@switchyard/broker-stack/available";
+import { TcpProxy } from "@switchyard/broker-stack/fault";
 import { messages } from "@switchyard/conformance";
-import { createBus, isSwitchyardError } from "@switchyard/core";
-import { expect, it } from "vitest";
+import { createBus, type Delivery, isSwitchyardError } from "@switchyard/core";
+import { expect, it, onTestFinished } from "vitest";
 import { SqsTransport, type SqsTransportOptions } from "../src/index.js";
 
 const Item = messages.Ordered;
@@ -98,6 +99,45 @@ describeWithBroker("elasticmq", "aws-sqs on ElasticMQ: native mapping", () => {
     await Promise.all(buses.map((b) => b.close()));
   }, 40_000);
 
+  it("extends a message that waits for a handler slot as well: another consumer does not get it", async () => {
+    const queue = `sy-waiting-${run}`;
+    const handled: string[] = [];
+    const a = createBus({ transport: make({ visibilityTimeoutSeconds: 5 }) });
+    const b = createBus({ transport: make({ visibilityTimeoutSeconds: 5 }) });
+    await a.sendBatch(queue, Item, [{ data: { key: "k", seq: 1 } }, { data: { key: "k", seq: 2 } }]);
+    let firstStarted!: () => void;
+    const started = new Promise<void>((resolve) => (firstStarted = resolve));
+    let secondHandled!: () => void;
+    const bothOnA = new Promise<void>((resolve) => (secondHandled = resolve));
+    // One slot: seq 2 waits in the consumer (received with seq 1) while seq 1's handler outlasts the
+    // visibility timeout.
+    await a
+      .consume(queue)
+      .on(Item, async (msg) => {
+        handled.push(`a${msg.data.seq}`);
+        if (msg.data.seq === 2) secondHandled();
+        else {
+          firstStarted();
+          await new Promise((r) => setTimeout(r, 7000));
+        }
+      })
+      .start({ concurrency: 1, prefetch: 2 });
+    await started;
+    // Would receive seq 2 ~5 s in, were it not extended while it waits.
+    await b
+      .consume(queue)
+      .on(Item, async (msg) => {
+        handled.push(`b${msg.data.seq}`);
+      })
+      .start({ concurrency: 1 });
+    await Promise.race([bothOnA, new Promise((r) => setTimeout(r, 20_000))]);
+    expect(handled).toEqual(["a1", "a2"]);
+    await Promise.all([a.close(), b.close()]);
+    const direct = make();
+    await direct.base.queues.delete(direct.base.queueName(queue));
+    await direct.close();
+  }, 40_000);
+
   it("refuses at publish what does not fit once encoded (base64 of a binary body), and sends nothing", async () => {
     const transport = make({ maxMessageBytes: 8192 });
     const queue = `sy-limit-${run}`;
@@ -133,6 +173,89 @@ describeWithBroker("elasticmq", "aws-sqs on ElasticMQ: native mapping", () => {
     );
     expect(got.Messages ?? []).toHaveLength(1);
     await transport.close();
+  });
+
+  /**
+   * A transport that reaches ElasticMQ through a loopback proxy (to cut its connections), its
+   * deliveries in arrival order, and a promise of the first `command` that failed: the middleware is
+   * outermost, so it sees the failure after the SDK's own retries, as the adapter does.
+   */
+  async function throughProxy(queue: string, command: string) {
+    const target = new URL(endpoint);
+    const proxy = await TcpProxy.start({ host: target.hostname, port: Number(target.port) });
+    const transport = make({ endpoint: `http://${proxy.hostPort}` });
+    const failed = new Promise<void>((resolve) => {
+      transport.base.client.middlewareStack.add(
+        (next, context) => async (args) => {
+          try {
+            return await next(args);
+          } catch (error) {
+            if (context.commandName === command) resolve();
+            throw error;
+          }
+        },
+        { step: "initialize" },
+      );
+    });
+    const arrived: Delivery[] = [];
+    const waiting: ((delivery: Delivery) => void)[] = [];
+    const next = () =>
+      new Promise<Delivery>((resolve) => {
+        const delivery = arrived.shift();
+        if (delivery) resolve(delivery);
+        else waiting.push(resolve);
+      });
+    const source = { kind: "queue", name: queue, subscription: queue } as const;
+    await transport.publish(source, [{ id: "m1", headers: {}, body: new Uint8Array([1]) }]);
+    const subscription = await transport.subscribe(source, { prefetch: 1 }, (delivery) => {
+      const waiter = waiting.shift();
+      if (waiter) waiter(delivery);
+      else arrived.push(delivery);
+    });
+    const direct = make();
+    onTestFinished(async () => {
+      await subscription.close();
+      await transport.close();
+      await proxy.close();
+      await direct.base.queues.delete(direct.base.queueName(queue));
+      await direct.close();
+    });
+    // Neither waiting nor in flight: nothing would come back after a visibility timeout.
+    const left = () => direct.backlog(source);
+    return { proxy, failed, next, left };
+  }
+
+  it("an ack whose delete fails on a cut connection is retried once it is back: deleted, not redelivered", async () => {
+    const { proxy, failed, next, left } = await throughProxy(
+      `sy-ack-cut-${run}`,
+      "DeleteMessageBatchCommand",
+    );
+    const delivery = await next();
+    proxy.cut();
+    const acked = delivery.ack();
+    await failed;
+    proxy.restore();
+    await acked; // it waits for the delete (the handler slot with it), rather than fail
+    expect(await left()).toBe(0);
+  });
+
+  it("a nack whose visibility change fails on a cut connection is retried: redelivered at once, not after the timeout", async () => {
+    const { proxy, failed, next, left } = await throughProxy(
+      `sy-nack-cut-${run}`,
+      "ChangeMessageVisibilityCommand",
+    );
+    const first = await next();
+    proxy.cut();
+    const nacked = first.nack({ delayMs: 0 });
+    await failed;
+    proxy.restore();
+    await nacked;
+    // Visible again now: without the retry it would stay hidden for the 30 s visibility timeout.
+    const again = await next();
+    expect(again.message.id).toBe("m1");
+    expect(again.attempt).toBe(2);
+    await again.ack();
+    expect(await left()).toBe(0);
   });
 
   it("a wrong endpoint fails with a typed error in bounded time", async () => {

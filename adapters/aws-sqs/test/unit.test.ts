@@ -1,5 +1,6 @@
 import { type AddressInfo, createServer, type Socket } from "node:net";
-import { isSwitchyardError, type WireMessage } from "@switchyard/core";
+import { SQSClient } from "@aws-sdk/client-sqs";
+import { type Delivery, isSwitchyardError, type WireMessage } from "@switchyard/core";
 import { describe, expect, it } from "vitest";
 import {
   ATTR,
@@ -185,5 +186,85 @@ describe("aws-sqs message encoding", () => {
     expect(() =>
       decodeMessage("x", { [ATTR.headers]: { DataType: "String", StringValue: "[1]" } }, "m"),
     ).toThrow(/packed headers/);
+  });
+});
+
+describe("aws-sqs consumer", () => {
+  it("a message handed out again (moto's receive races) is handled once: a copy while held swaps in its newer receipt handle, a copy after the delete is deleted", async () => {
+    // No broker: the client answers from this script (a middleware that never sends a request).
+    const client = new SQSClient({
+      region: "us-east-1",
+      endpoint: "http://127.0.0.1:1",
+      credentials: { accessKeyId: "x", secretAccessKey: "x" },
+    });
+    const copy = (handle: string, receives: number) => [
+      {
+        MessageId: "m-1",
+        ReceiptHandle: handle,
+        Body: "hello",
+        Attributes: { ApproximateReceiveCount: String(receives) },
+      },
+    ];
+    // Each receive takes the next fed batch (waiting for one); `received()` resolves at the next call,
+    // i.e. once the consumer has taken in the batch before it.
+    const batches: ReturnType<typeof copy>[] = [];
+    let fed: (() => void) | undefined;
+    let called: (() => void) | undefined;
+    const received = () => new Promise<void>((resolve) => (called = resolve));
+    const feed = (batch: ReturnType<typeof copy>) => {
+      batches.push(batch);
+      fed?.();
+    };
+    let closing = false;
+    const deleted: string[] = [];
+    let onDelete: (() => void) | undefined;
+    const answer = (output: object) => ({ output: { $metadata: {}, ...output } as never, response: {} });
+    client.middlewareStack.add(
+      (_next, context) => async (args) => {
+        const entries = (args.input as { Entries?: { Id: string; ReceiptHandle: string }[] }).Entries ?? [];
+        switch (context.commandName) {
+          case "CreateQueueCommand":
+            return answer({ QueueUrl: "http://127.0.0.1:1/q" });
+          case "ReceiveMessageCommand":
+            called?.();
+            while (batches.length === 0 && !closing) await new Promise<void>((resolve) => (fed = resolve));
+            return answer({ Messages: batches.shift() ?? [] });
+          case "DeleteMessageBatchCommand":
+            deleted.push(...entries.map((e) => e.ReceiptHandle));
+            onDelete?.();
+            return answer({ Successful: entries.map((e) => ({ Id: e.Id })) });
+          default:
+            return answer({});
+        }
+      },
+      { step: "initialize" },
+    );
+    const transport = new SqsTransport({ client, waitTimeSeconds: 1 });
+    const deliveries: Delivery[] = [];
+    const subscription = await transport.subscribe(
+      { kind: "queue", name: "q", subscription: "q" },
+      { prefetch: 10 },
+      (delivery) => deliveries.push(delivery),
+    );
+    let next = received();
+    feed(copy("h1", 1));
+    await next;
+    next = received();
+    feed(copy("h2", 2)); // while the first is held
+    await next;
+    expect(deliveries.map((d) => d.attempt)).toEqual([1]);
+    await deliveries[0]!.ack();
+    expect(deleted).toEqual(["h2"]);
+    const copyDeleted = new Promise<void>((resolve) => (onDelete = resolve));
+    next = received();
+    feed(copy("h3", 3)); // after the delete
+    await next;
+    await copyDeleted;
+    expect(deliveries).toHaveLength(1);
+    expect(deleted).toEqual(["h2", "h3"]);
+    closing = true;
+    fed?.();
+    await subscription.close();
+    await transport.close();
   });
 });
