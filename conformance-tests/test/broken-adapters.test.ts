@@ -48,7 +48,15 @@ const broken: Array<{ target: ConformanceTarget; caughtBy: string }> = [
   {
     caughtBy: "nack redelivers, and the handler sees the attempt count",
     target: brokenTarget("never redelivers", {
-      delivery: (d) => ({ ...d, nack: () => d.ack() }),
+      // By delegation, not by spreading `d`: a delivery may be a class instance whose methods and
+      // fields live on its prototype (the memory and Kafka adapters' are).
+      delivery: (d) => ({
+        message: d.message,
+        attempt: d.attempt,
+        ack: () => d.ack(),
+        nack: () => d.ack(),
+        ...(d.deadLetter ? { deadLetter: (fault) => d.deadLetter!(fault) } : {}),
+      }),
     }),
   },
   {
@@ -68,7 +76,12 @@ const broken: Array<{ target: ConformanceTarget; caughtBy: string }> = [
     caughtBy: "the adapter's claimed capabilities match what it implements",
     target: brokenTarget("claims a native DLQ it does not have", {
       capabilities: { ...new MemoryTransport().capabilities, nativeDeadLetter: true },
-      delivery: ({ deadLetter: _dropped, ...rest }) => rest,
+      delivery: (d) => ({
+        message: d.message,
+        attempt: d.attempt,
+        ack: () => d.ack(),
+        nack: (options) => d.nack(options),
+      }),
     }),
   },
 ];

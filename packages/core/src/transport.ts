@@ -86,7 +86,9 @@ export type FaultHeaders = Record<string, string>;
 
 /**
  * One received message. The transport guarantees at most `prefetch` unsettled deliveries per
- * subscription; the core settles each exactly once.
+ * subscription; the core settles each exactly once. A delivery may be a class instance (its
+ * methods on the prototype, as the memory and Kafka adapters' are): code that wraps one delegates
+ * to it rather than spreading it.
  */
 export interface Delivery {
   message: WireMessage;
