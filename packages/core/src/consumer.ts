@@ -707,7 +707,7 @@ export class RunningConsumer implements Consumer {
     return this.#invoke(delivery, envelope, registration, publishedVersion);
   }
 
-  /** Runs the handler of a ready message, then acks it unless the handler settled it. */
+  /** Runs the handler of a ready message (see #call), first claiming it or gathering it into a batch. */
   #invoke(
     delivery: Delivery,
     message: Message,
@@ -717,21 +717,7 @@ export class RunningConsumer implements Consumer {
     if (this.#idempotency || registration.batch) {
       return this.#invokeClaimed(delivery, message, registration, publishedVersion);
     }
-    const context = new Context(this, delivery, message, registration, publishedVersion);
-    const started = this.#runtime.hooks.onHandled ? performance.now() : 0;
-    let result: unknown;
-    try {
-      result = registration.handler(message, context);
-    } catch (error) {
-      return this.#handlerFailed(context, error, undefined);
-    }
-    if (result instanceof Promise) {
-      return result.then(
-        () => this.#handlerReturned(context, started, undefined),
-        (error: unknown) => this.#handlerFailed(context, error, undefined),
-      );
-    }
-    return this.#handlerReturned(context, started, undefined);
+    return this.#call(delivery, message, registration, publishedVersion, undefined);
   }
 
   /** #invoke with an idempotency claim around the handler, or into a batch handler's batch. */
@@ -759,14 +745,30 @@ export class RunningConsumer implements Consumer {
       await this.#gather(registration, delivery, message);
       return this.#completeClaim(claimed);
     }
+    return this.#call(delivery, message, registration, publishedVersion, claimed);
+  }
 
+  /** Calls the handler, then acks the message unless the handler settled it. */
+  #call(
+    delivery: Delivery,
+    message: Message,
+    registration: Registration,
+    publishedVersion: number | undefined,
+    claimed: string | undefined,
+  ): Promise<void> {
     const context = new Context(this, delivery, message, registration, publishedVersion);
     const started = this.#runtime.hooks.onHandled ? performance.now() : 0;
+    let result: unknown;
     try {
-      const result = registration.handler(message, context);
-      if (result instanceof Promise) await result;
+      result = registration.handler(message, context);
     } catch (error) {
       return this.#handlerFailed(context, error, claimed);
+    }
+    if (result instanceof Promise) {
+      return result.then(
+        () => this.#handlerReturned(context, started, claimed),
+        (error: unknown) => this.#handlerFailed(context, error, claimed),
+      );
     }
     return this.#handlerReturned(context, started, claimed);
   }
