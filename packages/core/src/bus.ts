@@ -80,13 +80,13 @@ export interface BusOptions {
   replyQueue?: string;
 }
 
+/** The options of a publish without any (not allocated per call). */
+const NO_OPTIONS: PublishOptions = Object.freeze({});
+
 /**
  * Codes a transport raises for one message's content, before it sends any of the batch (see
  * `Transport.publish`): the rest of a coalesced batch can go without that message.
  */
-/** The options of a publish without any (not allocated per call). */
-const NO_OPTIONS: PublishOptions = Object.freeze({});
-
 const MESSAGE_REFUSALS = new Set<ErrorCode>([
   "INVALID_HEADER",
   "MESSAGE_TOO_LARGE",
