@@ -33,6 +33,8 @@ const phases = [["vitest", "run", ...args]];
 if (args.length === 0)
   phases.push(["vitest", "run", "--config", "vitest.fault.config.ts", "--passWithNoTests"]);
 const totals = { passed: 0, failed: 0, skipped: 0 };
+// CI keeps only the end of a run's output, so the failures are repeated there, one line each.
+const failures = [];
 let status = 0;
 const reportDir = mkdtempSync(join(tmpdir(), "switchyard-test-"));
 for (const [index, args] of phases.entries()) {
@@ -48,9 +50,10 @@ for (const [index, args] of phases.entries()) {
   if (run.status !== 0) status = run.status ?? 1;
   if (existsSync(report)) {
     if (index === 0) writeConformanceReports(report);
-    const { numPassedTests, numFailedTests, numPendingTests, numTodoTests } = JSON.parse(
+    const { numPassedTests, numFailedTests, numPendingTests, numTodoTests, testResults } = JSON.parse(
       readFileSync(report, "utf8"),
     );
+    failures.push(...failedTests(testResults));
     totals.passed += numPassedTests;
     totals.failed += numFailedTests;
     totals.skipped += numPendingTests + numTodoTests;
@@ -66,6 +69,25 @@ if (args.length === 0 && status === 0 && totals.failed === 0) {
     status = 1;
   }
 }
+for (const failure of failures) console.log(`FAILED ${failure}`);
 // One plain closing line that any CI log reader understands.
 console.log(`\nTests: ${totals.passed} passed, ${totals.failed} failed, ${totals.skipped} skipped`);
 process.exit(status);
+
+/** "file > test name: first line of the error" for every failed test (and failed file) in a vitest JSON report. */
+function failedTests(testResults = []) {
+  const lines = [];
+  for (const file of testResults) {
+    const path = file.name.startsWith(process.cwd()) ? file.name.slice(process.cwd().length + 1) : file.name;
+    const failed = file.assertionResults.filter((test) => test.status === "failed");
+    for (const test of failed) lines.push(`${path} > ${test.fullName}: ${firstLine(test.failureMessages)}`);
+    // A file that failed without a failed test (an import error, a failing hook) says so on its own.
+    if (file.status === "failed" && failed.length === 0) lines.push(`${path}: ${firstLine([file.message])}`);
+  }
+  return lines;
+}
+
+function firstLine(messages = []) {
+  const text = messages.find(Boolean) ?? "";
+  return text.split("\n", 1)[0].slice(0, 300);
+}
