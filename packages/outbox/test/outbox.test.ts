@@ -8,6 +8,7 @@ import {
   dedupingConsumer,
   describeOutboxStore,
   type FreshStore,
+  handleJobs,
   memoryBus,
   rabbitBus,
   Saved,
@@ -130,11 +131,7 @@ describeWithBroker("postgres", "outbox on PostgreSQL", () => {
     await outbox.install();
     expect(await outbox.lag()).toMatchObject({ unsent: 1, parked: 0 });
     const bus = memoryBus();
-    const handled: number[] = [];
-    await bus
-      .consume("jobs")
-      .on(Saved, (m) => void handled.push(m.data.n))
-      .start();
+    const handled = await handleJobs(bus);
     const relay = outbox.relay(bus, { intervalMs: 50 });
     await expect.poll(() => handled).toEqual([1]);
     await relay.stop();

@@ -6,7 +6,7 @@ import type { SwitchyardError } from "@switchyard/core";
 import { MemoryBroker, MemoryTransport } from "@switchyard/core/memory";
 import { afterAll, describe, expect, it } from "vitest";
 import { createSqliteOutbox, type SqliteOutbox } from "../src/sqlite.js";
-import { describeOutboxStore, type FreshStore, memoryBus, Saved, uniq } from "./store-suite.js";
+import { describeOutboxStore, type FreshStore, handleJobs, memoryBus, Saved, uniq } from "./store-suite.js";
 
 const dir = mkdtempSync(join(tmpdir(), "outbox-sqlite-"));
 const outboxes: SqliteOutbox[] = [];
@@ -90,11 +90,7 @@ describe("createSqliteOutbox", () => {
   it("a relay in the application's process never blocks its event loop while the application holds the write lock", async () => {
     const { outbox, db } = await fresh({ leaseMs: 3000 });
     const bus = memoryBus();
-    const handled: number[] = [];
-    await bus
-      .consume("jobs")
-      .on(Saved, (m) => void handled.push(m.data.n))
-      .start();
+    const handled = await handleJobs(bus);
     const relay = outbox.relay(bus, { intervalMs: 10 });
     await relay.elected;
     db.exec("BEGIN IMMEDIATE");
@@ -130,11 +126,7 @@ describe("createSqliteOutbox", () => {
       "INSERT INTO switchyard_outbox_lease (name, owner, expires_at) VALUES ('relay', 'dead', ?)",
     ).run(expiresAt);
     const bus = memoryBus();
-    const handled: number[] = [];
-    await bus
-      .consume("jobs")
-      .on(Saved, (m) => void handled.push(m.data.n))
-      .start();
+    const handled = await handleJobs(bus);
     const relay = outbox.relay(bus, { intervalMs: 50 });
     await relay.elected;
     expect(Date.now()).toBeGreaterThanOrEqual(expiresAt); // it waited on standby until the expiry
@@ -146,12 +138,7 @@ describe("createSqliteOutbox", () => {
   it("a leader stalled past its lease steps down after the batch in flight; the standby takes over", async () => {
     const { outbox, tx } = await fresh({ leaseMs: 600 });
     const broker = new MemoryBroker();
-    const handled: number[] = [];
-    const consumerBus = memoryBus(new MemoryTransport({ broker }));
-    await consumerBus
-      .consume("jobs")
-      .on(Saved, (m) => void handled.push(m.data.n))
-      .start({ idempotency: true });
+    const handled = await handleJobs(memoryBus(new MemoryTransport({ broker })), { idempotency: true });
     // The first relay's first send hangs (a long GC pause, a stuck socket) until released.
     const stalled = new MemoryTransport({ broker });
     const publish = stalled.publish.bind(stalled);

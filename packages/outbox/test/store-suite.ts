@@ -4,7 +4,14 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { brokerEndpoint, describeWithBroker } from "@switchyard/broker-stack/available";
-import { type Bus, createBus, defineMessage, SwitchyardError, type Transport } from "@switchyard/core";
+import {
+  type Bus,
+  type ConsumerOptions,
+  createBus,
+  defineMessage,
+  SwitchyardError,
+  type Transport,
+} from "@switchyard/core";
 import { MemoryBroker, MemoryTransport } from "@switchyard/core/memory";
 import * as rabbit from "@switchyard/rabbitmq";
 import { afterAll, describe, expect, it } from "vitest";
@@ -38,6 +45,16 @@ export function rabbitBus(amqpUrl: string, transport?: Transport): Bus {
     : createBus({ url: amqpUrl, adapter: rabbit, source: "relay" });
   buses.push(bus);
   return bus;
+}
+
+/** Consumes the queue "jobs" on `bus`: the `n` of each message, in the order handled. */
+export async function handleJobs(bus: Bus, options: ConsumerOptions = {}): Promise<number[]> {
+  const handled: number[] = [];
+  await bus
+    .consume("jobs")
+    .on(Saved, (m) => void handled.push(m.data.n))
+    .start(options);
+  return handled;
 }
 
 /** One consumer of `queue` on RabbitMQ, in order, dropping duplicates by envelope id and counting them. */
