@@ -46,8 +46,6 @@ async function fresh(options: { leaseMs?: number } = {}) {
     last = done.catch(() => {});
     return done;
   };
-  const leaseExpiry = () =>
-    Number(db.prepare("SELECT expires_at FROM switchyard_outbox_lease").get()?.expires_at);
   return {
     path,
     outbox,
@@ -56,7 +54,9 @@ async function fresh(options: { leaseMs?: number } = {}) {
     childArgs: ["sqlite", path, String(leaseMs)],
     async leaderKilled() {
       // The dead relay's lease stays until it expires; the next relay leads only after that.
-      const expiresAt = leaseExpiry();
+      const expiresAt = Number(
+        db.prepare("SELECT expires_at FROM switchyard_outbox_lease").get()?.expires_at,
+      );
       expect(expiresAt).toBeGreaterThan(Date.now());
       return () => expect(Date.now()).toBeGreaterThanOrEqual(expiresAt);
     },
