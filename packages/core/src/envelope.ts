@@ -155,9 +155,8 @@ function now(): string {
   return lastTime;
 }
 
-/** Optional envelope fields copied as they are when set. */
-const OPTIONAL_FIELDS = [
-  "schemaVersion",
+/** Optional envelope attributes that are strings. */
+const OPTIONAL_STRINGS = [
   "subject",
   "key",
   "correlationId",
@@ -167,19 +166,11 @@ const OPTIONAL_FIELDS = [
   "tracestate",
 ] as const;
 
+/** Optional envelope fields copied as they are when set. */
+const OPTIONAL_FIELDS = ["schemaVersion", ...OPTIONAL_STRINGS] as const;
+
 /** Attributes a caller may set, each a non-empty string when set (a JS caller can pass anything). */
-const STRING_ATTRIBUTES = [
-  "id",
-  "source",
-  "time",
-  "subject",
-  "key",
-  "correlationId",
-  "causationId",
-  "replyTo",
-  "traceparent",
-  "tracestate",
-] as const;
+const STRING_ATTRIBUTES = ["id", "source", "time", ...OPTIONAL_STRINGS] as const;
 
 /**
  * RFC 3339's date-time (CloudEvents' `time`): date, `T`, time with optional fraction, and `Z` or an
