@@ -273,6 +273,8 @@ export class Bus {
   readonly #registry = new Map<string, MessageType<any>>();
   readonly #provisioned = new Map<string, Promise<void>>();
   readonly #done = new Set<string>();
+  /** Names of the queues and topics known to exist: a publish checks here without building a key. */
+  readonly #ready = { queue: new Set<string>(), topic: new Set<string>() };
   readonly #consumers = new Set<Consumer>();
   readonly #source: string;
   #transport: Promise<Transport> | undefined;
@@ -284,8 +286,8 @@ export class Bus {
   readonly hooks: BusHooks;
   readonly #runtime: BusRuntime;
   readonly #coalesce: { lingerMs: number; maxMessages: number } | undefined;
-  /** Batches gathering, by destination. */
-  readonly #pending = new Map<string, PendingBatch>();
+  /** Batches gathering, by destination kind and name. */
+  readonly #pending = { queue: new Map<string, PendingBatch>(), topic: new Map<string, PendingBatch>() };
   readonly #instrumentation: Instrumentation | undefined;
   #scope: InstrumentationScope | undefined;
   /** Outstanding `request()`s and the reply queue, created by the first request. */
@@ -746,9 +748,12 @@ export class Bus {
 
   /** Resolves once the destination exists (at once after the first time). */
   #ensureDestination(destination: Destination): Promise<void> | undefined {
-    const entity: TopologyEntity =
-      destination.kind === "queue" ? { kind: "queue", name: destination.name } : destination;
-    return this.#done.has(entityId(entity)) ? undefined : this.ensure([entity]);
+    const ready = this.#ready[destination.kind];
+    if (ready.has(destination.name)) return undefined;
+    const entity: TopologyEntity = { kind: destination.kind, name: destination.name };
+    if (!this.#done.has(entityId(entity))) return this.ensure([entity]);
+    ready.add(destination.name);
+    return undefined;
   }
 
   /**
@@ -765,22 +770,22 @@ export class Bus {
     coalesce: { lingerMs: number; maxMessages: number },
     result: unknown,
   ): Promise<unknown> {
-    const id = `${destination.kind}:${destination.name}`;
-    let batch = this.#pending.get(id);
+    const pending = this.#pending[destination.kind];
+    let batch = pending.get(destination.name);
     if (batch && batch.wires.length + wires.length > coalesce.maxMessages) {
-      void this.#flush(id, batch);
+      void this.#flush(batch);
       batch = undefined;
     }
     if (!batch) {
       const created: PendingBatch = { destination, wires: [], callers: [], cancel: () => {} };
       if (coalesce.lingerMs > 0) {
-        const timer = setTimeout(() => void this.#flush(id, created), coalesce.lingerMs);
+        const timer = setTimeout(() => void this.#flush(created), coalesce.lingerMs);
         created.cancel = () => clearTimeout(timer);
       } else {
         // #flush ignores a batch that went out already (full, or the bus closed).
-        queueMicrotask(() => void this.#flush(id, created));
+        queueMicrotask(() => void this.#flush(created));
       }
-      this.#pending.set(id, created);
+      pending.set(destination.name, created);
       batch = created;
     }
     const gathering = batch;
@@ -792,11 +797,12 @@ export class Bus {
   }
 
   /** Sends a gathered batch; the returned promise settles with it and never rejects. */
-  #flush(id: string, batch: PendingBatch): Promise<void> {
-    if (this.#pending.get(id) !== batch) return Promise.resolve(); // went out already
-    this.#pending.delete(id);
-    batch.cancel();
+  #flush(batch: PendingBatch): Promise<void> {
     const { destination, callers } = batch;
+    const pending = this.#pending[destination.kind];
+    if (pending.get(destination.name) !== batch) return Promise.resolve(); // went out already
+    pending.delete(destination.name);
+    batch.cancel();
     const transport = this.#connected;
     const sent = transport
       ? transport.publish(destination, batch.wires)
@@ -921,7 +927,8 @@ export class Bus {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       // Batches still gathering go out now, before the transport closes.
-      await Promise.all([...this.#pending].map(([id, batch]) => this.#flush(id, batch)));
+      const gathering = [...this.#pending.queue.values(), ...this.#pending.topic.values()];
+      await Promise.all(gathering.map((batch) => this.#flush(batch)));
       await Promise.all([...this.#consumers].map((consumer) => consumer.stop()));
       // After the consumers: a responder on this bus may still be replying while it drains.
       await this.#requests?.close();
