@@ -157,7 +157,10 @@ if (process.argv[2] === "child") {
 // handled (across both processes, as the fault test counts them). Prints one JSON line per run.
 //   env: FLOW=hold (default: the client's flow control off and 32 handlers kept by the app, as the
 //   adapter does on the emulator) or FLOW=pause (the client's flow control at 32: the stream pauses);
-//   STREAM_DEADLINE_MS (20,000 by default here, the adapter's on the emulator).
+//   STREAM_DEADLINE_MS (20,000 by default here, the adapter's on the emulator); STREAMS (StreamingPull
+//   streams per consumer: 1 by default here, as the adapter's `maxStreams`; the client's default is 5);
+//   PUBLISH_DELAY_MS (from the first consumer's start to the first publish: moves the kill later in
+//   the life of its stream).
 
 /** The consumer processes of `order`: lines `a N ATTEMPT` (arrived), `r N` (handler started), `h N` (acked). */
 function orderChild(subscription) {
@@ -169,6 +172,7 @@ function orderChild(subscription) {
       flowControl: hold
         ? { maxMessages: 100_000, maxBytes: 1024 ** 3, allowExcessMessages: false }
         : { maxMessages: 32, allowExcessMessages: false },
+      streamingOptions: { maxStreams: Number(process.env.STREAMS ?? 1) },
     }),
   );
   const out = (line) => process.stdout.write(`${line}\n`);
@@ -240,6 +244,9 @@ async function orderRun() {
   const handled = new Set();
   let calls = 0;
   const highestByKey = new Map();
+  /** Per key: per delivery attempt, the highest number first handled at that attempt. */
+  const highestByKeyAttempt = new Map();
+  let breaksNotByFewerAttempts = 0;
   /** Each break: the message, the higher one of its key handled before it, how it arrived. */
   const breaks = [];
   const consumers = [];
@@ -265,9 +272,17 @@ async function orderRun() {
           calls++;
           if (!handled.has(n)) {
             const highest = highestByKey.get(n % keys) ?? -1;
+            const attempts = c.arrived.get(n);
+            // Was n overtaken only by messages delivered fewer times than n (attempts[0])?
+            const byAttempt = highestByKeyAttempt.get(n % keys) ?? new Map();
+            highestByKeyAttempt.set(n % keys, byAttempt);
+            let overtakenBySame = false;
+            for (const [attempt, m] of byAttempt) if (attempt >= attempts[0] && m > n) overtakenBySame = true;
+            if (overtakenBySame) breaksNotByFewerAttempts++;
+            byAttempt.set(attempts[0], Math.max(n, byAttempt.get(attempts[0]) ?? -1));
             if (n < highest) {
               const heldByFirst = consumers[0].arrived.has(n);
-              breaks.push({ n, after: highest, by: generation, attempts: c.arrived.get(n), heldByFirst });
+              breaks.push({ n, after: highest, by: generation, attempts, heldByFirst });
             }
             highestByKey.set(n % keys, Math.max(n, highest));
           }
@@ -283,6 +298,8 @@ async function orderRun() {
   };
   const first = startConsumer(1);
   await first.ready;
+  const firstReadyAt = Date.now();
+  await sleep(Number(process.env.PUBLISH_DELAY_MS ?? 0));
   const publisher = pubsub.topic(`${run}-t`, { messageOrdering: true });
   const publishedAt = [];
   const publishing = (async () => {
@@ -323,20 +340,25 @@ async function orderRun() {
   await sleep(1000);
   second.child.kill("SIGTERM");
   await second.exited;
-  // Numbers published before the dead stream's deadline could have gone to it.
   const result = {
     flow: process.env.FLOW === "pause" ? "pause" : "hold",
+    streams: Number(process.env.STREAMS ?? 1),
     handled: calls,
     distinct: handled.size,
     lost: total - handled.size,
     duplicates: calls - handled.size,
     deadLettered: deadLettered.size,
     killedAtHandled: first.handled.size,
+    // How long the killed process's stream had lived (its first one; they last STREAM_DEADLINE_MS).
+    killIntoStreamMs: (killedAt - firstReadyAt) % Number(process.env.STREAM_DEADLINE_MS ?? 20_000),
     receivedByKilled: first.arrived.size,
     heldAtKill: heldAtKill.length,
     publishedBeforeKill: publishedAt.filter((t) => t <= killedAt).length * 100,
     publishedInMs: allPublishedAt - started,
     orderBreaks: breaks.length,
+    // Breaks where a message was overtaken by one of its key delivered as many times or more (the
+    // emulator's breaks: overtaken only by messages delivered fewer times than it).
+    breaksNotByFewerAttempts,
     breakKeys: new Set(breaks.map((b) => b.n % keys)).size,
     breaksHeldByKilled: breaks.filter((b) => b.heldByFirst).length,
     breaksFirstArrivedAtAttempt: breaks.reduce((counts, b) => {
