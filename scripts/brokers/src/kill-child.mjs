@@ -8,8 +8,9 @@
 //                                  FAULT_BATCH, one batch at a time; writes `s A B` before a batch's
 //                                  publish, `p A B` once it resolved, `f A B ERROR` when it rejected (it
 //                                  is sent again 500 ms later), `done TO` after the last.
-//   node kill-child.mjs consumer   handles the target; writes `r N G` when a handler starts on message
-//                                  N published by producer generation G, `h N G` when it has handled it,
+//   node kill-child.mjs consumer   handles the target; writes `r N G A` when a handler starts on message
+//                                  N published by producer generation G, delivered for the A-th time
+//                                  (the delivery attempt), `h N G A` when it has handled it,
 //                                  `x WHAT` for anything that is not a whole message of the stream (a
 //                                  dead letter, a skipped or foreign message, a body that is not N's).
 //                                  After stdin `hold` (answered `holding`), handlers started from then
@@ -107,14 +108,14 @@ if (role === "producer") {
   const builder =
     target.kind === "queue" ? bus.consume(target.name) : bus.subscribe(target.name, target.subscription);
   await builder
-    .on(Ping, async (msg) => {
+    .on(Ping, async (msg, ctx) => {
       const { n } = msg.data;
       const generation = msg.source.slice(msg.source.lastIndexOf("-") + 1);
       if (msg.data.text !== textOf(n) || msg.id !== `${env.FAULT_RUN}-${n}`) out(`x torn ${msg.id}`);
-      out(`r ${n} ${generation}`);
+      out(`r ${n} ${generation} ${ctx.attempt}`);
       // A handler that takes a moment; after `hold`, one that never ends.
       await new Promise((resolve) => (hold ? undefined : setTimeout(resolve, handlerMs)));
-      out(`h ${n} ${generation}`);
+      out(`h ${n} ${generation} ${ctx.attempt}`);
     })
     .onAny(async (msg) => out(`x foreign ${msg.id}`), { foreign: true })
     .start({ concurrency: Number(env.FAULT_CONCURRENCY ?? 32) });
