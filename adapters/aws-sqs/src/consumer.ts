@@ -161,11 +161,12 @@ export class SqsConsumer implements TransportSubscription {
       }
       if (this.#stopped) {
         taken();
-        // Received while stopping: hand them straight back rather than hide them until the timeout
-        // (not a copy of one held: that would show the held one to other consumers).
-        const handles = messages
-          .filter((m) => m.MessageId === undefined || !this.#heldById.has(m.MessageId))
-          .map((m) => m.ReceiptHandle!);
+        // Received while stopping: hand them straight back rather than hide them until the timeout,
+        // but not a copy of one still held (that would show it to other consumers). One nacked is
+        // handed back: this is its redelivery, come before the nack's answer (the core nacks what
+        // has not started while it stops; on a FIFO queue the group then unlocks at once).
+        const stillHeld = (m: Message) => this.#heldById.get(m.MessageId ?? "")?.nacked === false;
+        const handles = messages.filter((m) => !stillHeld(m)).map((m) => m.ReceiptHandle!);
         if (handles.length > 0)
           await this.#queues.changeVisibilityBatch(this.#url, handles, 0).catch(() => {});
         break;

@@ -292,6 +292,8 @@ function scriptedSqs() {
     sent: [] as { MessageBody: string; MessageAttributes: object }[],
     /** Each ChangeMessageVisibilityBatch: its handles and timeout. */
     madeVisible: [] as { handles: string[]; seconds: number }[],
+    /** While set, a ChangeMessageVisibility (a nack) is answered only once it resolves. */
+    nackAnswered: undefined as Promise<void> | undefined,
     /** Failures the next DeleteMessageBatch calls throw, in order. */
     deleteFailures: [] as Error[],
     /** Resolves once `count` receives wait for an answer. */
@@ -346,6 +348,9 @@ function scriptedSqs() {
           sqs.deleted.push(...entries.map((e) => e.ReceiptHandle));
           return output({ Successful: entries.map((e) => ({ Id: e.Id })) });
         }
+        case "ChangeMessageVisibilityCommand":
+          await sqs.nackAnswered;
+          return output({});
         case "ChangeMessageVisibilityBatchCommand":
           sqs.madeVisible.push({
             handles: entries.map((e) => e.ReceiptHandle),
@@ -466,6 +471,35 @@ describe("aws-sqs consumer: concurrent receives, stop, recovered errors", () => 
     await subscription.close();
     expect(sqs.receives).toBe(2); // nothing received after stop()
     expect(sqs.madeVisible).toHaveLength(1); // nothing left to hand back at close
+    await transport.close();
+  });
+
+  it("stop() hands back a nacked message's redelivery that comes before the nack's answer", async () => {
+    const sqs = scriptedSqs();
+    const transport = new SqsTransport({ client: sqs.client, waitTimeSeconds: 1 });
+    const deliveries: Delivery[] = [];
+    let delivered!: () => void;
+    const handedOut = new Promise<void>((resolve) => (delivered = resolve));
+    const subscription = await transport.subscribe(queueSource, { prefetch: 10 }, (delivery) => {
+      deliveries.push(delivery);
+      delivered();
+    });
+    await sqs.waiting(1);
+    sqs.answer([received("m-1", "h1", 1)]);
+    await handedOut;
+    await sqs.waiting(1);
+    const stopping = subscription.stop!();
+    // The core releases what has not started while it stops; SQS makes it visible, and the receive
+    // still in flight takes it before the nack's answer is in.
+    let answerNack!: () => void;
+    sqs.nackAnswered = new Promise<void>((resolve) => (answerNack = resolve));
+    const nacked = deliveries[0]!.nack();
+    sqs.answer([received("m-1", "h1b", 2)]);
+    await stopping;
+    expect(sqs.madeVisible).toEqual([{ handles: ["h1b"], seconds: 0 }]);
+    answerNack();
+    await nacked;
+    await subscription.close();
     await transport.close();
   });
 
