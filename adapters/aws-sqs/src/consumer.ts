@@ -42,6 +42,21 @@ interface Held {
   settled: boolean;
   /** Nacked: once the visibility change is through, receiving it again is its redelivery. */
   nacked: boolean;
+  /** The highest ApproximateReceiveCount among its copies. */
+  receives: number;
+  /** Copies of it received before it was handed to the core (see `#take`). */
+  copies: number;
+}
+
+/**
+ * How long a message counted more than once waits for a copy from a receive in flight at the same
+ * time (see `SqsConsumer.#take`). moto answered the two receives of one message 2–20 ms apart
+ * (bench/moto-receive-race.mjs); a wait for a copy that never comes delays a redelivery by this.
+ */
+const COPY_WAIT_MS = 250;
+
+function receiveCount(message: Message): number {
+  return Math.max(1, Number(message.Attributes?.ApproximateReceiveCount ?? "1") || 1);
 }
 
 /**
@@ -63,14 +78,21 @@ export class SqsConsumer implements TransportSubscription {
   /** Held messages not settled yet: what prefetch bounds. */
   #open = 0;
   readonly #loops: Promise<void>[] = [];
+  /** Receives in flight, each resolved once its answer was taken in (its copies counted). */
+  readonly #receiving = new Set<Promise<void>>();
   readonly #pendingDeletes: { handle: string; resolve: () => void; reject: (e: unknown) => void }[] = [];
   /** Settlements under way (close() waits for them). */
   readonly #settling = new Set<Promise<void>>();
-  /** Pauses (receive and settlement backoffs) that close() cuts short. */
+  /** Settlement backoffs, which close() cuts short. */
   readonly #pauses = new Set<() => void>();
+  /** Receive backoffs, which stop() cuts short. */
+  readonly #receivePauses = new Set<() => void>();
   #url!: string;
   #reserved = 0;
   readonly #waiters = new Set<() => void>();
+  /** stop() began: no more receives; what is held stays settleable. */
+  #stopped = false;
+  #stopping: Promise<void> | undefined;
   #closed = false;
   #heartbeat: NodeJS.Timeout | undefined;
   #flushScheduled = false;
@@ -101,7 +123,7 @@ export class SqsConsumer implements TransportSubscription {
   async #loop(): Promise<void> {
     const client = this.#queues.client;
     let failures = 0;
-    while (!this.#closed) {
+    while (!this.#stopped) {
       const free = this.#options.prefetch - this.#open - this.#reserved;
       if (free <= 0) {
         await new Promise<void>((resolve) => this.#waiters.add(resolve));
@@ -109,6 +131,9 @@ export class SqsConsumer implements TransportSubscription {
       }
       const count = Math.min(BATCH, free);
       this.#reserved += count;
+      let taken!: () => void;
+      const receiving = new Promise<void>((resolve) => (taken = resolve));
+      this.#receiving.add(receiving);
       let messages: Message[] = [];
       // Visibility runs from about when SQS answers: counting from the request errs on the safe side.
       const requestedAt = Date.now();
@@ -129,38 +154,73 @@ export class SqsConsumer implements TransportSubscription {
       } catch (error) {
         this.#options.onError?.(awsError("ReceiveMessage", error));
         failures++;
-        await this.#pause(Math.min(5000, 100 * 2 ** failures));
+        await this.#pause(Math.min(5000, 100 * 2 ** failures), this.#receivePauses);
       } finally {
         this.#reserved -= count;
+        this.#receiving.delete(receiving);
       }
-      if (this.#closed) {
-        // Received while closing: hand them straight back rather than hide them until the timeout.
-        if (messages.length > 0) {
-          await this.#queues
-            .changeVisibilityBatch(
-              this.#url,
-              messages.map((m) => m.ReceiptHandle!),
-              0,
-            )
-            .catch(() => {});
-        }
+      if (this.#stopped) {
+        taken();
+        // Received while stopping: hand them straight back rather than hide them until the timeout,
+        // but not a copy of one still held (that would show it to other consumers). One nacked is
+        // handed back: this is its redelivery, come before the nack's answer (the core nacks what
+        // has not started while it stops; on a FIFO queue the group then unlocks at once).
+        const stillHeld = (m: Message) => this.#heldById.get(m.MessageId ?? "")?.nacked === false;
+        const handles = messages.filter((m) => !stillHeld(m)).map((m) => m.ReceiptHandle!);
+        if (handles.length > 0)
+          await this.#queues.changeVisibilityBatch(this.#url, handles, 0).catch(() => {});
         break;
       }
-      for (const message of messages) {
-        const id = message.MessageId;
-        const copy = id === undefined ? undefined : this.#heldById.get(id);
-        if (copy && !copy.nacked) {
-          // Handed out again while held: moto's concurrent receives race (two ReceiveMessage calls
-          // both take it; the second counts a receive more), AWS standard queues rarely. One handling
-          // is enough; the newest receipt handle is the one that deletes it.
+      try {
+        this.#take(messages, requestedAt);
+      } finally {
+        taken();
+      }
+    }
+  }
+
+  /**
+   * Takes in one receive's answer. A message may come back from two receives in flight together:
+   * moto's ReceiveMessage is not atomic (both take it, each counting a receive, so the copies carry
+   * counts 1 and 2, or 2 and 2), and AWS standard queues may deliver twice. It is handled once; its
+   * attempt is the highest count less the extra copies this consumer received at the same time, so a
+   * concurrent copy never makes a first delivery look like a redelivery (the core would take it for
+   * a retry). A message counted 1 is handed out at once: no copy can lower that. One counted higher
+   * waits for the receives in flight now, as only they can hold a copy of it (a receive sent later
+   * finds it invisible), but at most COPY_WAIT_MS: a racing receive was served at the same moment
+   * and answers within milliseconds, while one that is only long-polling may not answer for
+   * `waitTimeSeconds`, which would hold back every redelivery that long.
+   */
+  #take(messages: Message[], requestedAt: number): void {
+    const others = [...this.#receiving];
+    for (const message of messages) {
+      const id = message.MessageId;
+      const copy = id === undefined ? undefined : this.#heldById.get(id);
+      if (copy && !copy.nacked) {
+        // Received again while held: one handling is enough. The copy counted last holds the newest
+        // receipt handle, the one AWS deletes by (moto takes any of them).
+        copy.copies++;
+        const receives = receiveCount(message);
+        if (receives >= copy.receives) {
+          copy.receives = receives;
           copy.handle = message.ReceiptHandle!;
           copy.extendedAt = requestedAt;
           copy.expiresAt = requestedAt + this.#visibility * 1000;
-        } else if (id !== undefined && this.#deleted.has(id)) {
-          // Handed out again after this consumer deleted it (moto: a receive racing the delete, its
-          // handle then unknown; AWS standard queues rarely): handled already, so delete the copy.
-          this.#delete(message.ReceiptHandle!).catch(() => {});
-        } else this.#deliver(message, requestedAt);
+        }
+      } else if (id !== undefined && this.#deleted.has(id)) {
+        // Handed out again after this consumer deleted it (moto: a receive racing the delete, its
+        // handle then unknown; AWS standard queues rarely): handled already, so delete the copy.
+        this.#delete(message.ReceiptHandle!).catch(() => {});
+      } else {
+        const held = this.#hold(message, requestedAt);
+        if (held.receives > 1 && others.length > 0) {
+          let timer: NodeJS.Timeout | undefined;
+          const waited = new Promise<void>((resolve) => (timer = setTimeout(resolve, COPY_WAIT_MS)));
+          void Promise.race([Promise.all(others), waited]).then(() => {
+            clearTimeout(timer);
+            this.#handOut(held, message);
+          });
+        } else this.#handOut(held, message);
       }
     }
   }
@@ -179,7 +239,8 @@ export class SqsConsumer implements TransportSubscription {
     }
   }
 
-  #deliver(message: Message, requestedAt: number): void {
+  /** Holds a received message (prefetch counts it, the heartbeat keeps it invisible). */
+  #hold(message: Message, requestedAt: number): Held {
     const held: Held = {
       id: message.MessageId,
       handle: message.ReceiptHandle!,
@@ -188,12 +249,23 @@ export class SqsConsumer implements TransportSubscription {
       extending: false,
       settled: false,
       nacked: false,
+      receives: receiveCount(message),
+      copies: 1,
     };
     this.#held.add(held);
     if (held.id !== undefined) this.#heldById.set(held.id, held);
     this.#open++;
+    return held;
+  }
+
+  /** Hands a held message to the core as a delivery; after stop() began, back to SQS instead. */
+  #handOut(held: Held, message: Message): void {
+    if (this.#stopped) {
+      void this.#handBack([held]);
+      return;
+    }
     const wire = this.#decode(message);
-    const attempt = Math.max(1, Number(message.Attributes?.ApproximateReceiveCount ?? "1") || 1);
+    const attempt = Math.max(1, held.receives - (held.copies - 1));
     const settle = (what: string) => {
       if (held.settled) {
         throw new SwitchyardError("ALREADY_SETTLED", `message ${wire.id} already settled; ${what} refused`);
@@ -290,17 +362,38 @@ export class SqsConsumer implements TransportSubscription {
     for (const wake of waiters) wake();
   }
 
-  /** Waits `ms`, or less when close() begins. */
-  #pause(ms: number): Promise<void> {
+  /** Waits `ms`, or less when woken through `pauses` (stop() wakes receive backoffs, close() all). */
+  #pause(ms: number, pauses = this.#pauses): Promise<void> {
     return new Promise((resolve) => {
       const wake = () => {
         clearTimeout(timer);
-        this.#pauses.delete(wake);
+        pauses.delete(wake);
         resolve();
       };
       const timer = setTimeout(wake, ms);
-      this.#pauses.add(wake);
+      pauses.add(wake);
     });
+  }
+
+  /**
+   * Makes held messages visible again at once (rather than hiding them until their timeout); a late
+   * settlement of one is refused.
+   */
+  async #handBack(held: Held[]): Promise<void> {
+    const open = held.filter((h) => !h.settled);
+    for (const h of open) {
+      h.settled = true;
+      this.#release(h);
+      this.#open--;
+    }
+    if (open.length === 0) return;
+    await this.#queues
+      .changeVisibilityBatch(
+        this.#url,
+        open.map((h) => h.handle),
+        0,
+      )
+      .catch(() => {});
   }
 
   #delete(handle: string): Promise<void> {
@@ -351,33 +444,33 @@ export class SqsConsumer implements TransportSubscription {
     if (failed.length > 0) this.#options.onError?.(failed[0]);
   }
 
+  /**
+   * Stops receiving: resolves once no receive is in flight any more (each ends within its long
+   * poll), so nothing is received after it. Held messages stay settleable and under the heartbeat;
+   * one received meanwhile goes straight back to SQS.
+   */
+  stop(): Promise<void> {
+    this.#stopping ??= (async () => {
+      this.#stopped = true;
+      this.#wakeAll();
+      for (const wake of [...this.#receivePauses]) wake();
+      await Promise.allSettled(this.#loops);
+    })();
+    return this.#stopping;
+  }
+
   close(): Promise<void> {
     this.#closing ??= (async () => {
       this.#closed = true;
-      clearInterval(this.#heartbeat);
-      this.#wakeAll();
-      // Receive backoffs end now; each settlement being retried gets its last try now.
+      // Each settlement being retried gets its last try now.
       for (const wake of [...this.#pauses]) wake();
-      await Promise.allSettled(this.#loops);
+      await this.stop();
+      clearInterval(this.#heartbeat);
       await Promise.allSettled([...this.#settling]);
       await this.#flush();
       // Still open (a handler the core gave up on at stop): hand it back now rather than hide it
-      // until its visibility timeout runs out; a late settlement of it is refused.
-      const open = [...this.#held].filter((h) => !h.settled);
-      for (const h of open) {
-        h.settled = true;
-        this.#release(h);
-      }
-      this.#open = 0;
-      if (open.length > 0) {
-        await this.#queues
-          .changeVisibilityBatch(
-            this.#url,
-            open.map((h) => h.handle),
-            0,
-          )
-          .catch(() => {});
-      }
+      // until its visibility timeout runs out.
+      await this.#handBack([...this.#held]);
     })();
     return this.#closing;
   }

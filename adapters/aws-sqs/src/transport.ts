@@ -114,11 +114,13 @@ export class SqsBase {
       prefetch: options.prefetch,
       deliver,
       deadLetter: (message) => this.queues.send(dlq, [message]),
+      onError: options.onError,
       ...extra,
     });
     this.#consumers.add(consumer);
     await consumer.start();
     return {
+      stop: () => consumer.stop(),
       close: async () => {
         this.#consumers.delete(consumer);
         await consumer.close();

@@ -1,6 +1,7 @@
 import { type AddressInfo, createServer, type Socket } from "node:net";
 import { SQSClient } from "@aws-sdk/client-sqs";
-import { type Delivery, isSwitchyardError, type WireMessage } from "@switchyard/core";
+import { messages } from "@switchyard/conformance";
+import { createBus, type Delivery, isSwitchyardError, type WireMessage } from "@switchyard/core";
 import { describe, expect, it } from "vitest";
 import {
   ATTR,
@@ -266,5 +267,277 @@ describe("aws-sqs consumer", () => {
     fed?.();
     await subscription.close();
     await transport.close();
+  });
+});
+
+/**
+ * An SQS client the test answers (a middleware that never sends a request): each ReceiveMessage
+ * waits until the test answers it, oldest first; deletes, visibility changes and failures of the
+ * next delete are scripted too.
+ */
+function scriptedSqs() {
+  const client = new SQSClient({
+    region: "us-east-1",
+    endpoint: "http://127.0.0.1:1",
+    credentials: { accessKeyId: "x", secretAccessKey: "x" },
+  });
+  const waiting: ((messages: object[] | Error) => void)[] = [];
+  const onReceive = new Set<() => void>();
+  let ended = false;
+  const sqs = {
+    client,
+    receives: 0,
+    deleted: [] as string[],
+    /** The entries of each SendMessageBatch: what a receive may hand back. */
+    sent: [] as { MessageBody: string; MessageAttributes: object }[],
+    /** Each ChangeMessageVisibilityBatch: its handles and timeout. */
+    madeVisible: [] as { handles: string[]; seconds: number }[],
+    /** While set, a ChangeMessageVisibility (a nack) is answered only once it resolves. */
+    nackAnswered: undefined as Promise<void> | undefined,
+    /** Failures the next DeleteMessageBatch calls throw, in order. */
+    deleteFailures: [] as Error[],
+    /** Resolves once `count` receives wait for an answer. */
+    waiting(count: number): Promise<void> {
+      return new Promise((resolve) => {
+        const check = () => {
+          if (waiting.length < count) return;
+          onReceive.delete(check);
+          resolve();
+        };
+        onReceive.add(check);
+        check();
+      });
+    },
+    /** Answers the oldest waiting receive with these messages, or fails it. */
+    answer(messages: object[] | Error): void {
+      waiting.shift()!(messages);
+    },
+    /** Answers every receive, waiting or to come, with no message. */
+    end(): void {
+      ended = true;
+      for (const answer of waiting.splice(0)) answer([]);
+    },
+  };
+  const output = (fields: object) => ({ output: { $metadata: {}, ...fields } as never, response: {} });
+  client.middlewareStack.add(
+    (_next, context) => async (args) => {
+      const input = args.input as {
+        Entries?: { Id: string; ReceiptHandle: string }[];
+        VisibilityTimeout?: number;
+      };
+      const entries = input.Entries ?? [];
+      switch (context.commandName) {
+        case "CreateQueueCommand":
+          return output({ QueueUrl: "http://127.0.0.1:1/q" });
+        case "ReceiveMessageCommand": {
+          sqs.receives++;
+          if (ended) return output({ Messages: [] });
+          const answer = await new Promise<object[] | Error>((resolve) => {
+            waiting.push(resolve);
+            for (const check of [...onReceive]) check();
+          });
+          if (answer instanceof Error) throw answer;
+          return output({ Messages: answer });
+        }
+        case "SendMessageBatchCommand":
+          sqs.sent.push(...(entries as unknown as (typeof sqs.sent)[number][]));
+          return output({ Successful: entries.map((e) => ({ Id: e.Id, MessageId: e.Id })) });
+        case "DeleteMessageBatchCommand": {
+          const failure = sqs.deleteFailures.shift();
+          if (failure) throw failure;
+          sqs.deleted.push(...entries.map((e) => e.ReceiptHandle));
+          return output({ Successful: entries.map((e) => ({ Id: e.Id })) });
+        }
+        case "ChangeMessageVisibilityCommand":
+          await sqs.nackAnswered;
+          return output({});
+        case "ChangeMessageVisibilityBatchCommand":
+          sqs.madeVisible.push({
+            handles: entries.map((e) => e.ReceiptHandle),
+            seconds: (entries[0] as { VisibilityTimeout?: number } | undefined)?.VisibilityTimeout ?? -1,
+          });
+          return output({ Successful: entries.map((e) => ({ Id: e.Id })) });
+        default:
+          return output({});
+      }
+    },
+    { step: "initialize" },
+  );
+  return sqs;
+}
+
+/** A received SQS message: its MessageId, receipt handle and ApproximateReceiveCount. */
+const received = (id: string, handle: string, receives: number) => ({
+  MessageId: id,
+  ReceiptHandle: handle,
+  Body: id,
+  Attributes: { ApproximateReceiveCount: String(receives) },
+});
+
+const queueSource = { kind: "queue" as const, name: "q", subscription: "q" };
+
+describe("aws-sqs consumer: concurrent receives, stop, recovered errors", () => {
+  it("a message two receives in flight both took (moto's race) is handled once at its true attempt, whichever copy answers first", async () => {
+    const sqs = scriptedSqs();
+    const transport = new SqsTransport({ client: sqs.client, waitTimeSeconds: 1 });
+    const deliveries: Delivery[] = [];
+    let delivered: (() => void) | undefined;
+    const next = () => new Promise<void>((resolve) => (delivered = resolve));
+    // Prefetch 20: two receive loops, so two receives in flight at once.
+    const subscription = await transport.subscribe(queueSource, { prefetch: 20 }, (delivery) => {
+      deliveries.push(delivery);
+      delivered?.();
+    });
+
+    // Copies counted 2, then 1: the one counted 2 waits for the other receive in flight.
+    await sqs.waiting(2);
+    sqs.answer([received("m-1", "h1b", 2)]);
+    await sqs.waiting(2); // its loop took the answer in and receives again
+    expect(deliveries).toEqual([]);
+    let handedOut = next();
+    sqs.answer([received("m-1", "h1a", 1)]);
+    await handedOut;
+    expect(deliveries.map((d) => d.attempt)).toEqual([1]);
+    await deliveries[0]!.ack();
+    expect(sqs.deleted).toEqual(["h1b"]); // the receipt handle of the copy counted last
+
+    // Both copies counted 2 (moto counted both receives before copying either): attempt 1 still.
+    await sqs.waiting(2);
+    sqs.answer([received("m-2", "h2a", 2)]);
+    await sqs.waiting(2);
+    handedOut = next();
+    sqs.answer([received("m-2", "h2b", 2)]);
+    await handedOut;
+    expect(deliveries.map((d) => d.attempt)).toEqual([1, 1]);
+
+    // A real redelivery (counted 3, no copy): attempt 3, once the other receive answered.
+    await sqs.waiting(2);
+    sqs.answer([received("m-3", "h3", 3)]);
+    await sqs.waiting(2);
+    expect(deliveries).toHaveLength(2);
+    handedOut = next();
+    sqs.answer([]);
+    await handedOut;
+    expect(deliveries.map((d) => d.attempt)).toEqual([1, 1, 3]);
+
+    // A first delivery (counted 1) never waits, though another receive is in flight.
+    await sqs.waiting(2);
+    handedOut = next();
+    sqs.answer([received("m-4", "h4", 1)]);
+    await handedOut;
+
+    // A redelivery whose other receive stays quiet (long-polling an idle queue) waits only briefly.
+    await sqs.waiting(2);
+    handedOut = next();
+    sqs.answer([received("m-5", "h5", 2)]);
+    await handedOut;
+    expect(deliveries.map((d) => [d.message.id, d.attempt])).toEqual([
+      ["m-1", 1],
+      ["m-2", 1],
+      ["m-3", 3],
+      ["m-4", 1],
+      ["m-5", 2],
+    ]);
+    sqs.end();
+    await subscription.close();
+    await transport.close();
+  });
+
+  it("stop() ends receiving: what the receive in flight brings goes straight back, a held delivery stays settleable", async () => {
+    const sqs = scriptedSqs();
+    const transport = new SqsTransport({ client: sqs.client, waitTimeSeconds: 1 });
+    const deliveries: Delivery[] = [];
+    let delivered!: () => void;
+    const handedOut = new Promise<void>((resolve) => (delivered = resolve));
+    const subscription = await transport.subscribe(queueSource, { prefetch: 10 }, (delivery) => {
+      deliveries.push(delivery);
+      delivered();
+    });
+    await sqs.waiting(1);
+    sqs.answer([received("m-1", "h1", 1)]);
+    await handedOut;
+    await sqs.waiting(1);
+    let stopped = false;
+    const stopping = subscription.stop!().then(() => (stopped = true));
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(stopped).toBe(false); // its receive is still in flight
+    sqs.answer([received("m-2", "h2", 1)]);
+    await stopping;
+    expect(deliveries.map((d) => d.message.id)).toEqual(["m-1"]);
+    expect(sqs.madeVisible).toEqual([{ handles: ["h2"], seconds: 0 }]);
+    expect(sqs.receives).toBe(2);
+    await deliveries[0]!.ack();
+    expect(sqs.deleted).toEqual(["h1"]);
+    await subscription.close();
+    expect(sqs.receives).toBe(2); // nothing received after stop()
+    expect(sqs.madeVisible).toHaveLength(1); // nothing left to hand back at close
+    await transport.close();
+  });
+
+  it("stop() hands back a nacked message's redelivery that comes before the nack's answer", async () => {
+    const sqs = scriptedSqs();
+    const transport = new SqsTransport({ client: sqs.client, waitTimeSeconds: 1 });
+    const deliveries: Delivery[] = [];
+    let delivered!: () => void;
+    const handedOut = new Promise<void>((resolve) => (delivered = resolve));
+    const subscription = await transport.subscribe(queueSource, { prefetch: 10 }, (delivery) => {
+      deliveries.push(delivery);
+      delivered();
+    });
+    await sqs.waiting(1);
+    sqs.answer([received("m-1", "h1", 1)]);
+    await handedOut;
+    await sqs.waiting(1);
+    const stopping = subscription.stop!();
+    // The core releases what has not started while it stops; SQS makes it visible, and the receive
+    // still in flight takes it before the nack's answer is in.
+    let answerNack!: () => void;
+    sqs.nackAnswered = new Promise<void>((resolve) => (answerNack = resolve));
+    const nacked = deliveries[0]!.nack();
+    sqs.answer([received("m-1", "h1b", 2)]);
+    await stopping;
+    expect(sqs.madeVisible).toEqual([{ handles: ["h1b"], seconds: 0 }]);
+    answerNack();
+    await nacked;
+    await subscription.close();
+    await transport.close();
+  });
+
+  it("a failed receive and a failed delete that are retried reach the bus's onError hook; the ack still goes through", async () => {
+    const sqs = scriptedSqs();
+    const events: { error: unknown; attempt: number; willRetry: boolean }[] = [];
+    const bus = createBus({
+      transport: new SqsTransport({ client: sqs.client, waitTimeSeconds: 1 }),
+      hooks: { onError: ({ error, attempt, willRetry }) => events.push({ error, attempt, willRetry }) },
+    });
+    const handled: number[] = [];
+    await bus
+      .consume("q")
+      .on(messages.Ping, async (message) => {
+        handled.push(message.data.n);
+      })
+      .start({ concurrency: 1, prefetch: 10 });
+    await sqs.waiting(1);
+    sqs.answer(Object.assign(new Error("socket hang up"), { name: "TimeoutError" }));
+    // Received again after its backoff: the message comes, and its first delete fails.
+    await sqs.waiting(1);
+    sqs.deleteFailures.push(Object.assign(new Error("connection reset"), { name: "NetworkingError" }));
+    await bus.send("q", messages.Ping, { n: 7 });
+    const { MessageBody, MessageAttributes } = sqs.sent[0]!;
+    sqs.answer([{ ...received("m-1", "h1", 1), Body: MessageBody, MessageAttributes }]);
+    await expect.poll(() => sqs.deleted).toEqual(["h1"]);
+    expect(handled).toEqual([7]);
+    expect(
+      events.map((e) => [e.attempt, e.willRetry, isSwitchyardError(e.error, "TRANSPORT_ERROR")]),
+    ).toEqual([
+      [0, true, true],
+      [0, true, true],
+    ]);
+    expect(events.map((e) => (e.error as Error).message)).toEqual([
+      "[switchyard] ReceiveMessage failed: TimeoutError: socket hang up",
+      "[switchyard] DeleteMessageBatch failed: NetworkingError: connection reset",
+    ]);
+    sqs.end();
+    await bus.close();
   });
 });

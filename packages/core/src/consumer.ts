@@ -395,10 +395,18 @@ export class RunningConsumer implements Consumer {
         : []),
     ]);
     this.#runtime.register(this);
-    this.#subscription = await this.#transport.subscribe(source, { prefetch: this.#prefetch }, (delivery) =>
-      this.#receive(delivery),
+    this.#subscription = await this.#transport.subscribe(
+      source,
+      { prefetch: this.#prefetch, onError: (error) => this.#recovered(error) },
+      (delivery) => this.#receive(delivery),
     );
     return this;
+  }
+
+  /** A transport error the subscription recovers from by itself: reported, nothing to retry here. */
+  #recovered(error: unknown): void {
+    this.#runtime.logger?.warn({ source: this.source, error: String(error) }, "transport error, recovering");
+    this.#runtime.hooks.onError?.({ source: this.source, error, attempt: 0, willRetry: true });
   }
 
   stop(): Promise<void> {

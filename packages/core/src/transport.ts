@@ -120,6 +120,13 @@ export interface TransportSubscription {
 export interface SubscribeOptions {
   /** Most unsettled deliveries at once. */
   prefetch: number;
+  /**
+   * Optional: where the subscription reports a transport error it recovers from by itself (a
+   * failed receive it sends again, a settlement it retries): the core passes it to the `onError`
+   * hook (attempt 0, `willRetry: true`) and its logger. Errors that end the subscription or fail a
+   * settlement still reject as before.
+   */
+  onError?(error: unknown): void;
 }
 
 /**

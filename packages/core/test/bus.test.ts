@@ -91,6 +91,44 @@ describe("test harness", () => {
     await harness.close();
   });
 
+  it("reports a transport error the subscription recovered from through onError and the logger", async () => {
+    let report: ((error: unknown) => void) | undefined;
+    const events: { error: unknown; attempt: number; willRetry: boolean; queue: string }[] = [];
+    const warnings: string[] = [];
+    const silent = () => {};
+    const bus = createBus({
+      transport: {
+        name: "recovering",
+        capabilities: {},
+        publish: async () => {},
+        subscribe: async (_source, options) => {
+          report = options.onError;
+          return { close: async () => {} };
+        },
+        close: async () => {},
+      },
+      hooks: {
+        onError: ({ error, attempt, willRetry, source }) =>
+          events.push({ error, attempt, willRetry, queue: source.name }),
+      },
+      logger: {
+        warn: (_fields, message) => warnings.push(message),
+        info: silent,
+        error: silent,
+        debug: silent,
+      },
+    });
+    await bus
+      .consume("jobs")
+      .on(Job, async () => {})
+      .start();
+    const error = new SwitchyardError("TRANSPORT_ERROR", "receive failed");
+    report?.(error);
+    expect(events).toEqual([{ error, attempt: 0, willRetry: true, queue: "jobs" }]);
+    expect(warnings).toEqual(["transport error, recovering"]);
+    await bus.close();
+  });
+
   it("fails clearly when the awaited message never comes", async () => {
     const harness = createTestBus();
     const error = await harness.handled("never.sent", { timeoutMs: 50 }).catch((e: unknown) => e);
