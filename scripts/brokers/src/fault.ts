@@ -330,6 +330,68 @@ export async function runConnectionCut(
   return { ...stream, recoveryMs };
 }
 
+/**
+ * For a connection cut on an adapter that retries its acks and nacks (SQS, SNS): the consumer bus's
+ * errors with their causes, the numbers handled again on a redelivery, and the messages in publishes
+ * that failed and were sent again. `check()` then asserts that no ack or nack was lost to the cut, so
+ * that the only duplicates are re-sent copies (at-least-once publishing).
+ */
+export class SettlementAudit {
+  /** The consumer bus's onError events, with their causes (a failed ack says why its delete failed). */
+  readonly errors: string[] = [];
+  /**
+   * Numbers handled again on a redelivery (attempt > 1), not as a re-sent copy, with the ms since
+   * their first handling: which ones, and how late, says why.
+   */
+  readonly redelivered: [number, number][] = [];
+  /** Messages in publishes that failed and were sent again: each may have been stored twice. */
+  resent = 0;
+  readonly #firstHandledAt = new Map<number, number>();
+
+  /** The consumer bus's `onError` hook. */
+  readonly onError = ({ error }: { error: unknown }): void => {
+    this.errors.push(`${error}${error instanceof Error && error.cause ? ` (${error.cause})` : ""}`);
+  };
+
+  /** One handling of number `n` at delivery `attempt`, recorded in `handled` too. */
+  handle(handled: Handled, n: number, attempt: number): void {
+    const first = this.#firstHandledAt.get(n);
+    if (first === undefined) this.#firstHandledAt.set(n, Date.now());
+    else if (attempt > 1) this.redelivered.push([n, Date.now() - first]);
+    handled.add(n);
+  }
+
+  /** A publish of `count` messages: counted as re-sent if it fails (the case sends it again). */
+  sent(count: number, publishing: Promise<unknown>): Promise<void> {
+    return publishing.then(
+      () => {},
+      (error: unknown) => {
+        this.resent += count;
+        throw error;
+      },
+    );
+  }
+
+  /**
+   * Acks and nacks that failed: each leaves a handled message to come back after its visibility
+   * timeout, often after the test has ended, which duplicates alone would miss.
+   */
+  failedSettlements(): string[] {
+    return this.errors.filter((e) => /\b(?:ack|nack) of message/.test(e));
+  }
+
+  /** Figures for the FAULT line. */
+  readonly figures = (): Record<string, unknown> => ({
+    failedSettlements: this.failedSettlements().length,
+    redelivered: this.redelivered,
+  });
+
+  check(handled: Handled): void {
+    expect(this.failedSettlements().slice(0, 5)).toEqual([]);
+    expect(handled.calls - handled.ids.size).toBeLessThanOrEqual(this.resent);
+  }
+}
+
 /** What a connection-cut case needs from the adapter's test (this package knows nothing of the core). */
 export interface CutCaseOptions {
   /** The broker's name in the FAULT line, e.g. `rabbitmq`, `activemq (stomp)`. */
