@@ -443,7 +443,8 @@ describe("aws-sqs consumer: concurrent receives, stop, recovered errors", () => 
     await transport.close();
   });
 
-  it("stop() ends receiving: what the receive in flight brings goes straight back, a held delivery stays settleable", async () => {
+  /** A subscription that holds one delivery (m-1, handle h1) and has its next receive in flight. */
+  async function holdingOne() {
     const sqs = scriptedSqs();
     const transport = new SqsTransport({ client: sqs.client, waitTimeSeconds: 1 });
     const deliveries: Delivery[] = [];
@@ -457,6 +458,11 @@ describe("aws-sqs consumer: concurrent receives, stop, recovered errors", () => 
     sqs.answer([received("m-1", "h1", 1)]);
     await handedOut;
     await sqs.waiting(1);
+    return { sqs, transport, subscription, deliveries };
+  }
+
+  it("stop() ends receiving: what the receive in flight brings goes straight back, a held delivery stays settleable", async () => {
+    const { sqs, transport, subscription, deliveries } = await holdingOne();
     let stopped = false;
     const stopping = subscription.stop!().then(() => (stopped = true));
     await new Promise((resolve) => setImmediate(resolve));
@@ -475,19 +481,7 @@ describe("aws-sqs consumer: concurrent receives, stop, recovered errors", () => 
   });
 
   it("stop() hands back a nacked message's redelivery that comes before the nack's answer", async () => {
-    const sqs = scriptedSqs();
-    const transport = new SqsTransport({ client: sqs.client, waitTimeSeconds: 1 });
-    const deliveries: Delivery[] = [];
-    let delivered!: () => void;
-    const handedOut = new Promise<void>((resolve) => (delivered = resolve));
-    const subscription = await transport.subscribe(queueSource, { prefetch: 10 }, (delivery) => {
-      deliveries.push(delivery);
-      delivered();
-    });
-    await sqs.waiting(1);
-    sqs.answer([received("m-1", "h1", 1)]);
-    await handedOut;
-    await sqs.waiting(1);
+    const { sqs, transport, subscription, deliveries } = await holdingOne();
     const stopping = subscription.stop!();
     // The core releases what has not started while it stops; SQS makes it visible, and the receive
     // still in flight takes it before the nack's answer is in.
