@@ -84,3 +84,31 @@ export async function profiled(label, run) {
     session.disconnect();
   }
 }
+
+/** The median of `values` (the upper middle one of an even count). */
+export const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
+
+/**
+ * Runs each side (`{ raw: (round) => …, switchyard: (round) => … }`) once per round, alternating
+ * which goes first, and returns each side's results by round. On a shared machine a slow spell then
+ * falls on both sides alike, and the median of each figure over the rounds is what a bench reports.
+ */
+export async function interleaved(rounds, sides) {
+  const names = Object.keys(sides);
+  const results = Object.fromEntries(names.map((name) => [name, []]));
+  for (let round = 0; round < rounds; round++) {
+    const order = round % 2 === 0 ? names : [...names].reverse();
+    for (const name of order) results[name][round] = await sides[name](round);
+  }
+  return results;
+}
+
+/** The median over `results` (one object per round) of each field that is a number in every round. */
+export function medians(results) {
+  const out = {};
+  for (const field of Object.keys(results[0])) {
+    const values = results.map((result) => result[field]);
+    if (values.every((value) => typeof value === "number")) out[field] = median(values);
+  }
+  return out;
+}

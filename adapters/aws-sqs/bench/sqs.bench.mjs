@@ -10,6 +10,8 @@
 //              shape: each raw loop waits for its delete before the next receive, while the adapter's
 //              4 receive loops go on and batch the deletes beside them.
 //   latency    p50/p99 of one send call, sequential (raw SendMessage vs bus.send), not end to end.
+// Send and consume run in three rounds (one with --quick), alternating which side goes first; each
+// rate is the median of its rounds.
 // Ends with one JSON line {"bench":"sqs",...}.
 import { randomUUID } from "node:crypto";
 import {
@@ -21,7 +23,7 @@ import {
   SQSClient,
 } from "@aws-sdk/client-sqs";
 import { BYTES_CONTENT_TYPE, createBus, defineMessage } from "@switchyard/core";
-import { shapeSchema } from "../../../scripts/bench-kit.mjs";
+import { interleaved, medians, shapeSchema } from "../../../scripts/bench-kit.mjs";
 import { SqsTransport } from "../dist/index.js";
 
 const quick = process.argv.includes("--quick");
@@ -57,30 +59,83 @@ await bus.ensure([
 ]);
 const rawUrl = await transport.base.queues.url(rawQueue);
 
-// send
-let t = performance.now();
-await pool(N / 10, 8, async (b) => {
-  const Entries = Array.from({ length: 10 }, (_, i) => ({
-    Id: String(i),
-    MessageBody: JSON.stringify(payload(b * 10 + i)),
-  }));
-  await raw.send(new SendMessageBatchCommand({ QueueUrl: rawUrl, Entries }));
-});
-const rawSend = N / ((performance.now() - t) / 1000);
-const data = new TextEncoder().encode(body);
-t = performance.now();
-await pool(N / 10, 8, async (b) => {
-  await bus.sendBatch(
-    syQueue,
-    Bench,
-    Array.from({ length: 10 }, (_, i) => ({ data: payload(b * 10 + i) })),
+let sink = 0;
+
+/** Raw: N messages sent (SendMessageBatch of 10, 8 in flight), then read back (4 receive loops). */
+async function rawRound() {
+  let t = performance.now();
+  await pool(N / 10, 8, async (b) => {
+    const Entries = Array.from({ length: 10 }, (_, i) => ({
+      Id: String(i),
+      MessageBody: JSON.stringify(payload(b * 10 + i)),
+    }));
+    await raw.send(new SendMessageBatchCommand({ QueueUrl: rawUrl, Entries }));
+  });
+  const send = N / ((performance.now() - t) / 1000);
+  t = performance.now();
+  let got = 0;
+  await Promise.all(
+    Array.from({ length: 4 }, async () => {
+      while (got < N) {
+        const out = await raw.send(
+          new ReceiveMessageCommand({ QueueUrl: rawUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 1 }),
+        );
+        const msgs = out.Messages ?? [];
+        if (msgs.length === 0) continue;
+        got += msgs.length;
+        for (const m of msgs) sink += JSON.parse(m.Body).id;
+        await raw.send(
+          new DeleteMessageBatchCommand({
+            QueueUrl: rawUrl,
+            Entries: msgs.map((m, i) => ({ Id: String(i), ReceiptHandle: m.ReceiptHandle })),
+          }),
+        );
+      }
+    }),
   );
-});
-const sySend = N / ((performance.now() - t) / 1000);
+  return { send, consume: N / ((performance.now() - t) / 1000) };
+}
+
+/** The same through Switchyard: `bus.sendBatch` of 10, 8 in flight; then a consumer reads them. */
+async function switchyardRound() {
+  let t = performance.now();
+  await pool(N / 10, 8, async (b) => {
+    await bus.sendBatch(
+      syQueue,
+      Bench,
+      Array.from({ length: 10 }, (_, i) => ({ data: payload(b * 10 + i) })),
+    );
+  });
+  const send = N / ((performance.now() - t) / 1000);
+  let got = 0;
+  let done;
+  const finished = new Promise((r) => {
+    done = r;
+  });
+  t = performance.now();
+  const consumer = await bus
+    .consume(syQueue)
+    .on(Bench, async (msg) => {
+      sink += msg.data.id;
+      if (++got === N) done();
+    })
+    .start({ concurrency: 32, prefetch: 40 });
+  await finished;
+  const consume = N / ((performance.now() - t) / 1000);
+  await consumer.stop();
+  return { send, consume };
+}
+
+const ROUNDS = quick ? 1 : 3;
+const rounds = await interleaved(ROUNDS, { raw: rawRound, switchyard: switchyardRound });
+const { send: rawSend, consume: rawConsume } = medians(rounds.raw);
+const { send: sySend, consume: syConsume } = medians(rounds.switchyard);
+
 // single sends to a second queue (not consumed)
+const data = new TextEncoder().encode(body);
 const singlesQueue = `bench-sy1-${run}`;
 await bus.ensure([{ kind: "queue", name: singlesQueue }]);
-t = performance.now();
+const t = performance.now();
 await pool(N, 80, async () => {
   await bus.publishRaw(
     { kind: "queue", name: singlesQueue },
@@ -88,47 +143,6 @@ await pool(N, 80, async () => {
   );
 });
 const sySingles = N / ((performance.now() - t) / 1000);
-
-// consume
-t = performance.now();
-let rawGot = 0;
-let sink = 0;
-await Promise.all(
-  Array.from({ length: 4 }, async () => {
-    while (rawGot < N) {
-      const out = await raw.send(
-        new ReceiveMessageCommand({ QueueUrl: rawUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 1 }),
-      );
-      const msgs = out.Messages ?? [];
-      if (msgs.length === 0) continue;
-      rawGot += msgs.length;
-      for (const m of msgs) sink += JSON.parse(m.Body).id;
-      await raw.send(
-        new DeleteMessageBatchCommand({
-          QueueUrl: rawUrl,
-          Entries: msgs.map((m, i) => ({ Id: String(i), ReceiptHandle: m.ReceiptHandle })),
-        }),
-      );
-    }
-  }),
-);
-const rawConsume = N / ((performance.now() - t) / 1000);
-let syGot = 0;
-let done;
-const finished = new Promise((r) => {
-  done = r;
-});
-t = performance.now();
-const consumer = await bus
-  .consume(syQueue)
-  .on(Bench, async (msg) => {
-    sink += msg.data.id;
-    if (++syGot === N) done();
-  })
-  .start({ concurrency: 32, prefetch: 40 });
-await finished;
-const syConsume = N / ((performance.now() - t) / 1000);
-await consumer.stop();
 
 // latency of one send
 const rawLat = [];
@@ -156,13 +170,16 @@ console.log(
   JSON.stringify({
     bench: "sqs",
     messages: N,
+    rounds: ROUNDS,
     rawSendPerSec: Math.round(rawSend),
     sendPerSec: Math.round(sySend),
     sendSinglesPerSec: Math.round(sySingles),
     throughputRatio: r(sySend / rawSend),
+    throughputRatioByRound: rounds.raw.map((x, i) => r(rounds.switchyard[i].send / x.send)),
     rawConsumePerSec: Math.round(rawConsume),
     consumePerSec: Math.round(syConsume),
     consumeRatio: r(syConsume / rawConsume),
+    consumeRatioByRound: rounds.raw.map((x, i) => r(rounds.switchyard[i].consume / x.consume)),
     rawSendP50Ms: r(pct(rawLat, 0.5)),
     rawSendP99Ms: r(pct(rawLat, 0.99)),
     sendP50Ms: r(pct(syLat, 0.5)),

@@ -1,6 +1,7 @@
 // `pnpm bench memory`: end to end through the core and the memory adapter, 1 KiB JSON messages,
 // validation on. Compared in the same run with a bare loop that only JSON-encodes and decodes the
-// same messages. Ends with one JSON line of figures.
+// same messages, in three interleaved rounds (one with --quick) whose medians are reported. Ends with
+// one JSON line of figures.
 //
 // `--telemetry=off|noop|on` (or SWITCHYARD_BENCH_TELEMETRY): `off` (default) is a bus without
 // `instrumentation`, exactly what runs when @switchyard/opentelemetry is not installed (the core never
@@ -11,7 +12,7 @@
 import { performance } from "node:perf_hooks";
 import { createBus, defineMessage } from "@switchyard/core";
 import { z } from "zod";
-import { profiled } from "../../../scripts/bench-kit.mjs";
+import { interleaved, median, profiled } from "../../../scripts/bench-kit.mjs";
 
 const Order = defineMessage({
   type: "bench.order",
@@ -139,13 +140,22 @@ const N = quick ? 50_000 : 200_000;
 
 bareLoop(20_000); // warm-up
 await throughput(bus, "warmup", 20_000);
-const bareMsgPerSec = bareLoop(N);
-// CPU time per message (user + system, GC and telemetry timers included) is steadier than the rate
-// on a shared machine: other processes take wall-clock time from the bench, not CPU time.
-const cpuBefore = process.cpuUsage();
-const msgPerSec = await profiled("memory-throughput", () => throughput(bus, "throughput", N));
-const cpu = process.cpuUsage(cpuBefore);
-const cpuUsPerMsg = (cpu.user + cpu.system) / N;
+const rounds = await interleaved(quick ? 1 : 3, {
+  bare: async () => bareLoop(N),
+  switchyard: async (round) => {
+    // CPU time per message (user + system, GC and telemetry timers included) is steadier than the
+    // rate on a shared machine: other processes take wall-clock time from the bench, not CPU time.
+    const cpuBefore = process.cpuUsage();
+    const rate = await profiled("memory-throughput", () => throughput(bus, `throughput-${round}`, N));
+    const cpu = process.cpuUsage(cpuBefore);
+    return { rate, cpuUsPerMsg: (cpu.user + cpu.system) / N };
+  },
+});
+const bareMsgPerSec = median(rounds.bare);
+const msgPerSec = median(rounds.switchyard.map((r) => r.rate));
+const cpuUsPerMsg = median(rounds.switchyard.map((r) => r.cpuUsPerMsg));
+// The core's cost against the bare loop, per round (both sides ran minutes apart at most).
+const coreCostRatio = median(rounds.switchyard.map((r, i) => rounds.bare[i] / r.rate));
 const { p50Ms, p99Ms } = await latency(bus, "latency", Math.round(msgPerSec / 2), quick ? 1 : 3);
 
 // Memory over 1,000,000 messages: RSS after warm-up vs at the end.
@@ -171,7 +181,9 @@ const result = {
   p50Ms: Number(p50Ms.toFixed(3)),
   p99Ms: Number(p99Ms.toFixed(3)),
   bareMsgPerSec: Math.round(bareMsgPerSec),
-  coreCostRatio: Number((bareMsgPerSec / msgPerSec).toFixed(2)),
+  coreCostRatio: Number(coreCostRatio.toFixed(2)),
+  rounds: rounds.bare.length,
+  coreCostRatioByRound: rounds.switchyard.map((r, i) => Number((rounds.bare[i] / r.rate).toFixed(2))),
   rssGrowthPct: Number((((rssEnd - rssAfterWarmup) / rssAfterWarmup) * 100).toFixed(1)),
   rssEndMiB: Math.round(rssEnd / 1024 / 1024),
   messages: soak,

@@ -4,10 +4,13 @@
 // Same work? Raw publishes 1 KiB with a messageId and no headers; Switchyard adds the CloudEvents
 // attributes (five `cloudEvents:*` headers, datacontenttype in the content-type property), so raw is
 // also measured publishing the same (throughputRatioSameHeaders). The raw consumer acks; Switchyard's decodes, runs the handler, acks.
+// Three rounds (one with --quick), alternating which side goes first; each rate is the median of its
+// rounds, latency is measured in the first round only. BENCH_COALESCE=0 publishes each message on
+// its own (`coalesce: false`), BENCH_COALESCE=N caps the bus's batches at N messages.
 import { randomUUID } from "node:crypto";
 import { createBus } from "@switchyard/core";
 import amqp from "amqplib";
-import { profiled } from "../../../scripts/bench-kit.mjs";
+import { interleaved, medians, profiled } from "../../../scripts/bench-kit.mjs";
 import { createTransport } from "../dist/index.js";
 
 const quick = process.argv.includes("--quick");
@@ -60,7 +63,7 @@ watcher.on("unblocked", () => {
   blockedSince = undefined;
 });
 
-async function raw() {
+async function raw(round) {
   const model = await amqp.connect(url);
   model.on("blocked", (reason) => blockReasons.add(String(reason)));
   const ch = await model.createConfirmChannel();
@@ -104,6 +107,12 @@ async function raw() {
     });
   });
   const consumeRate = (2 * N) / ((performance.now() - t) / 1000);
+  if (round > 0) {
+    await consumer.close();
+    await ch.deleteQueue(queue);
+    await model.close();
+    return { publishRate, publishHeadersRate, consumeRate };
+  }
 
   const latencies = [];
   let done;
@@ -134,11 +143,15 @@ async function raw() {
   };
 }
 
-async function switchyard() {
+async function switchyard(round) {
   const bus = createBus({
     transport: createTransport(new URL(url)),
     source: "bench",
-    ...(process.env.BENCH_COALESCE === "0" ? { coalesce: false } : {}),
+    ...(process.env.BENCH_COALESCE === "0"
+      ? { coalesce: false }
+      : process.env.BENCH_COALESCE
+        ? { coalesce: { maxMessages: Number(process.env.BENCH_COALESCE) } }
+        : {}),
   });
   const queue = `bench-sy-${randomUUID().slice(0, 8)}`;
   await bus.ensure([{ kind: "queue", name: queue }]);
@@ -163,6 +176,11 @@ async function switchyard() {
   await all;
   const consumeRate = N / ((performance.now() - t) / 1000);
   await consumer.stop();
+  if (round > 0) {
+    await bus.close();
+    await deleteQueue(queue);
+    return { publishRate, consumeRate };
+  }
 
   const latencies = [];
   let done;
@@ -182,10 +200,7 @@ async function switchyard() {
   }
   await finished;
   await bus.close();
-  const model = await amqp.connect(url);
-  const ch = await model.createChannel();
-  await ch.deleteQueue(queue);
-  await model.close();
+  await deleteQueue(queue);
   return {
     publishRate,
     consumeRate,
@@ -194,8 +209,17 @@ async function switchyard() {
   };
 }
 
-const r = await raw();
-const s = await switchyard();
+async function deleteQueue(queue) {
+  const model = await amqp.connect(url);
+  const ch = await model.createChannel();
+  await ch.deleteQueue(queue);
+  await model.close();
+}
+
+const ROUNDS = quick ? 1 : 3;
+const rounds = await interleaved(ROUNDS, { raw, switchyard });
+const r = { ...medians(rounds.raw), p50: rounds.raw[0].p50, p99: rounds.raw[0].p99 };
+const s = { ...medians(rounds.switchyard), p50: rounds.switchyard[0].p50, p99: rounds.switchyard[0].p99 };
 if (blockedSince !== undefined) blockedMs += performance.now() - blockedSince;
 clearInterval(watchTimer);
 await watcher.close();
@@ -214,6 +238,7 @@ console.log(
   JSON.stringify({
     bench: "rabbitmq",
     messages: N,
+    rounds: ROUNDS,
     rawPublishPerSec: Math.round(r.publishRate),
     rawPublishWithHeadersPerSec: Math.round(r.publishHeadersRate),
     publishPerSec: Math.round(s.publishRate),
@@ -224,8 +249,10 @@ console.log(
     p50Ms: round(s.p50),
     p99Ms: round(s.p99),
     throughputRatio: round(s.publishRate / r.publishRate),
+    throughputRatioByRound: rounds.raw.map((x, i) => round(rounds.switchyard[i].publishRate / x.publishRate)),
     throughputRatioSameHeaders: round(s.publishRate / r.publishHeadersRate),
     consumeRatio: round(s.consumeRate / r.consumeRate),
+    consumeRatioByRound: rounds.raw.map((x, i) => round(rounds.switchyard[i].consumeRate / x.consumeRate)),
     p99DeltaMs: round(s.p99 - r.p99),
     ratio: round(s.publishRate / r.publishRate),
     brokerBlockedMs: Math.round(blockedMs),
