@@ -70,7 +70,8 @@ export interface BusOptions {
    * trip where the broker batches). `lingerMs` 0 (default) gathers what is published before the
    * current microtask queue runs out — concurrent publishes, or the callers of a batch that just
    * returned — and adds no measurable latency; 1–5 ms makes every batch wait that long for more.
-   * `maxMessages` caps one batch (default 1,000). `false` sends each publish on its own.
+   * `maxMessages` caps one batch (default: the transport's `publishBatchSize`, else 1,000). `false`
+   * sends each publish on its own.
    */
   coalesce?: false | { lingerMs?: number; maxMessages?: number };
   /**
@@ -285,7 +286,7 @@ export class Bus {
   #closing: Promise<void> | undefined;
   readonly hooks: BusHooks;
   readonly #runtime: BusRuntime;
-  readonly #coalesce: { lingerMs: number; maxMessages: number } | undefined;
+  #coalesce: { lingerMs: number; maxMessages: number } | undefined;
   /** Batches gathering, by destination kind and name. */
   readonly #pending = { queue: new Map<string, PendingBatch>(), topic: new Map<string, PendingBatch>() };
   readonly #instrumentation: Instrumentation | undefined;
@@ -352,6 +353,12 @@ export class Bus {
       }
       this.#capabilities = resolveCapabilities(transport.capabilities);
       this.#scope = { system: transport.name };
+      // The transport's preferred batch size, unless the application chose one.
+      const batchSize = transport.publishBatchSize;
+      const chosen = this.#options.coalesce;
+      if (this.#coalesce && batchSize !== undefined && !(chosen && chosen.maxMessages !== undefined)) {
+        this.#coalesce = { ...this.#coalesce, maxMessages: batchSize };
+      }
       this.#connected = transport;
       this.#options.logger?.info({ transport: transport.name, url: redactUrl(this.url) }, "connected");
       return transport;

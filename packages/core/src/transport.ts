@@ -144,6 +144,14 @@ export interface Transport {
    * arrive in either mode; the core reads both.
    */
   readonly contentMode?: ContentMode;
+  /**
+   * Optional: the most publishes one `publish()` call should carry; the bus's coalescing closes a
+   * batch there unless `coalesce.maxMessages` says otherwise (default 1,000). A transport that
+   * writes each message on its own and awaits each one's confirmation (RabbitMQ) gains nothing from
+   * a large batch and loses pipelining: a batch settles with its slowest confirm, and the publishers
+   * waiting on it send nothing meanwhile, while several smaller batches settle one after another.
+   */
+  readonly publishBatchSize?: number;
   connect?(): Promise<void>;
   provision?(entities: TopologyEntity[]): Promise<void>;
   /**

@@ -246,6 +246,25 @@ describe("publish coalescing", () => {
     await alone.close();
   });
 
+  it("caps a batch at the transport's publishBatchSize unless coalesce.maxMessages is given", async () => {
+    const preferring = await countingTransport();
+    Object.assign(preferring.transport, { publishBatchSize: 2 });
+    const bus = createBus({ transport: preferring.transport });
+    await bus.send("c", Job, { n: -1 });
+    preferring.calls.length = 0;
+    await Promise.all(Array.from({ length: 5 }, (_, n) => bus.send("c", Job, { n })));
+    expect(preferring.calls).toEqual([[0, 1], [2, 3], [4]]);
+    await bus.close();
+
+    const overridden = await countingTransport();
+    Object.assign(overridden.transport, { publishBatchSize: 2 });
+    const chosen = createBus({ transport: overridden.transport, coalesce: { maxMessages: 4 } });
+    await chosen.send("c", Job, { n: -1 });
+    overridden.calls.length = 0;
+    await Promise.all(Array.from({ length: 5 }, (_, n) => chosen.send("c", Job, { n })));
+    expect(overridden.calls).toEqual([[0, 1, 2, 3], [4]]);
+    await chosen.close();
+  });
   it("a refused batch rejects every publish in it; the next batch goes out", async () => {
     let refuse = true;
     const { transport, calls } = await countingTransport(() =>
