@@ -560,15 +560,43 @@ export function fromWire(wire: WireMessage, options: { decodeBody?: boolean } = 
 
 // ---- helpers adapters use to map wire headers onto their broker's native headers ----
 
+/**
+ * Renamed header names, by `from` and `to` prefix: a message's attribute names are the same few every
+ * time, and building each one per message (a slice, a concatenation, then hashing the new string as
+ * a property name) cost more than the rest of an adapter's header mapping. Bounded, because a
+ * foreign producer's extension attributes could be named anything.
+ */
+const RENAMED = new Map<string, Map<string, Map<string, string>>>();
+const MAX_RENAMED_NAMES = 1024;
+
+function renamedNames(from: string, to: string): Map<string, string> {
+  let byTarget = RENAMED.get(from);
+  if (!byTarget) RENAMED.set(from, (byTarget = new Map()));
+  let names = byTarget.get(to);
+  if (!names) byTarget.set(to, (names = new Map()));
+  return names;
+}
+
 /** Renames the `ce_` prefix, e.g. to the AMQP binding's `cloudEvents:`; user headers are untouched. */
 export function renamePrefix(
   headers: Record<string, string>,
   from: string,
   to: string,
 ): Record<string, string> {
+  const names = renamedNames(from, to);
   const out: Record<string, string> = {};
-  for (const [name, value] of Object.entries(headers)) {
-    out[name.startsWith(from) ? to + name.slice(from.length) : name] = value;
+  for (const name in headers) {
+    const value = headers[name]!;
+    if (!name.startsWith(from)) {
+      out[name] = value;
+      continue;
+    }
+    let renamed = names.get(name);
+    if (renamed === undefined) {
+      renamed = to + name.slice(from.length);
+      if (names.size < MAX_RENAMED_NAMES) names.set(name, renamed);
+    }
+    out[renamed] = value;
   }
   return out;
 }

@@ -133,6 +133,19 @@ describe("envelope", () => {
       "cloudEvents:id": "1",
       user: "u",
     });
+    // Renamed names are cached per prefix pair: both directions, and past the cache's bound, stay right.
+    expect(renamePrefix({ "cloudEvents:id": "1", ce_id: "x" }, "cloudEvents:", "ce_")).toEqual({
+      ce_id: "x",
+    });
+    for (let i = 0; i < 1100; i++) {
+      expect(renamePrefix({ [`ce_ext${i}`]: "v" }, "ce_", "cloudEvents:")).toEqual({
+        [`cloudEvents:ext${i}`]: "v",
+      });
+    }
+    expect(renamePrefix({ ce_ext5: "a", ce_ext1099: "b" }, "ce_", "amqp:")).toEqual({
+      "amqp:ext5": "a",
+      "amqp:ext1099": "b",
+    });
     const headers = { ce_id: "1", "x y": "ü\n" };
     expect(unpackHeaders(packHeaders(headers))).toEqual(headers);
     expect(codeOf(() => unpackHeaders("[1]"))).toBe("DECODE_FAILED");
