@@ -26,7 +26,9 @@ const BROKER_HEADERS = new Set([
 
 /** The AMQP properties and headers of a wire message. */
 export function toAmqp(message: WireMessage, extra: Record<string, string> = {}): Options.Publish {
-  for (const name of Object.keys(message.headers)) {
+  for (const name in message.headers) {
+    // Our own `ce_` headers are short and never reserved: only user headers need the checks.
+    if (name.startsWith(RESERVED_PREFIX)) continue;
     if (BROKER_HEADERS.has(name.toLowerCase()) || name.startsWith(AMQP_PREFIX)) {
       throw new SwitchyardError(
         "INVALID_HEADER",
@@ -34,7 +36,8 @@ export function toAmqp(message: WireMessage, extra: Record<string, string> = {})
       );
     }
     // A field-table key is an AMQP shortstr: amqplib throws a RangeError mid-batch on a longer one.
-    if (Buffer.byteLength(name) > MAX_HEADER_NAME_BYTES) {
+    // (A UTF-16 unit is at most 3 UTF-8 bytes: shorter names need no counting.)
+    if (name.length * 3 > MAX_HEADER_NAME_BYTES && Buffer.byteLength(name) > MAX_HEADER_NAME_BYTES) {
       throw new SwitchyardError(
         "INVALID_HEADER",
         `header "${name.slice(0, 40)}…" is longer than RabbitMQ's ${MAX_HEADER_NAME_BYTES}-byte limit for header names`,
@@ -103,11 +106,21 @@ export function fromAmqp(
   return { message, attempt: before + returned + 1 };
 }
 
-/** Approximate encoded size of the header table, which must fit in one AMQP frame. */
-export function headerBytes(options: Options.Publish): number {
-  let size = 64;
-  for (const [name, value] of Object.entries(options.headers ?? {})) {
-    size += Buffer.byteLength(name) + Buffer.byteLength(String(value)) + 6;
+/**
+ * Whether the header table (approximately encoded) fits in `limit` bytes, the room one AMQP frame
+ * leaves it. Counted in UTF-16 units first (each at most 3 UTF-8 bytes): the exact byte count is
+ * needed only for a table near the limit.
+ */
+export function headersFit(options: Options.Publish, limit: number): boolean {
+  const headers: Record<string, unknown> = options.headers ?? {};
+  let units = 0;
+  let overhead = 64;
+  for (const name in headers) {
+    units += name.length + String(headers[name]).length;
+    overhead += 6;
   }
-  return size;
+  if (overhead + units * 3 <= limit) return true;
+  let size = overhead;
+  for (const name in headers) size += Buffer.byteLength(name) + Buffer.byteLength(String(headers[name]));
+  return size <= limit;
 }

@@ -12,7 +12,7 @@ import {
 } from "@switchyard/core";
 import amqp, { type Channel, type ChannelModel, type ConfirmChannel, type ConsumeMessage } from "amqplib";
 import { AckBatcher } from "./acks.js";
-import { ATTEMPT_HEADER, fromAmqp, headerBytes, toAmqp } from "./mapping.js";
+import { ATTEMPT_HEADER, fromAmqp, headersFit, toAmqp } from "./mapping.js";
 import { type RabbitOptions, type ResolvedOptions, resolveOptions } from "./options.js";
 
 /** Room for the AMQP frame envelope around the header table (frame_max is 128 KiB by default). */
@@ -336,7 +336,7 @@ export class RabbitTransport implements Transport {
     if (this.#closed) throw new SwitchyardError("CLOSED", "the rabbitmq transport is closed");
     const prepared = messages.map((message) => {
       const properties = toAmqp(message, extra);
-      if (headerBytes(properties) > (this.options.connect.frameMax ?? 131_072) - FRAME_HEADROOM) {
+      if (!headersFit(properties, (this.options.connect.frameMax ?? 131_072) - FRAME_HEADROOM)) {
         throw new SwitchyardError(
           "MESSAGE_TOO_LARGE",
           `the headers of message ${message.id} do not fit in one AMQP frame`,
