@@ -240,6 +240,41 @@ describeWithBroker("postgres", "outbox on PostgreSQL", () => {
     }
   });
 
+  it("a schema whose name needs quoting, reached through the search_path: the relay is woken on its channel", async () => {
+    const schema = `Tenant-${uniq("q")}`;
+    const tenant = new pg.Pool({ connectionString: pgUrl, max: 2, options: `-c search_path="${schema}"` });
+    tenant.on("error", () => {});
+    let listener: Awaited<ReturnType<typeof listenTo>> | undefined;
+    try {
+      await pool.query(`CREATE SCHEMA "${schema}"`);
+      const outbox = createOutbox({ pool: tenant, table: "outbox" });
+      await outbox.install();
+      expect((await pool.query("SELECT to_regclass($1) AS t", [`"${schema}".outbox`])).rows[0].t).not.toBe(
+        null,
+      );
+      const bus = memoryBus();
+      const handled = await handleJobs(bus);
+      const relay = outbox.relay(bus, { intervalMs: 60_000 });
+      await relay.elected;
+      listener = await listenTo(`${schema}.outbox`);
+      const client = await tenant.connect();
+      try {
+        await client.query("BEGIN");
+        await outbox.send(client, "jobs", Saved, { blogId: "q", n: 5 }, { key: "k" });
+        await client.query("COMMIT");
+      } finally {
+        client.release();
+      }
+      await expect.poll(() => handled, { timeout: 10_000 }).toEqual([5]);
+      expect(await listener.settle()).toBe(1);
+      await relay.stop();
+    } finally {
+      await listener?.end();
+      await pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+      await tenant.end();
+    }
+  });
+
   it("rolling upgrade: a writer of the earlier release (NOTIFY on the table's unqualified channel) still wakes the relay", async () => {
     const table = uniq("ob_roll");
     tables.push(table);
