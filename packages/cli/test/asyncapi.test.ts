@@ -237,6 +237,9 @@ describe.concurrent("asyncapi from a bus", () => {
         { $ref: "#/channels/topic.shop-orders/messages/order.placed.v2" },
       ]);
       expect((await parse(after.document)).errors).toEqual([]);
+      for (const wrong of [[], [bus, {}]]) {
+        await expect(toAsyncApi(wrong as never)).rejects.toMatchObject({ code: "CONFIG_INVALID" });
+      }
     } finally {
       await bus.close();
     }

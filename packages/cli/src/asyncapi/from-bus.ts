@@ -1,4 +1,4 @@
-import type { Bus, MessageType } from "@switchyard/core";
+import { type Bus, type MessageType, SwitchyardError } from "@switchyard/core";
 import type { SwitchyardDefinitions } from "../definitions.js";
 
 /** What a bus cannot say about its app, given instead (it has no name of its own). */
@@ -21,6 +21,12 @@ export function definitionsOfBuses(
   buses: readonly Bus[],
   info: BusInfo = {},
 ): { definitions: SwitchyardDefinitions; url: string | undefined; warnings: string[] } {
+  if (buses.length === 0 || !buses.every(isBus)) {
+    throw new SwitchyardError(
+      "CONFIG_INVALID",
+      "toAsyncApi needs definitions, a bus, or a non-empty array of buses",
+    );
+  }
   const topics = new Map<string, { types: Map<string, MessageType>; subscriptions: string[] }>();
   const queues = new Map<string, Map<string, MessageType>>();
   const onChannels = new Set<string>();
