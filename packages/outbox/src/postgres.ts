@@ -276,8 +276,12 @@ export function createOutbox(options: OutboxOptions): Outbox {
       const client = await pool.connect();
       try {
         await client.query("BEGIN");
-        const { leaderLock } = await names(client);
-        await client.query("SELECT pg_advisory_xact_lock(hashtext($1))", [leaderLock]);
+        // Its own lock, not the leader's: a relay leads for as long as it runs, and an instance
+        // starting beside it (a rolling deploy) must not wait for it to stop.
+        await client.query(
+          `SELECT pg_advisory_xact_lock(hashtext('switchyard_outbox_install:' || ${QUALIFIED}))`,
+          [table],
+        );
         await client.query(`
           CREATE TABLE IF NOT EXISTS ${table} (
             seq bigserial PRIMARY KEY, kind text NOT NULL, destination text NOT NULL, id text NOT NULL,

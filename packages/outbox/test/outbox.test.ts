@@ -275,6 +275,18 @@ describeWithBroker("postgres", "outbox on PostgreSQL", () => {
     }
   });
 
+  it("install() on a table whose relay leads does not wait for that relay to stop (a rolling deploy)", async () => {
+    const table = uniq("ob_inst");
+    tables.push(table);
+    await createOutbox({ pool, table }).install();
+    const relay = createOutbox({ pool, table }).relay(memoryBus(), { intervalMs: 50 });
+    await relay.elected;
+    // It used to take the leader's lock, held as long as the relay runs: this waited for the test's timeout.
+    await createOutbox({ pool, table }).install();
+    expect(relay.stats.leader).toBe(true);
+    await relay.stop();
+  });
+
   it("rolling upgrade: a writer of the earlier release (NOTIFY on the table's unqualified channel) still wakes the relay", async () => {
     const table = uniq("ob_roll");
     tables.push(table);
