@@ -237,6 +237,14 @@ describe.concurrent("asyncapi from a bus", () => {
         { $ref: "#/channels/topic.shop-orders/messages/order.placed.v2" },
       ]);
       expect((await parse(after.document)).errors).toEqual([]);
+      const elsewhere = createBus({ url: "amqp://guest:guest@127.0.0.1:5672/" });
+      const { warnings } = await buildAsyncApi([bus, elsewhere]);
+      expect(warnings).toContainEqual(
+        expect.stringMatching(
+          /^the buses use memory:\/\/asyncapi-\w+, amqp:\/\/.*127\.0\.0\.1:5672\/: the server is the first's$/,
+        ),
+      );
+      expect(warnings.join("\n")).not.toContain("guest:guest");
       for (const wrong of [[], [bus, {}]]) {
         await expect(toAsyncApi(wrong as never)).rejects.toMatchObject({ code: "CONFIG_INVALID" });
       }

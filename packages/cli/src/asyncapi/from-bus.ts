@@ -1,4 +1,4 @@
-import { type Bus, type MessageType, SwitchyardError } from "@switchyard/core";
+import { type Bus, type MessageType, redactUrl, SwitchyardError } from "@switchyard/core";
 import type { SwitchyardDefinitions } from "../definitions.js";
 
 /** What a bus cannot say about its app, given instead (it has no name of its own). */
@@ -68,6 +68,8 @@ export function definitionsOfBuses(
       add(destination.kind === "queue" ? queue(destination.name) : topic(destination.name).types, messages);
     }
   }
+  const urls = [...new Set(descriptions.map((description) => redactUrl(description.url)))];
+  if (urls.length > 1) warnings.push(`the buses use ${urls.join(", ")}: the server is the first's`);
   const unplaced = [...registered.values()].filter((type) => !onChannels.has(type.type));
   for (const type of unplaced) {
     warnings.push(
