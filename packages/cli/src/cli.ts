@@ -1,7 +1,10 @@
 // @switchyard/cli: the `switchyard` command, and the pieces of it worth calling from code.
+
+export { type BusInfo, definitionsOfBuses } from "./asyncapi/from-bus.js";
 export {
   type AsyncApiOptions,
   type AsyncApiResult,
+  type BusAsyncApiOptions,
   buildAsyncApi,
   messageId,
   toAsyncApi,

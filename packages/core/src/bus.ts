@@ -143,6 +143,34 @@ export interface HandlerOptions<V extends VersionMap, N extends VersionOf<V>> {
   name?: string;
 }
 
+/**
+ * What a bus was told and has done, for tools that describe an app from its bus (an AsyncAPI
+ * document, a topology listing): plain data, a snapshot taken when `bus.describe()` is called.
+ */
+export interface BusDescription {
+  /** The broker URL (may hold credentials: pass it through `redactUrl` before showing it). */
+  url: string;
+  /** The types registered to be published by name (`BusOptions.messages`). */
+  messages: MessageType[];
+  /**
+   * Every consumer started on this bus (whether still running or not), one per source, in the
+   * order `start()` was first called: the types its handlers take, with the versions each
+   * handler declared, and whether an `onAny()` handler takes the rest.
+   */
+  consumers: Array<{
+    source: Source;
+    handlers: Array<{ type: MessageType; versions: number[]; name: string }>;
+    any: boolean;
+  }>;
+  /**
+   * The destinations this bus has published typed messages to so far (`publish`, `send`, their
+   * batch and versions forms, `request`), in the order of their first publish, with the types
+   * published there. Replies (`ctx.reply`) and untyped publishes (`publishRaw`,
+   * `publishEnvelopes`) are not listed. A bus cannot know where it will publish before it does.
+   */
+  published: Array<{ destination: Destination; messages: MessageType[] }>;
+}
+
 const ANY_TYPE: MessageType = {
   type: "*",
   versions: {},
@@ -277,6 +305,15 @@ export class Bus {
   /** Names of the queues and topics known to exist: a publish checks here without building a key. */
   readonly #ready = { queue: new Set<string>(), topic: new Set<string>() };
   readonly #consumers = new Set<Consumer>();
+  /** What describe() reports: consumers started, by source; typed publishes, by destination. */
+  readonly #described = {
+    consumers: new Map<string, BusDescription["consumers"][number]>(),
+    published: {
+      queue: new Map<string, Map<string, MessageType>>(),
+      topic: new Map<string, Map<string, MessageType>>(),
+    },
+    order: [] as Destination[],
+  };
   readonly #source: string;
   #transport: Promise<Transport> | undefined;
   /** The transport once connected (and until the bus closes). */
@@ -455,7 +492,7 @@ export class Bus {
     };
     if (request.traceparent !== undefined) replyOptions.traceparent = request.traceparent;
     if (request.tracestate !== undefined) replyOptions.tracestate = request.tracestate;
-    return this.#publishTyped({ kind: "queue", name: request.replyTo }, type, data, replyOptions);
+    return this.#publishTyped({ kind: "queue", name: request.replyTo }, type, data, replyOptions, false);
   }
 
   send<M extends MessageType<any>, N extends VersionOf<Versions<M>> = LatestVersion<Versions<M>>>(
@@ -493,6 +530,7 @@ export class Bus {
     items: ReadonlyArray<{ data: unknown; options?: PublishOptions }>,
   ): Promise<Envelope[]> {
     if (items.length === 0) return [];
+    this.#notePublished(destination, type);
     const prepared = settledAll(items.map((item) => this.#prepare(type, item.data, item.options ?? {})));
     const envelopes = prepared instanceof Promise ? await prepared : prepared;
     await this.#send(destination, envelopes);
@@ -550,10 +588,12 @@ export class Bus {
     typeOrName: MessageType | string,
     data: unknown,
     options: PublishOptions = NO_OPTIONS,
+    described = true,
   ): Promise<Envelope> {
     let prepared: Envelope | Promise<Envelope>;
     try {
       const type = this.#resolveType(typeOrName);
+      if (described) this.#notePublished(destination, type);
       prepared = options.tombstone
         ? this.#tombstone(type, data, options)
         : this.#prepare(type, data, options);
@@ -603,6 +643,7 @@ export class Bus {
       .sort((a, b) => a - b);
     if (versions.length === 0)
       throw new SwitchyardError("CONFIG_INVALID", "publishVersions needs at least one version");
+    this.#notePublished(destination, type);
     // Validate every version before anything is sent: all or nothing.
     const prepared = settledAll(
       versions.map((version) => this.#prepare(type, dataByVersion[version], { ...options, version })),
@@ -610,6 +651,37 @@ export class Bus {
     const envelopes = prepared instanceof Promise ? await prepared : prepared;
     await this.#send(destination, envelopes, { [DUAL_VERSIONS]: versions.join(",") });
     return envelopes;
+  }
+
+  /** Two map lookups per publish once the destination and type were seen. */
+  #notePublished(destination: Destination, type: MessageType): void {
+    const byName = this.#described.published[destination.kind];
+    let types = byName.get(destination.name);
+    if (types === undefined) {
+      if (!isValidName(destination.name)) return; // refused by the publish itself
+      types = new Map();
+      byName.set(destination.name, types);
+      this.#described.order.push({ kind: destination.kind, name: destination.name });
+    }
+    if (!types.has(type.type)) types.set(type.type, type);
+  }
+
+  /** What this bus was told and has published so far (see `BusDescription`). */
+  describe(): BusDescription {
+    const described = this.#described;
+    return {
+      url: this.url,
+      messages: [...this.#registry.values()],
+      consumers: [...described.consumers.values()].map((consumer) => ({
+        source: { ...consumer.source },
+        handlers: consumer.handlers.map((handler) => ({ ...handler, versions: [...handler.versions] })),
+        any: consumer.any,
+      })),
+      published: described.order.map((destination) => ({
+        destination: { ...destination },
+        messages: [...described.published[destination.kind].get(destination.name)!.values()],
+      })),
+    };
   }
 
   #resolveType(typeOrName: MessageType | string): MessageType {
@@ -870,9 +942,30 @@ export class Bus {
     validateName(source.name);
     validateName(source.subscription);
     return new ConsumerBuilder(this, source, async (registrations, fallback, options) => {
+      this.#noteConsumer(source, registrations, fallback);
       const consumer = new RunningConsumer(this.#runtime, source, registrations, fallback, options);
       return consumer.start();
     });
+  }
+
+  /** A second start() on one source (another instance of a consumer) adds the handlers it lacks. */
+  #noteConsumer(
+    source: Source,
+    registrations: Map<string, Registration>,
+    fallback: Registration | undefined,
+  ) {
+    const id = JSON.stringify([source.kind, source.name, source.subscription]);
+    let consumer = this.#described.consumers.get(id);
+    if (!consumer) {
+      consumer = { source: { ...source }, handlers: [], any: false };
+      this.#described.consumers.set(id, consumer);
+    }
+    for (const registration of registrations.values()) {
+      if (consumer.handlers.some((handler) => handler.type.type === registration.type.type)) continue;
+      const { type, versions, name } = registration;
+      consumer.handlers.push({ type, versions: [...versions], name });
+    }
+    if (fallback) consumer.any = true;
   }
 
   /** The dead-letter queue of a topic subscription (or of a queue, with `{ queue }`). */
@@ -979,8 +1072,12 @@ function entityId(entity: TopologyEntity): string {
   return entity.kind === "subscription" ? JSON.stringify(entity) : `${entity.kind}:${entity.name}`;
 }
 
+function isValidName(name: string): boolean {
+  return typeof name === "string" && name.length > 0 && name.length <= 200;
+}
+
 function validateName(name: string): void {
-  if (typeof name !== "string" || name.length === 0 || name.length > 200) {
+  if (!isValidName(name)) {
     throw new SwitchyardError("CONFIG_INVALID", `"${name}" is not a valid name (1–200 characters)`);
   }
 }

@@ -1,5 +1,6 @@
 export {
   Bus,
+  type BusDescription,
   type BusOptions,
   ConsumerBuilder,
   createBus,

@@ -531,3 +531,80 @@ describe("a validator that throws instead of returning issues", () => {
     }
   });
 });
+
+describe("bus.describe()", () => {
+  const Note = defineMessage({
+    type: "note",
+    versions: { 1: z.object({ n: z.number() }), 2: z.object({ n: z.number(), s: z.string() }) },
+    upcast: { 1: (v1) => ({ ...v1, s: "" }) },
+  });
+  const Ping = defineMessage({ type: "ping", versions: { 1: z.object({}) } });
+
+  it("lists the registered types, the consumers started and where typed messages were published", async () => {
+    const bus = createBus({ url: url(), messages: [Job] });
+    expect(bus.describe()).toMatchObject({ messages: [Job], consumers: [], published: [] });
+    await bus
+      .subscribe("notes", "audit")
+      .on(Note, { versions: [1, 2] }, function audit() {})
+      .onAny(() => {})
+      .start();
+    await bus
+      .consume("pings")
+      .on(Ping, () => {})
+      .start();
+    // A second instance of the audit consumer adds its other type, and nothing twice.
+    await bus
+      .subscribe("notes", "audit")
+      .on(Note, () => {})
+      .on(Ping, () => {})
+      .start();
+    await bus.publish("notes", Note, { n: 1, s: "a" });
+    await bus.publish("notes", "job", { n: 2 });
+    await bus.publishVersions("notes", Note, { 1: { n: 3 }, 2: { n: 3, s: "" } });
+    await bus.sendBatch("pings", Ping, [{ data: {} }]);
+    await expect(bus.publish("notes", "nope", {})).rejects.toThrow(/unknown message type/);
+    await bus.publishRaw({ kind: "topic", name: "raw" }, { type: "note", data: { n: 4 } });
+
+    const description = bus.describe();
+    expect(description.url).toBe(bus.url);
+    expect(description.consumers).toEqual([
+      {
+        source: { kind: "topic", name: "notes", subscription: "audit" },
+        handlers: [
+          { type: Note, versions: [1, 2], name: "audit" },
+          { type: Ping, versions: [1], name: "ping" },
+        ],
+        any: true,
+      },
+      {
+        source: { kind: "queue", name: "pings", subscription: "pings" },
+        handlers: [{ type: Ping, versions: [1], name: "ping" }],
+        any: false,
+      },
+    ]);
+    expect(description.published).toEqual([
+      { destination: { kind: "topic", name: "notes" }, messages: [Note, Job] },
+      { destination: { kind: "queue", name: "pings" }, messages: [Ping] },
+    ]);
+    // A snapshot: changing it changes nothing in the bus.
+    description.consumers[0]!.handlers.pop();
+    expect(bus.describe().consumers[0]!.handlers).toHaveLength(2);
+    await bus.close();
+  });
+
+  it("does not list replies or the reply queue: they belong to each request, not to the app", async () => {
+    const bus = createBus(url());
+    await bus
+      .consume("asks")
+      .on(Ping, (_message, ctx) => ctx.reply(Note, { n: 1, s: "pong" }))
+      .start();
+    const reply = await bus.request("asks", Ping, {}, { replyType: Note, timeoutMs: 5000 });
+    expect(reply.data).toEqual({ n: 1, s: "pong" });
+    const description = bus.describe();
+    expect(description.published).toEqual([
+      { destination: { kind: "queue", name: "asks" }, messages: [Ping] },
+    ]);
+    expect(description.consumers.map((consumer) => consumer.source.name)).toEqual(["asks"]);
+    await bus.close();
+  });
+});

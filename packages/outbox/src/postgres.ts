@@ -113,29 +113,40 @@ interface PgRow {
   attempts: number;
 }
 
+/**
+ * SQL for the table named by `$1` as PostgreSQL resolves it on the connection that runs it:
+ * `schema.table`, through the search_path (a table not created yet: with the schema CREATE TABLE
+ * would put it in). Every name the outbox shares between connections comes from it, so
+ * same-named tables in two schemas never share a lock or a channel, and `orders.outbox` and
+ * `outbox` with `search_path=orders` are one table.
+ */
+const QUALIFIED = `coalesce(
+  (SELECT n.nspname || '.' || c.relname FROM pg_class c
+   JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass($1)),
+  CASE WHEN strpos($1, '.') > 0 THEN $1 ELSE current_schema() || '.' || $1 END, $1)`;
+
+/**
+ * The NOTIFY channel, from the qualified table: an md5 keeps it a plain identifier of 50 bytes
+ * however long the names (PostgreSQL cuts identifiers at 63 and refuses a longer pg_notify channel).
+ */
+const CHANNEL = `'switchyard_outbox_' || md5(${QUALIFIED})`;
+
 export function createOutbox(options: OutboxOptions): Outbox {
   const table = checkTable(options.table ?? "switchyard_outbox");
   const pool = options.pool;
   const source = options.source ?? defaultSource();
-  const channel = `switchyard_outbox_${table.replace(".", "_")}`.slice(0, 63);
-  // The per-key locks and the channel may be shared by same-named tables in other schemas: that
-  // costs an extra wait or wake-up, never a wrong result. The leader lock may not (see leaderLock).
-  const keyLockName = `switchyard_outbox:${table}`;
+  // The channel of earlier releases, named from the table as written (so shared by same-named
+  // tables in two schemas, and cut at 63 bytes): the relay still listens on it, so writers not
+  // upgraded yet keep waking it during a rolling upgrade.
+  const legacyChannel = `switchyard_outbox_${table.replace(".", "_")}`.slice(0, 63);
 
-  /**
-   * The leader lock's name: the table as PostgreSQL resolves it on this connection (schema-qualified
-   * through its search_path), so same-named tables in two schemas have two leaders.
-   */
-  const leaderLock = async (db: Queryable): Promise<string> => {
-    // A table not created yet: qualified with the schema CREATE TABLE would put it in.
+  /** The leader lock's name and the channel, for the table as this connection resolves it. */
+  const names = async (db: Queryable): Promise<{ leaderLock: string; channel: string }> => {
     const { rows } = await db.query(
-      `SELECT coalesce(
-         (SELECT n.nspname || '.' || c.relname FROM pg_class c
-          JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass($1)),
-         CASE WHEN strpos($1, '.') > 0 THEN $1 ELSE current_schema() || '.' || $1 END, $1) AS name`,
+      `SELECT 'switchyard_outbox:' || ${QUALIFIED} AS lock, ${CHANNEL} AS channel`,
       [table],
     );
-    return `switchyard_outbox:${rows[0].name}`;
+    return { leaderLock: rows[0].lock, channel: rows[0].channel };
   };
 
   const write = async (
@@ -156,7 +167,11 @@ export function createOutbox(options: OutboxOptions): Outbox {
     const envelope = await prepareEnvelope(type, data, publishOptions, { source });
     const wire = toWire(envelope); // binary mode: every attribute a header, data the body
     if (envelope.key !== undefined) {
-      await client.query("SELECT pg_advisory_xact_lock(hashtext($1))", [`${keyLockName}:${envelope.key}`]);
+      // Named from the qualified table (resolved on the caller's own connection, as its INSERT is).
+      await client.query(
+        `SELECT pg_advisory_xact_lock(hashtext('switchyard_outbox:' || ${QUALIFIED} || ':' || $2::text))`,
+        [table, envelope.key],
+      );
     }
     await client.query(
       `INSERT INTO ${table} (kind, destination, id, key, headers, body) VALUES ($1, $2, $3, $4, $5, $6)`,
@@ -169,7 +184,7 @@ export function createOutbox(options: OutboxOptions): Outbox {
         wire.body,
       ],
     );
-    await client.query("SELECT pg_notify($1, '')", [channel]);
+    await client.query(`SELECT pg_notify(${CHANNEL}, '')`, [table]);
     return envelope;
   };
 
@@ -188,7 +203,10 @@ export function createOutbox(options: OutboxOptions): Outbox {
   // and delete. When it is lost the lock goes with it, and so do the deletes of a batch in flight
   // (that batch is sent again by the next leader: at least once, never lost).
   const open = async (events: { wake(): void; lost(error: unknown): void }): Promise<RelaySession> => {
-    const db = new pg.Client({ ...(pool.options as pg.ClientConfig), application_name: keyLockName });
+    const db = new pg.Client({
+      ...(pool.options as pg.ClientConfig),
+      application_name: `switchyard_outbox:${table}`,
+    });
     let lost = false;
     db.on("error", (error) => {
       lost = true;
@@ -201,15 +219,18 @@ export function createOutbox(options: OutboxOptions): Outbox {
       await db.end().catch(() => {});
       throw error;
     }
-    let lock: string | undefined;
+    let named: { leaderLock: string; channel: string } | undefined;
     let held = false;
     return {
       async lead() {
         if (held) return true; // a session lock is held until the connection ends
-        lock ??= await leaderLock(db);
-        const { rows } = await db.query("SELECT pg_try_advisory_lock(hashtext($1)) AS ok", [lock]);
+        named ??= await names(db);
+        const { rows } = await db.query("SELECT pg_try_advisory_lock(hashtext($1)) AS ok", [
+          named.leaderLock,
+        ]);
         if (!rows[0].ok) return false;
-        await db.query(`LISTEN "${channel}"`);
+        await db.query(`LISTEN "${named.channel}"`);
+        if (legacyChannel !== named.channel) await db.query(`LISTEN "${legacyChannel}"`);
         held = true;
         return true;
       },
@@ -255,7 +276,12 @@ export function createOutbox(options: OutboxOptions): Outbox {
       const client = await pool.connect();
       try {
         await client.query("BEGIN");
-        await client.query("SELECT pg_advisory_xact_lock(hashtext($1))", [await leaderLock(client)]);
+        // Its own lock, not the leader's: a relay leads for as long as it runs, and an instance
+        // starting beside it (a rolling deploy) must not wait for it to stop.
+        await client.query(
+          `SELECT pg_advisory_xact_lock(hashtext('switchyard_outbox_install:' || ${QUALIFIED}))`,
+          [table],
+        );
         await client.query(`
           CREATE TABLE IF NOT EXISTS ${table} (
             seq bigserial PRIMARY KEY, kind text NOT NULL, destination text NOT NULL, id text NOT NULL,
@@ -294,12 +320,12 @@ export function createOutbox(options: OutboxOptions): Outbox {
         `UPDATE ${table} SET attempts = 0, failed_at = NULL WHERE id = $1 AND failed_at IS NOT NULL`,
         [id],
       );
-      if (result.rowCount) await pool.query("SELECT pg_notify($1, '')", [channel]);
+      if (result.rowCount) await pool.query(`SELECT pg_notify(${CHANNEL}, '')`, [table]);
       return (result.rowCount ?? 0) > 0;
     },
     async discard(id) {
       const result = await pool.query(`DELETE FROM ${table} WHERE id = $1 AND failed_at IS NOT NULL`, [id]);
-      if (result.rowCount) await pool.query("SELECT pg_notify($1, '')", [channel]);
+      if (result.rowCount) await pool.query(`SELECT pg_notify(${CHANNEL}, '')`, [table]);
       return (result.rowCount ?? 0) > 0;
     },
     relay: (bus, relayOptions = {}) => startRelay(bus, relayOptions, { open, lag }),

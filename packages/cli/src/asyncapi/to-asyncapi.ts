@@ -1,4 +1,4 @@
-import type { MessageType } from "@switchyard/core";
+import type { Bus, MessageType } from "@switchyard/core";
 import {
   allMessageTypes,
   checkDefinitions,
@@ -6,12 +6,16 @@ import {
   subscriptionName,
 } from "../definitions.js";
 import { type BrokerBindings, bindingsFor } from "./bindings.js";
+import { type BusInfo, definitionsOfBuses, isBus } from "./from-bus.js";
 import { jsonSchemaOf } from "./json-schema.js";
 
 export interface AsyncApiOptions {
   /** The broker URL: gives the document its server and the broker's bindings. Credentials are never written. */
   url?: string;
 }
+
+/** For a document read off buses: what a definitions module would say and a bus cannot. */
+export interface BusAsyncApiOptions extends AsyncApiOptions, BusInfo {}
 
 export interface AsyncApiResult {
   /** The AsyncAPI 3.0.0 document, as plain data (JSON.stringify or YAML it). */
@@ -24,21 +28,58 @@ export interface AsyncApiResult {
  * An AsyncAPI 3.0 document from an app's definitions: each version of each message type is one
  * message (`blog.created.v1`) with its JSON Schema; each topic, subscription and queue is a
  * channel; publishing is a `send` operation, each subscription and queue consumer a `receive`.
+ *
+ * Or from the app's bus (or its buses, one per service): the document its definitions would
+ * give, read off `bus.describe()` — the consumers it started and where it has published so far;
+ * the server from the bus's URL unless `options.url` says otherwise. See `definitionsOfBuses`.
  */
 export async function toAsyncApi(
   definitions: SwitchyardDefinitions,
-  options: AsyncApiOptions = {},
+  options?: AsyncApiOptions,
+): Promise<Record<string, any>>;
+export async function toAsyncApi(
+  bus: Bus | readonly Bus[],
+  options?: BusAsyncApiOptions,
+): Promise<Record<string, any>>;
+export async function toAsyncApi(
+  source: SwitchyardDefinitions | Bus | readonly Bus[],
+  options: BusAsyncApiOptions = {},
 ): Promise<Record<string, any>> {
-  return (await buildAsyncApi(definitions, options)).document;
+  return (await buildAsyncApi(source as SwitchyardDefinitions, options)).document;
 }
 
+/** `toAsyncApi`, with the warnings: versions without a payload schema, what a bus could not know. */
 export async function buildAsyncApi(
   definitions: SwitchyardDefinitions,
-  options: AsyncApiOptions = {},
+  options?: AsyncApiOptions,
+): Promise<AsyncApiResult>;
+export async function buildAsyncApi(
+  bus: Bus | readonly Bus[],
+  options?: BusAsyncApiOptions,
+): Promise<AsyncApiResult>;
+export async function buildAsyncApi(
+  source: SwitchyardDefinitions | Bus | readonly Bus[],
+  options: BusAsyncApiOptions = {},
+): Promise<AsyncApiResult> {
+  const buses = isBus(source) ? [source] : Array.isArray(source) ? (source as readonly Bus[]) : undefined;
+  if (!buses) return documentOf(source as SwitchyardDefinitions, options.url, []);
+  const { title, version, description } = options;
+  const info = {
+    ...(title !== undefined ? { title } : {}),
+    ...(version !== undefined ? { version } : {}),
+    ...(description !== undefined ? { description } : {}),
+  };
+  const read = definitionsOfBuses(buses, info);
+  return documentOf(read.definitions, options.url ?? read.url, read.warnings);
+}
+
+async function documentOf(
+  definitions: SwitchyardDefinitions,
+  url: string | undefined,
+  warnings: string[],
 ): Promise<AsyncApiResult> {
   checkDefinitions(definitions);
-  const broker = bindingsFor(options.url);
-  const warnings: string[] = [];
+  const broker = bindingsFor(url);
   const messages: Record<string, unknown> = {};
   for (const type of allMessageTypes(definitions)) {
     for (const version of type.versionList) {
