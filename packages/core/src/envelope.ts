@@ -571,9 +571,15 @@ const MAX_RENAMED_NAMES = 1024;
 
 function renamedNames(from: string, to: string): Map<string, string> {
   let byTarget = RENAMED.get(from);
-  if (!byTarget) RENAMED.set(from, (byTarget = new Map()));
+  if (!byTarget) {
+    byTarget = new Map();
+    RENAMED.set(from, byTarget);
+  }
   let names = byTarget.get(to);
-  if (!names) byTarget.set(to, (names = new Map()));
+  if (!names) {
+    names = new Map();
+    byTarget.set(to, names);
+  }
   return names;
 }
 
