@@ -18,6 +18,7 @@ import {
   createEnvelope,
   type Envelope,
   type EnvelopeInput,
+  plainEnvelope,
   toWire,
   type WireMessage,
   wireSize,
@@ -753,6 +754,9 @@ export class Bus {
           details: { type: type.type, version },
         },
       );
+    }
+    if (options === NO_OPTIONS) {
+      return plainEnvelope(type.type, version, type.dataContentType, result.value, this.#source);
     }
     // The options are the envelope's optional fields (plus `version`, which createEnvelope ignores).
     const input: EnvelopeInput = Object.assign({}, options as Omit<PublishOptions, "version">, {

@@ -227,6 +227,31 @@ export function createEnvelope<T>(input: EnvelopeInput<T>, defaults: { source: s
   return envelope;
 }
 
+/**
+ * The envelope of a publish without options, the common case: what createEnvelope makes of
+ * `{ type, schemaVersion, dataContentType, data }`, in the same property order (so every envelope
+ * has one object shape), without checking the fields a publish without options cannot have.
+ */
+export function plainEnvelope<T>(
+  type: string,
+  schemaVersion: number,
+  dataContentType: string,
+  data: T,
+  source: string,
+): Envelope<T> {
+  return {
+    id: newId(),
+    type,
+    source,
+    specversion: "1.0",
+    time: now(),
+    dataContentType,
+    headers: {},
+    data,
+    schemaVersion,
+  };
+}
+
 export function isJsonContentType(contentType: string): boolean {
   if (contentType === JSON_CONTENT_TYPE) return true;
   const base = contentType.split(";")[0]!.trim().toLowerCase();

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { plainEnvelope } from "../src/envelope.js";
 import {
   createEnvelope,
   encodeData,
@@ -126,6 +127,18 @@ describe("envelope", () => {
     expect(encodeData(bytes, "application/octet-stream")).toBe(bytes);
     expect(codeOf(() => encodeData("text", "application/octet-stream"))).toBe("INVALID_PAYLOAD");
     expect(codeOf(() => encodeData(undefined, "application/json"))).toBe("INVALID_PAYLOAD");
+  });
+
+  it("a publish without options gets the envelope createEnvelope would make, in the same shape", () => {
+    const plain = plainEnvelope("t.made", 2, "application/json", { n: 1 }, "svc");
+    const made = createEnvelope(
+      { type: "t.made", schemaVersion: 2, dataContentType: "application/json", data: { n: 1 } },
+      { source: "svc" },
+    );
+    expect(Object.keys(plain)).toEqual(Object.keys(made)); // one object shape for every envelope
+    expect({ ...plain, id: made.id, time: made.time }).toEqual(made);
+    expect(plain.id).not.toBe(made.id);
+    expect(Date.parse(plain.time)).toBeGreaterThan(0);
   });
 
   it("offers adapters prefix renaming and header packing", () => {
