@@ -82,18 +82,23 @@ const ATTRIBUTES = {
   tracestate: "tracestate",
 } as const satisfies Record<string, string>;
 
-type AttributeField = keyof typeof ATTRIBUTES;
-/** `ce_` header → its envelope field, for fromWire. */
-const FIELD_BY_HEADER = new Map<string, AttributeField>(
-  Object.entries(ATTRIBUTES).map(([field, attribute]) => [
-    RESERVED_PREFIX + attribute,
-    field as AttributeField,
-  ]),
-);
+/** The `ce_` header of each attribute, for fromWire (which reads them by name). */
+const H_ID = RESERVED_PREFIX + ATTRIBUTES.id;
+const H_TYPE = RESERVED_PREFIX + ATTRIBUTES.type;
+const H_SOURCE = RESERVED_PREFIX + ATTRIBUTES.source;
+const H_SPECVERSION = RESERVED_PREFIX + ATTRIBUTES.specversion;
+const H_TIME = RESERVED_PREFIX + ATTRIBUTES.time;
+const H_SCHEMAVERSION = RESERVED_PREFIX + ATTRIBUTES.schemaVersion;
+const H_DATACONTENTTYPE = RESERVED_PREFIX + ATTRIBUTES.dataContentType;
+const H_SUBJECT = RESERVED_PREFIX + ATTRIBUTES.subject;
+const H_PARTITIONKEY = RESERVED_PREFIX + ATTRIBUTES.key;
+const H_CORRELATIONID = RESERVED_PREFIX + ATTRIBUTES.correlationId;
+const H_CAUSATIONID = RESERVED_PREFIX + ATTRIBUTES.causationId;
+const H_REPLYTO = RESERVED_PREFIX + ATTRIBUTES.replyTo;
+const H_TRACEPARENT = RESERVED_PREFIX + ATTRIBUTES.traceparent;
+const H_TRACESTATE = RESERVED_PREFIX + ATTRIBUTES.tracestate;
 
 export const JSON_CONTENT_TYPE = "application/json";
-/** The CloudEvents attributes a message must carry (a constant: checked per received message). */
-const REQUIRED_ATTRIBUTES = ["id", "type", "source", "specversion"] as const;
 export const BYTES_CONTENT_TYPE = "application/octet-stream";
 
 export type EnvelopeInput<T = unknown> = Partial<
@@ -527,32 +532,31 @@ const missingAttribute = (name: string) =>
  */
 export function fromWire(wire: WireMessage, options: { decodeBody?: boolean } = {}): Envelope {
   if (isStructured(wire)) return fromStructuredWire(wire);
+  const all = wire.headers;
+  // User headers are the ones without our prefix; the attributes are read by name, as in
+  // fromStructuredWire (a lookup per header through a name table cost more than the rest).
   const headers: Record<string, string> = {};
-  const attributes: Partial<Record<AttributeField, string>> = {};
-  for (const name in wire.headers) {
-    const value = wire.headers[name]!;
-    // One lookup by the whole header name (no slice per header): an attribute, another of our
-    // `ce_` headers (ignored), or a user header.
-    const field = FIELD_BY_HEADER.get(name);
-    if (field) attributes[field] = value;
-    else if (!name.startsWith(RESERVED_PREFIX)) headers[name] = value;
+  for (const name in all) {
+    if (!name.startsWith(RESERVED_PREFIX)) headers[name] = all[name]!;
   }
-  for (const required of REQUIRED_ATTRIBUTES) {
-    if (!attributes[required]) throw missingAttribute(required);
+  const id = all[H_ID];
+  const type = all[H_TYPE];
+  const source = all[H_SOURCE];
+  const specversion = all[H_SPECVERSION];
+  if (!id) throw missingAttribute("id");
+  if (!type) throw missingAttribute("type");
+  if (!source) throw missingAttribute("source");
+  if (!specversion) throw missingAttribute("specversion");
+  if (specversion !== "1.0") {
+    throw new SwitchyardError("DECODE_FAILED", `unsupported CloudEvents specversion "${specversion}"`);
   }
-  if (attributes.specversion !== "1.0") {
-    throw new SwitchyardError(
-      "DECODE_FAILED",
-      `unsupported CloudEvents specversion "${attributes.specversion}"`,
-    );
-  }
-  const contentType = attributes.dataContentType ?? JSON_CONTENT_TYPE;
+  const contentType = all[H_DATACONTENTTYPE] ?? JSON_CONTENT_TYPE;
   const envelope: Envelope = {
-    id: attributes.id!,
-    type: attributes.type!,
-    source: attributes.source!,
+    id,
+    type,
+    source,
     specversion: "1.0",
-    time: attributes.time ?? new Date(0).toISOString(),
+    time: all[H_TIME] ?? new Date(0).toISOString(),
     dataContentType: contentType,
     headers,
     data: wire.tombstone
@@ -562,17 +566,21 @@ export function fromWire(wire: WireMessage, options: { decodeBody?: boolean } = 
         : decodeData(wire.body, contentType),
   };
   if (wire.tombstone) envelope.tombstone = true;
-  if (attributes.schemaVersion !== undefined) {
-    const version = Number(attributes.schemaVersion);
+  const schemaVersion = all[H_SCHEMAVERSION];
+  if (schemaVersion !== undefined) {
+    const version = Number(schemaVersion);
     if (!Number.isInteger(version)) {
-      throw new SwitchyardError(
-        "DECODE_FAILED",
-        `schema version "${attributes.schemaVersion}" is not an integer`,
-      );
+      throw new SwitchyardError("DECODE_FAILED", `schema version "${schemaVersion}" is not an integer`);
     }
     envelope.schemaVersion = version;
   }
-  const { subject, key, correlationId, causationId, replyTo, traceparent, tracestate } = attributes;
+  const subject = all[H_SUBJECT];
+  const key = all[H_PARTITIONKEY];
+  const correlationId = all[H_CORRELATIONID];
+  const causationId = all[H_CAUSATIONID];
+  const replyTo = all[H_REPLYTO];
+  const traceparent = all[H_TRACEPARENT];
+  const tracestate = all[H_TRACESTATE];
   if (subject !== undefined) envelope.subject = subject;
   if (key !== undefined) envelope.key = key;
   if (correlationId !== undefined) envelope.correlationId = correlationId;

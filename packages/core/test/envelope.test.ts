@@ -113,6 +113,17 @@ describe("envelope", () => {
     expect(codeOf(() => fromWire({ ...wire, headers: { ...wire.headers, ce_specversion: "0.3" } }))).toBe(
       "DECODE_FAILED",
     );
+    for (const attribute of ["id", "type", "source", "specversion"]) {
+      for (const value of [undefined, ""]) {
+        const headers: Record<string, string> = { ...wire.headers };
+        if (value === undefined) delete headers[`ce_${attribute}`];
+        else headers[`ce_${attribute}`] = value;
+        expect(() => fromWire({ ...wire, headers })).toThrow(`attribute "${attribute}"`);
+      }
+    }
+    // Our other `ce_` headers are neither attributes nor user headers.
+    const read = fromWire({ ...wire, headers: { ...wire.headers, ce_xattempt: "3", tenant: "a" } });
+    expect(read.headers).toEqual({ tenant: "a" });
   });
 
   it("encodes JSON, text and bytes by content type and refuses a mismatch", () => {
