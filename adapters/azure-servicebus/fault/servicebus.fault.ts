@@ -25,54 +25,67 @@ afterAll(async () => {
   await emulator?.stop();
 });
 
-describe("azure-servicebus fault: connections cut through a proxy mid-stream", () => {
-  it("10,000 messages: both sides reconnect on their own and every message is handled", async () => {
-    const proxy = await TcpProxy.start({ host: "127.0.0.1", port: emulator.port });
-    const queue = `sy-fault-sb-${randomUUID().slice(0, 8)}`;
-    const url = new URL(`azure-servicebus://${proxy.hostPort}?emulator=true&adminUrl=${emulator.adminUrl}`);
-    const producer = createBus({ transport: createTransport(url), source: "fault-producer" });
-    const errors: string[] = [];
-    // The receiver's own reports (a failed settlement is the core's, with the message's attempt).
-    const recovered: ErrorEvent[] = [];
-    const consumer = createBus({
-      transport: createTransport(url),
-      source: "fault-consumer",
-      hooks: {
-        onError: (event) => {
-          errors.push(String(event.error));
-          if (String(event.error).includes(`cannot receive from "${queue}"`)) recovered.push(event);
+// Sessions: 4,000, as in the kill test (the emulator hands out sessions slowly); keyed, 16 sessions.
+describe.each([
+  { mode: "plain queue", sessions: false, total: TOTAL, prefetch: 200 },
+  { mode: "sessions", sessions: true, total: Math.min(TOTAL, 4_000), prefetch: 16 },
+])(
+  "azure-servicebus fault ($mode): connections cut through a proxy mid-stream",
+  ({ sessions, total, prefetch }) => {
+    it(`${total} messages: both sides reconnect on their own and every message is handled`, async () => {
+      const proxy = await TcpProxy.start({ host: "127.0.0.1", port: emulator.port });
+      const queue = `sy-fault-sb-${randomUUID().slice(0, 8)}`;
+      const url = new URL(
+        `azure-servicebus://${proxy.hostPort}?emulator=true&adminUrl=${emulator.adminUrl}${sessions ? "&sessions=true" : ""}`,
+      );
+      const producer = createBus({ transport: createTransport(url), source: "fault-producer" });
+      const errors: string[] = [];
+      // The receiver's own reports (a failed settlement is the core's, with the message's attempt).
+      const recovered: ErrorEvent[] = [];
+      const consumer = createBus({
+        transport: createTransport(url),
+        source: "fault-consumer",
+        hooks: {
+          onError: (event) => {
+            errors.push(String(event.error));
+            if (/cannot (receive from|accept a session of) "/.test(String(event.error)))
+              recovered.push(event);
+          },
         },
-      },
+      });
+      const handled = new Handled();
+      await consumer
+        .consume(queue)
+        .on(Ping, async (msg) => handled.add(msg.data.n))
+        .start({ concurrency: 64, prefetch });
+      await connectionCutCase({
+        broker: sessions ? "servicebus (sessions)" : "servicebus",
+        adapter: "adapters/azure-servicebus/fault",
+        proxy,
+        total,
+        handled,
+        errors,
+        producer,
+        consumer,
+        send: (numbers) =>
+          producer
+            .sendBatch(
+              queue,
+              Ping,
+              numbers.map((n) => ({
+                data: { n },
+                options: { id: `${queue}-${n}`, ...(sessions ? { key: `k${n % 16}` } : {}) },
+              })),
+            )
+            .then(() => {}),
+        figures: () => ({ recoveredErrors: recovered.length }),
+      });
+      expect(recovered.length).toBeGreaterThan(0);
+      for (const event of recovered) {
+        expect(event).toMatchObject({ attempt: 0, willRetry: true, source: { name: queue } });
+        expect(isSwitchyardError(event.error, "TRANSPORT_ERROR")).toBe(true);
+        expect(String(event.error)).not.toContain("SharedAccessKey");
+      }
     });
-    const handled = new Handled();
-    await consumer
-      .consume(queue)
-      .on(Ping, async (msg) => handled.add(msg.data.n))
-      .start({ concurrency: 64, prefetch: 200 });
-    await connectionCutCase({
-      broker: "servicebus",
-      adapter: "adapters/azure-servicebus/fault",
-      proxy,
-      total: TOTAL,
-      handled,
-      errors,
-      producer,
-      consumer,
-      send: (numbers) =>
-        producer
-          .sendBatch(
-            queue,
-            Ping,
-            numbers.map((n) => ({ data: { n }, options: { id: `${queue}-${n}` } })),
-          )
-          .then(() => {}),
-      figures: () => ({ recoveredErrors: recovered.length }),
-    });
-    expect(recovered.length).toBeGreaterThan(0);
-    for (const event of recovered) {
-      expect(event).toMatchObject({ attempt: 0, willRetry: true, source: { name: queue } });
-      expect(isSwitchyardError(event.error, "TRANSPORT_ERROR")).toBe(true);
-      expect(String(event.error)).not.toContain("SharedAccessKey");
-    }
-  });
-});
+  },
+);
