@@ -13,6 +13,7 @@ import {
   type Destination,
   REDRIVE_TO,
   type Source,
+  type SubscribeOptions,
   SwitchyardError,
   type TopologyEntity,
   type Transport,
@@ -293,7 +294,7 @@ export class ServiceBusTransport implements Transport {
 
   async subscribe(
     source: Source,
-    options: { prefetch: number },
+    options: SubscribeOptions,
     deliver: (delivery: Delivery) => void,
   ): Promise<TransportSubscription> {
     if (source.kind === "queue" ? this.#sessionful(source.name) : this.options.sessions)
@@ -319,8 +320,12 @@ export class ServiceBusTransport implements Transport {
         // The promise resolves once the delivery is settled: the client gives credit back only then,
         // so at most `prefetch` deliveries are unsettled.
         new Promise<void>((settled) => deliver(this.#delivery(source, receiver, received, settled))),
+      // Before the link is open an error fails subscribe(); after, the SDK's subscribe() goes on by
+      // itself (a lost connection or link is re-opened, a failed lock renewal leaves the message to
+      // come back): reported as recovered.
       processError: async (args: { error: Error }) => {
         if (!isOpen) failed(this.#translate(args.error, entity, "receive from"));
+        else options.onError?.(this.#translate(args.error, entity, "receive from"));
       },
       // Not in the public typings: called once the receiver link is attached, before credit is given.
       postInitialize: async () => {
@@ -365,7 +370,7 @@ export class ServiceBusTransport implements Transport {
    */
   async #subscribeSessions(
     source: Source,
-    options: { prefetch: number },
+    options: SubscribeOptions,
     deliver: (delivery: Delivery) => void,
   ): Promise<TransportSubscription> {
     const entity = entityOf(source);
@@ -403,6 +408,7 @@ export class ServiceBusTransport implements Transport {
           // (connection trouble, a deleted entity): again after a pause, without spinning.
           const code = isServiceBusError(error) ? error.code : undefined;
           const expected = code === "ServiceTimeout" || code === "SessionCannotBeLocked";
+          if (!expected && !stopped) options.onError?.(this.#translate(error, entity, "accept a session of"));
           if (!stopped) await sleep(expected ? 10 : 1000);
           continue;
         }
@@ -421,7 +427,7 @@ export class ServiceBusTransport implements Transport {
         });
         holding.add(holdingDone);
         try {
-          await this.#holdSession(source, receiver, deliver, mine, () => stopped, sleep);
+          await this.#holdSession(source, receiver, deliver, mine, () => stopped, sleep, options.onError);
         } finally {
           holding.delete(holdingDone);
           release();
@@ -461,6 +467,7 @@ export class ServiceBusTransport implements Transport {
     settling: Set<Promise<unknown>>,
     stopped: () => boolean,
     sleep: (ms: number) => Promise<void>,
+    onError: SubscribeOptions["onError"],
   ): Promise<void> {
     let active = 0;
     let last = Date.now();
@@ -479,7 +486,9 @@ export class ServiceBusTransport implements Transport {
             ),
           );
         },
-        processError: async () => {
+        // The session is released and a worker accepts the next one: reported as recovered.
+        processError: async (args) => {
+          if (!lost && !stopped()) onError?.(this.#translate(args.error, entityOf(source), "receive from"));
           lost = true;
         },
       },

@@ -13,6 +13,7 @@ import {
   deadLetterQueueName,
   type FaultHeaders,
   type Source,
+  type SubscribeOptions,
   SwitchyardError,
   type TopologyEntity,
   type Transport,
@@ -43,6 +44,7 @@ export const pubsubCapabilities: Partial<Capabilities> = {
 };
 
 const ALREADY_EXISTS = 6;
+const DEADLINE_EXCEEDED = 4;
 const NOT_FOUND = 5;
 
 function grpcCode(error: unknown): number | undefined {
@@ -324,7 +326,7 @@ export class PubsubTransport implements Transport {
 
   async subscribe(
     source: Source,
-    options: { prefetch: number },
+    options: SubscribeOptions,
     deliver: (delivery: Delivery) => void,
   ): Promise<TransportSubscription> {
     this.#assertOpen();
@@ -332,7 +334,7 @@ export class PubsubTransport implements Transport {
       source.kind === "queue"
         ? this.names.queueSubscription(source.name)
         : this.names.subscription(source.name, source.subscription);
-    const subscription = new PubsubSubscription(this, source, id, options.prefetch, deliver);
+    const subscription = new PubsubSubscription(this, source, id, options.prefetch, deliver, options.onError);
     this.#subscriptions.add(subscription);
     try {
       await subscription.open();
@@ -503,6 +505,7 @@ class PubsubSubscription {
   readonly #counts = new Map<string, number>();
   #error: unknown;
   #reopenMs = 1000;
+  #opened = false;
   #closing: Promise<void> | undefined;
   /**
    * On the emulator the client's flow control is off and `prefetch` is kept here: deliveries handed
@@ -524,6 +527,8 @@ class PubsubSubscription {
     readonly id: string,
     readonly prefetch: number,
     readonly deliver: (delivery: Delivery) => void,
+    /** Where errors it recovers from go (the core's `onError`); without it they are process warnings. */
+    readonly onError?: (error: unknown) => void,
   ) {
     this.#ordered =
       transport.options.ordering &&
@@ -547,11 +552,27 @@ class PubsubSubscription {
 
   /** Resolves once the streaming pull is open, or rejects with the stream's error. */
   async open(): Promise<void> {
+    // A stream the client gave up on once open: the 'close' below opens it again (before, open fails).
     this.#subscription.on("error", (error) => {
       this.#error = error;
-      if (!this.#closing) {
-        process.emitWarning(`pubsub subscription ${this.id}: ${describe(error)}`, "SwitchyardWarning");
+      if (this.#opened && !this.#closing) {
+        this.#recovered(transportError(`subscription ${this.id} failed; reopening`, error));
       }
+    });
+    // What the client retries by itself and shows only here: a stream that ended and is opened again,
+    // an ack or modAck batch that failed (the service redelivers those messages).
+    this.#subscription.on("debug", (debug: { message: string; error?: unknown }) => {
+      if (this.#closing || grpcCode(debug.error) === DEADLINE_EXCEEDED) return; // a stream's routine end
+      this.#recovered(
+        new SwitchyardError(
+          "TRANSPORT_ERROR",
+          `pubsub: subscription ${this.id}: ${describe(debug.message)}`,
+          {
+            cause: debug.error,
+            details: { grpcCode: grpcCode(debug.error) },
+          },
+        ),
+      );
     });
     this.#subscription.on("message", (message: Message) => this.#onMessage(message));
     // The client gives up on a stream after a non-retryable status (the emulator ends ordered
@@ -568,12 +589,20 @@ class PubsubSubscription {
     for (;;) {
       if (this.#error) throw transportError(`cannot open subscription ${this.id}`, this.#error);
       const streams = this.#internals._stream?._streams;
-      if (streams && streams.length > 0 && streams.every((s) => s.stream)) return;
+      if (streams && streams.length > 0 && streams.every((s) => s.stream)) {
+        this.#opened = true;
+        return;
+      }
       if (Date.now() > deadline) {
         throw new SwitchyardError("TRANSPORT_ERROR", `pubsub: subscription ${this.id} did not open in time`);
       }
       await new Promise((resolve) => setTimeout(resolve, 5));
     }
+  }
+
+  #recovered(error: SwitchyardError): void {
+    if (this.onError) this.onError(error);
+    else process.emitWarning(error.message, "SwitchyardWarning");
   }
 
   #onMessage(message: Message): void {

@@ -94,6 +94,8 @@ export interface GroupHandlers {
   rebalancing(): void;
   /** The consumer failed and will not recover by itself. */
   failed(error: unknown): void;
+  /** A transport error the client survives (a lost connection, a failed heartbeat, a stream re-opened). */
+  recovered(error: unknown): void;
 }
 
 export interface GroupConsumer {

@@ -76,6 +76,8 @@ export interface SubscriptionSetup {
   /** Produces through the transport's batching producer. */
   send(record: ReturnType<typeof toRecord>): Promise<void>;
   deliver(delivery: Delivery): void;
+  /** A transport error the subscription recovers from (the core's `onError`), and what it was doing. */
+  recovered?(doing: string, error: unknown): void;
 }
 
 const key = (topic: string, partition: number) => `${partition}:${topic}`;
@@ -126,7 +128,11 @@ export class KafkaSubscription implements TransportSubscription {
         record: (record) => this.#receive(record),
         assigned: (partitions) => this.#assigned(partitions),
         rebalancing: () => void this.#flush(),
-        failed: () => this.#restart(),
+        failed: (error) => {
+          this.#recovered("the group member failed; joining again", error);
+          this.#restart();
+        },
+        recovered: (error) => this.#recovered("consuming", error),
       },
     );
     if (this.#paused) this.#consumer.pause();
@@ -289,9 +295,10 @@ export class KafkaSubscription implements TransportSubscription {
             if (state.committed === undefined || state.committed < offset) state.committed = offset;
           }
         },
-        () => {
+        (error: unknown) => {
           // A rebalance or a lost coordinator: try again soon (after the rejoin, for what is still ours).
           if (this.#closed || this.#commitTimer !== undefined) return;
+          this.#recovered("committing offsets; trying again", error);
           this.#commitTimer = setTimeout(() => {
             this.#commitTimer = undefined;
             void this.#flush();
@@ -321,12 +328,17 @@ export class KafkaSubscription implements TransportSubscription {
         try {
           await this.start();
           this.#restarting = undefined;
-        } catch {
+        } catch (error) {
+          this.#recovered("joining the group again; trying again", error);
           attempt(Math.min(delayMs * 2, 10_000));
         }
       }, delayMs);
     };
     attempt(500);
+  }
+
+  #recovered(doing: string, error: unknown): void {
+    if (!this.#closed) this.#setup.recovered?.(doing, error);
   }
 
   /** Stops fetching and delivering; deliveries already out can still be settled. */

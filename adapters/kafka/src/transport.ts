@@ -4,6 +4,7 @@ import {
   type Delivery,
   type Destination,
   type Source,
+  type SubscribeOptions,
   SwitchyardError,
   type TopologyEntity,
   type Transport,
@@ -253,7 +254,7 @@ export class KafkaTransport implements Transport {
 
   async subscribe(
     source: Source,
-    options: { prefetch: number },
+    options: SubscribeOptions,
     deliver: (delivery: Delivery) => void,
   ): Promise<TransportSubscription> {
     this.#assertOpen();
@@ -275,6 +276,14 @@ export class KafkaTransport implements Transport {
       commitIntervalMs: this.config.commitIntervalMs,
       send: (record) => this.send([record]),
       deliver,
+      recovered: (doing, cause) =>
+        options.onError?.(
+          new SwitchyardError(
+            "TRANSPORT_ERROR",
+            `kafka: group "${groupName(source)}", ${doing}: ${describe(cause, this.#secrets)}`,
+            { cause },
+          ),
+        ),
     });
     try {
       await subscription.start();

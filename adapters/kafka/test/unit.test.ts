@@ -186,6 +186,8 @@ class FakeDriver implements KafkaDriver {
   paused = false;
   sendDelayMs = 5;
   failSends = false;
+  /** Commits that fail before one goes through. */
+  failCommits = 0;
 
   async connect() {}
   async createTopics(topics: TopicSpec[]) {
@@ -212,6 +214,7 @@ class FakeDriver implements KafkaDriver {
         this.paused = false;
       },
       commit: async (offsets) => {
+        if (this.failCommits-- > 0) throw new Error("coordinator lost (sasl password s3cret)");
         this.commits.push(offsets);
       },
       close: async () => {},
@@ -419,6 +422,33 @@ describe("a group member", () => {
     expect(deliveries).toHaveLength(2);
     await subscription.close();
     expect(driver.lastCommit(0)).toBe(2n);
+  });
+});
+
+describe("recovered errors", () => {
+  it("a failed commit is reported to onError, without the password, and tried again", async () => {
+    const driver = new FakeDriver();
+    driver.failCommits = 1;
+    const url = new URL("kafka://alice:s3cret@h:1?sasl=plain&commitIntervalMs=0");
+    const transport = new KafkaTransport(parseKafkaConfig(url), driver);
+    const deliveries: Delivery[] = [];
+    let reported: (error: unknown) => void = () => {};
+    const error = new Promise<unknown>((resolve) => {
+      reported = resolve;
+    });
+    const subscription = await transport.subscribe(
+      { kind: "queue", name: "q", subscription: "q" },
+      { prefetch: 10, onError: (e) => reported(e) },
+      (d) => deliveries.push(d),
+    );
+    await feed(driver, [record("q", 0, 0)]);
+    await deliveries[0]!.ack();
+    const recovered = await error;
+    expect(isSwitchyardError(recovered, "TRANSPORT_ERROR")).toBe(true);
+    expect((recovered as Error).message).toContain("committing offsets");
+    expect((recovered as Error).message).not.toContain("s3cret");
+    await subscription.close();
+    expect(driver.lastCommit(0)).toBe(1n);
   });
 });
 

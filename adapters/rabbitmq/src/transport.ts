@@ -4,6 +4,7 @@ import {
   type Delivery,
   type Destination,
   type Source,
+  type SubscribeOptions,
   SwitchyardError,
   type TopologyEntity,
   type Transport,
@@ -46,6 +47,8 @@ interface Subscription {
   /** A consume in progress, so a reconnect and a retry never open two consumers for one subscription. */
   starting: Promise<void> | undefined;
   closed: boolean;
+  /** Where it reports a transport error it recovers from (the core's `onError`). */
+  onError: ((error: unknown) => void) | undefined;
 }
 
 export class RabbitTransport implements Transport {
@@ -117,7 +120,7 @@ export class RabbitTransport implements Transport {
       try {
         const model = await amqp.connect(this.options.connect, this.options.socketOptions);
         model.on("error", () => {}); // a 'close' follows; handled there
-        model.on("close", () => this.#lost(model));
+        model.on("close", (error?: unknown) => this.#lost(model, error));
         this.#model = model;
         return model;
       } catch (cause) {
@@ -134,7 +137,7 @@ export class RabbitTransport implements Transport {
   }
 
   /** The connection dropped: forget its channels and come back with backoff, consumers included. */
-  #lost(model: ChannelModel): void {
+  #lost(model: ChannelModel, error: unknown): void {
     if (this.#model !== model) return;
     this.#model = undefined;
     this.#publisher = undefined;
@@ -144,6 +147,12 @@ export class RabbitTransport implements Transport {
       subscription.tag = undefined;
     }
     if (this.#closed) return;
+    // amqplib gives every close it did not make an error; none is a half-open connection we dropped.
+    if (error !== undefined) {
+      for (const subscription of this.#subscriptions) {
+        this.#recovered(subscription, "connection lost; reconnecting", error);
+      }
+    }
     this.#reconnecting ??= this.#reconnect().finally(() => {
       this.#reconnecting = undefined;
     });
@@ -159,18 +168,22 @@ export class RabbitTransport implements Transport {
         for (const entity of this.#declared.values()) await this.#declare(entity);
         for (const subscription of this.#subscriptions) {
           // One queue failing (e.g. deleted) must not hold back the others: it retries on its own.
-          await this.#resume(subscription).catch(() =>
-            this.#retryConsume(subscription, this.options.reconnectInitialDelayMs),
-          );
+          await this.#resume(subscription).catch((error: unknown) => {
+            this.#recovered(subscription, "consuming again after a reconnect; trying again", error);
+            this.#retryConsume(subscription, this.options.reconnectInitialDelayMs);
+          });
         }
         this.#reconnects++;
         return;
-      } catch {
+      } catch (error) {
         delay = Math.min(this.options.reconnectMaxDelayMs, delay * 2);
+        for (const subscription of this.#subscriptions) {
+          this.#recovered(subscription, "reconnecting failed; trying again", error);
+        }
         // A half-recovered connection is dropped so the next round starts clean.
         const model = this.#model;
         if (model) {
-          this.#lost(model);
+          this.#lost(model, undefined);
           await model.close().catch(() => {});
         }
       }
@@ -416,7 +429,7 @@ export class RabbitTransport implements Transport {
 
   async subscribe(
     source: Source,
-    options: { prefetch: number },
+    options: SubscribeOptions,
     deliver: (delivery: Delivery) => void,
   ): Promise<TransportSubscription> {
     if (this.#closed) throw new SwitchyardError("CLOSED", "the rabbitmq transport is closed");
@@ -429,6 +442,7 @@ export class RabbitTransport implements Transport {
       tag: undefined,
       starting: undefined,
       closed: false,
+      onError: options.onError,
     };
     await this.#resume(subscription);
     this.#subscriptions.add(subscription);
@@ -467,22 +481,39 @@ export class RabbitTransport implements Transport {
       if (subscription.closed || this.#closed || subscription.channel) return;
       if (!this.#subscriptions.has(subscription)) return; // its first subscribe() failed: nothing to keep
       if (!this.#model) return; // the reconnect loop resumes every subscription
-      this.#resume(subscription).catch(() =>
-        this.#retryConsume(subscription, Math.min(this.options.reconnectMaxDelayMs, delayMs * 2)),
-      );
+      this.#resume(subscription).catch((error: unknown) => {
+        this.#recovered(subscription, "consuming again; trying again", error);
+        this.#retryConsume(subscription, Math.min(this.options.reconnectMaxDelayMs, delayMs * 2));
+      });
     }, delayMs).unref();
+  }
+
+  /** Reports an error the subscription recovers from by itself, as a TRANSPORT_ERROR without credentials. */
+  #recovered(subscription: Subscription, doing: string, cause: unknown): void {
+    if (subscription.closed || this.#closed || !subscription.onError) return;
+    const queue = queueOf(subscription.source);
+    subscription.onError(
+      new SwitchyardError("TRANSPORT_ERROR", `rabbitmq: queue "${queue}", ${doing}: ${errorText(cause)}`, {
+        cause: sanitize(cause),
+      }),
+    );
   }
 
   /** A channel of its own per subscription: prefetch is per consumer, and a channel error stays local. */
   async #consume(subscription: Subscription): Promise<void> {
     const model = await this.#connection();
     const channel = await model.createChannel();
-    channel.on("error", () => {});
+    // Set when the broker closes the channel with an error; a lost connection closes it without one.
+    let closedBy: unknown;
+    channel.on("error", (error: unknown) => {
+      closedBy = error;
+    });
     channel.on("close", () => {
       if (subscription.channel !== channel) return;
       subscription.channel = undefined;
       subscription.tag = undefined;
       // A channel closed under a live connection (e.g. its queue was deleted): try again with backoff.
+      if (closedBy !== undefined) this.#recovered(subscription, "channel closed; consuming again", closedBy);
       this.#retryConsume(subscription, this.options.reconnectInitialDelayMs);
     });
     await channel.prefetch(subscription.prefetch);

@@ -73,6 +73,7 @@ export class StompConnection {
   constructor(
     readonly options: ResolvedOptions,
     readonly label: string,
+    /** Errors it recovers from by itself: a lost connection, a reconnect attempt that failed. */
     readonly onError: (error: SwitchyardError) => void = () => {},
   ) {}
 
@@ -150,6 +151,7 @@ export class StompConnection {
           return client;
         } catch (error) {
           if (!retry || this.#closed || Date.now() + delay > deadline) throw this.#wrap(error, "connect");
+          this.onError(this.#wrap(error, "connect"));
           await sleep(delay);
           delay = Math.min(delay * 2, this.options.reconnectMaxDelayMs);
         }

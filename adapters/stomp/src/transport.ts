@@ -5,6 +5,7 @@ import {
   type Destination,
   type Source,
   STRUCTURED_CONTENT_TYPE,
+  type SubscribeOptions,
   SwitchyardError,
   type TopologyEntity,
   type Transport,
@@ -137,12 +138,14 @@ export class StompTransport implements Transport {
 
   async subscribe(
     source: Source,
-    options: { prefetch: number },
+    options: SubscribeOptions,
     deliver: (delivery: Delivery) => void,
   ): Promise<TransportSubscription> {
     this.#assertOpen();
     this.#checkSource(source);
-    const connection = new StompConnection(this.options, `subscription ${source.subscription}`);
+    const connection = new StompConnection(this.options, `subscription ${source.subscription}`, (error) =>
+      options.onError?.(error),
+    );
     this.#subscriptions.add(connection);
     const frame = this.dialect.subscribeFrame(source, options.prefetch);
     // Settlements still on the wire: close waits for them, since an ACK after UNSUBSCRIBE is an

@@ -83,7 +83,10 @@ class KafkajsGroup implements GroupConsumer {
     });
     this.#consumer.on(REBALANCING, () => handlers.rebalancing());
     this.#consumer.on(CRASH, ({ payload }) => {
-      if (!payload.restart && !this.#closed) handlers.failed(payload.error);
+      if (this.#closed) return;
+      // restart: kafkajs starts the consumer again by itself.
+      if (payload.restart) handlers.recovered(payload.error);
+      else handlers.failed(payload.error);
     });
     this.handlers = handlers;
     this.fromBeginning = options.fromBeginning;
@@ -141,6 +144,7 @@ export class KafkajsDriver implements KafkaDriver {
   readonly name = "kafkajs";
   readonly #config: DriverConfig;
   readonly #kafka: Kafka;
+  readonly #kafkaConfig: KafkaConfig;
   #admin: Admin | undefined;
   #producer: Promise<Producer> | undefined;
 
@@ -162,7 +166,27 @@ export class KafkajsDriver implements KafkaDriver {
         password: config.sasl.password,
       } as SASLOptions;
     }
+    this.#kafkaConfig = kafkaConfig;
     this.#kafka = new Kafka(kafkaConfig);
+  }
+
+  /**
+   * A client for one group member whose lost connections reach `handlers.recovered`: kafkajs retries
+   * a failed fetch or heartbeat without an event, and says so only in its log (each client, and so
+   * each consumer, has connections of its own).
+   */
+  #groupClient(handlers: GroupHandlers): Kafka {
+    return new Kafka({
+      ...this.#kafkaConfig,
+      logLevel: logLevel.ERROR,
+      logCreator:
+        () =>
+        ({ namespace, log }) => {
+          if (namespace === "Connection" && log.message.startsWith("Connection ")) {
+            handlers.recovered(new Error(`${log.message} (${String(log.broker)})`));
+          }
+        },
+    });
   }
 
   async #adminClient(): Promise<Admin> {
@@ -299,7 +323,7 @@ export class KafkajsDriver implements KafkaDriver {
 
   async consume(options: GroupOptions, handlers: GroupHandlers): Promise<GroupConsumer> {
     for (let attempt = 1; ; attempt++) {
-      const group = new KafkajsGroup(this.#kafka, options, handlers);
+      const group = new KafkajsGroup(this.#groupClient(handlers), options, handlers);
       try {
         await group.start();
         return group;

@@ -83,14 +83,19 @@ class PlatformaticGroup implements GroupConsumer {
       maxWaitTime: options.maxWaitMs,
       autocommit: false,
       retries: Number.MAX_SAFE_INTEGER,
-      retryDelay: 250,
+      // The client retries a failed request (a fetch, a heartbeat, a commit) without an event that
+      // says why; the delay it asks for is the one place the error is seen.
+      retryDelay: (_client, _operation, _attempt, _retries, error) => {
+        this.#recovered(error);
+        return 250;
+      },
     });
     this.#consumer.on("consumer:group:join", (payload) => {
       this.#handlers.assigned(assignmentOf(payload.assignments ?? this.#consumer.assignments));
     });
     this.#consumer.on("consumer:group:rebalance", () => this.#handlers.rebalancing());
-    // Errors are reported by the stream or retried by the client; keep the emitter from throwing.
-    this.#consumer.on("error", () => {});
+    // A failed rejoin after a heartbeat ('error') is tried again on the next one.
+    this.#consumer.on("error", (error) => this.#recovered(error));
   }
 
   async start(): Promise<void> {
@@ -117,16 +122,24 @@ class PlatformaticGroup implements GroupConsumer {
   }
 
   /** A stream that died (a broker restart, a fenced member) is replaced; the group stays. */
-  #restart(stream: MessagesStream<Buffer, Buffer, Buffer, Buffer>, _error: unknown): void {
+  #restart(stream: MessagesStream<Buffer, Buffer, Buffer, Buffer>, error: unknown): void {
     if (this.#closed || stream !== this.#stream) return;
     this.#stream = undefined;
+    this.#recovered(error ?? new Error("the message stream closed; opening a new one"));
     const attempt = (delayMs: number) => {
       this.#restartTimer = setTimeout(() => {
         if (this.#closed) return;
-        this.start().catch(() => attempt(Math.min(delayMs * 2, 5_000)));
+        this.start().catch((failed: unknown) => {
+          this.#recovered(failed);
+          attempt(Math.min(delayMs * 2, 5_000));
+        });
       }, delayMs);
     };
     attempt(200);
+  }
+
+  #recovered(error: unknown): void {
+    if (!this.#closed) this.#handlers.recovered(error);
   }
 
   #read(stream: MessagesStream<Buffer, Buffer, Buffer, Buffer>): void {
