@@ -73,6 +73,8 @@ export class RabbitTransport implements Transport {
   readonly #declared = new Map<string, TopologyEntity>();
   readonly #delayQueues = new Map<string, number>();
   #pending = 0;
+  /** Settles when the batch writing now (waiting for the channel to drain) is written. */
+  #writing: Promise<void> | undefined;
   #closed = false;
   #reconnects = 0;
   #reconnecting: Promise<void> | undefined;
@@ -370,12 +372,20 @@ export class RabbitTransport implements Transport {
     this.#pending += messages.length;
     try {
       for (;;) {
+        // Set while this batch waits for 'drain' mid-way (see below).
+        let written: (() => void) | undefined;
         try {
+          // Batches are written one after another: one that waits for the channel to drain holds
+          // later ones back, so messages reach the queue in publish order (per-key order holds with
+          // single-active-consumer). Nothing to wait for on the fast path.
+          while (this.#writing) await this.#writing;
           // Fast path: an open confirm channel is used without awaiting anything.
           let channel = this.#model ? this.#openPublisher : undefined;
           if (!channel) {
             await this.#connected(deadline);
             channel = await this.#publisherChannel();
+            // Another batch waited for the channel too, and is writing already: after it.
+            if (this.#writing) continue;
           }
           const confirms: Promise<void>[] = [];
           for (const { message, properties, body } of prepared) {
@@ -401,11 +411,21 @@ export class RabbitTransport implements Transport {
               }),
             );
             // Flow control: when the channel's buffer is full, wait for 'drain' before writing more.
-            if (!ok) await Promise.race([once(channel, "drain"), once(channel, "close")]);
+            if (!ok) {
+              if (!written) {
+                this.#writing = new Promise<void>((resolve) => {
+                  written = resolve;
+                });
+              }
+              await Promise.race([once(channel, "drain"), once(channel, "close")]);
+            }
           }
+          this.#release(written);
+          written = undefined;
           await Promise.all(confirms);
           return;
         } catch (error) {
+          this.#release(written);
           if (this.#closed) throw new SwitchyardError("CLOSED", "the rabbitmq transport was closed");
           const retry = error instanceof Retryable || !this.#model;
           if (!retry || Date.now() >= deadline) {
@@ -423,6 +443,13 @@ export class RabbitTransport implements Transport {
     } finally {
       this.#pending -= messages.length;
     }
+  }
+
+  /** Lets the next batch write (see #send). */
+  #release(written: (() => void) | undefined): void {
+    if (!written) return;
+    this.#writing = undefined;
+    written();
   }
 
   // ---- consuming ----
