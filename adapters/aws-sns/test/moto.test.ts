@@ -8,8 +8,9 @@ import { awsError } from "@switchyard/aws-sqs";
 import { brokerEndpoint, describeWithBroker, localAws } from "@switchyard/broker-stack/available";
 import { messages } from "@switchyard/conformance";
 import { createBus } from "@switchyard/core";
-import { expect, it } from "vitest";
+import { afterAll, expect, it } from "vitest";
 import { decodeSnsMessage, SnsTransport, type SnsTransportOptions, snsTopicName } from "../src/index.js";
+import { deleteTopicsAndQueuesNamed } from "./teardown.js";
 
 const { Ping, Ordered } = messages;
 
@@ -45,6 +46,9 @@ describeWithBroker("moto", "aws-sns on moto: native mapping", () => {
   const make = (extra: SnsTransportOptions = {}) =>
     new SnsTransport({ endpoint, ...localAws, waitTimeSeconds: 1, ...extra });
   const sns = new SNSClient({ endpoint, ...localAws });
+  // Every topic and queue here is named `sy-<label>-<run>…` (subscription queues and DLQs
+  // included): delete them all when done, passed or failed; moto is shared and slows with each.
+  afterAll(() => deleteTopicsAndQueuesNamed(endpoint, [`-${run}`]), 60_000);
 
   it("a subscription is an SQS queue subscribed with raw delivery, a queue policy and a redrive backstop; provisioning twice subscribes once", async () => {
     const topic = `sy-sub-${run}`;

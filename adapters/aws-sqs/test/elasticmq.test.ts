@@ -1,9 +1,10 @@
 import { GetQueueAttributesCommand, ReceiveMessageCommand, SQSClient } from "@aws-sdk/client-sqs";
 import { brokerEndpoint, describeWithBroker, localAws } from "@switchyard/broker-stack/available";
+import { deleteSqsQueuesNamed } from "@switchyard/broker-stack/cleanup";
 import { TcpProxy } from "@switchyard/broker-stack/fault";
 import { messages } from "@switchyard/conformance";
 import { createBus, type Delivery, isSwitchyardError } from "@switchyard/core";
-import { expect, it, onTestFinished } from "vitest";
+import { afterAll, expect, it, onTestFinished } from "vitest";
 import { SqsTransport, type SqsTransportOptions } from "../src/index.js";
 
 const Item = messages.Ordered;
@@ -14,6 +15,9 @@ describeWithBroker("elasticmq", "aws-sqs on ElasticMQ: native mapping", () => {
   const make = (extra: SqsTransportOptions = {}) =>
     new SqsTransport({ endpoint, ...localAws, waitTimeSeconds: 1, ...extra });
   const raw = new SQSClient({ endpoint, ...localAws });
+  // Every queue here is named `sy-<label>-<run>…` (subscription queues and DLQs included): delete
+  // them all when done, passed or failed; ElasticMQ is shared and keeps every queue.
+  afterAll(() => deleteSqsQueuesNamed(endpoint, [`-${run}`]), 60_000);
 
   it("a FIFO queue (name ends in .fifo) keeps per-key order under concurrency", async () => {
     const bus = createBus({ transport: make() });

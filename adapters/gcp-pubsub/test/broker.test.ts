@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { PubSub } from "@google-cloud/pubsub";
 import { brokerEndpoint, describeWithBroker } from "@switchyard/broker-stack/available";
+import { deletePubSubEntitiesNamed } from "@switchyard/broker-stack/cleanup";
 import { messages, Recorder } from "@switchyard/conformance";
 import {
   type Bus,
@@ -28,12 +29,20 @@ function bus(url = URL_, adapterOptions: Record<string, unknown> = {}): Bus {
 }
 const raw = new PubSub({ projectId: PROJECT, apiEndpoint: emulator });
 const names = new adapter.Names("sy");
-const unique = (label: string) => `${label}.${randomUUID().slice(0, 8)}`;
+/** The random part of each name, found in every topic and subscription made from it (DLQs too). */
+const made: string[] = [];
+const unique = (label: string) => {
+  const id = randomUUID().slice(0, 8);
+  made.push(id);
+  return `${label}.${id}`;
+};
 
 afterAll(async () => {
   await Promise.allSettled(buses.map((b) => b.close()));
   await raw.close();
-});
+  // What the cases made, passed or failed: the emulator keeps every topic until it restarts.
+  await deletePubSubEntitiesNamed(PROJECT, made);
+}, 60_000);
 
 describeWithBroker("pubsub", "gcp-pubsub adapter: on the emulator", () => {
   it("creates the mapping on the broker: ordered subscription with a dead-letter policy and a listable DLQ", async () => {

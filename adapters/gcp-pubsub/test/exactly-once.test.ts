@@ -1,4 +1,5 @@
 import { brokerEndpoint, describeWithBroker } from "@switchyard/broker-stack/available";
+import { deletePubSubEntitiesNamed } from "@switchyard/broker-stack/cleanup";
 import { defineConformanceSuite } from "@switchyard/conformance";
 import { createTransport } from "../src/index.js";
 
@@ -17,6 +18,7 @@ describeWithBroker("pubsub", "gcp-pubsub adapter: conformance with exactly-once 
       createTransport(
         new URL(`pubsub://switchyard-test?emulator=${emulator}&prefix=syx&exactlyOnce=true&ordering=false`),
       ),
+    teardown: ({ names }) => deletePubSubEntitiesNamed("switchyard-test", names),
   });
   // With ordering keys as well: settlements go out in receipt order per key (see transport.ts).
   defineConformanceSuite(
@@ -26,6 +28,7 @@ describeWithBroker("pubsub", "gcp-pubsub adapter: conformance with exactly-once 
         createTransport(
           new URL(`pubsub://switchyard-test?emulator=${emulator}&prefix=syxo&exactlyOnce=true`),
         ),
+      teardown: ({ names }) => deletePubSubEntitiesNamed("switchyard-test", names),
     },
     { only: ["per-key order", "nack redelivers", "nack with a delay", "explicit", "payloads round-trip"] },
   );

@@ -15,7 +15,10 @@ export interface SqliteStoreOptions {
   path: string;
   /** Table name prefix (letters, digits, underscores). Default `switchyard_feed`. */
   tablePrefix?: string;
-  /** How long a write waits for another connection's write lock, ms. Default 5,000. */
+  /**
+   * How long a statement waits for another connection's write lock, ms (default 5,000), then fails
+   * with TRANSPORT_ERROR. The wait is asynchronous: the event loop keeps running meanwhile.
+   */
   busyTimeoutMs?: number;
 }
 
@@ -34,13 +37,24 @@ export function sqlitePath(url: string): string {
 
 type Row = Record<string, SQLInputValue>;
 
+/** SQLITE_BUSY and its extended codes: another connection holds a lock this statement needs. */
+function isBusy(error: unknown): boolean {
+  const cause = error instanceof SwitchyardError ? error.cause : error;
+  const code = (cause as { errcode?: unknown } | undefined)?.errcode;
+  return typeof code === "number" && (code & 0xff) === 5;
+}
+
+/** The first retry after SQLITE_BUSY waits this long (ms); each next one twice as long, up to the cap. */
+const firstBusyRetryMs = 1;
+const maxBusyRetryMs = 25;
+
 /** Open stores by file, so stores of one process on the same file wake each other. */
 const openStores = new Map<string, Set<SqliteStore>>();
 
 /**
  * The SQLite store, on Node's built-in `node:sqlite` (synchronous, no dependency). One connection;
- * WAL mode and a busy timeout, so readers in other processes never block and writers wait their
- * turn. Writes run in `BEGIN IMMEDIATE` transactions: SQLite has one writer at a time, so positions
+ * WAL mode, so readers in other processes never block and writers wait their turn: asynchronously
+ * (see #whenUnlocked), never in SQLite's own busy handler, which would freeze the process. Writes run in `BEGIN IMMEDIATE` transactions: SQLite has one writer at a time, so positions
  * commit in order and claims need no row locks. Wake-ups are in-process events (every store of
  * this process on the same file); other processes sharing the file see new rows only when they
  * poll (the transport's idle polling, a long poll's timeout).
@@ -82,7 +96,7 @@ export class SqliteStore implements FeedStore {
   }
 
   async init(): Promise<void> {
-    this.#open();
+    await this.#whenUnlocked("initialise the store", () => this.#open());
   }
 
   #open(): DatabaseSync {
@@ -91,7 +105,8 @@ export class SqliteStore implements FeedStore {
     const { feed, compacted, cursor, pending, pollers } = this.#t;
     let db: DatabaseSync | undefined;
     try {
-      db = new DatabaseSync(this.#path, { timeout: this.#busyTimeoutMs });
+      // No busy timeout: SQLite's busy handler sleeps on this thread. #whenUnlocked waits instead.
+      db = new DatabaseSync(this.#path, { timeout: 0 });
       db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;");
       db.exec(`
         CREATE TABLE IF NOT EXISTS ${feed} (
@@ -159,31 +174,50 @@ export class SqliteStore implements FeedStore {
     return statement;
   }
 
-  #all(what: string, sql: string, ...values: SQLInputValue[]): Row[] {
-    try {
-      return this.#prepare(sql).all(...values) as Row[];
-    } catch (error) {
-      throw this.#wrap(error, what);
+  /**
+   * Runs `attempt` (synchronous SQL) at once; when another connection holds the lock it needs
+   * (SQLITE_BUSY, nothing applied), runs it again after 1 ms, 2, 4 … up to 25 ms between tries, on
+   * timers, until it gets through or `busyTimeoutMs` has passed since the first try: then the
+   * TRANSPORT_ERROR it failed with. Without a lock held it costs what `attempt` costs.
+   */
+  async #whenUnlocked<T>(what: string, attempt: () => T): Promise<T> {
+    let deadline: number | undefined;
+    for (let retryMs = firstBusyRetryMs; ; retryMs = Math.min(retryMs * 2, maxBusyRetryMs)) {
+      try {
+        return attempt();
+      } catch (error) {
+        deadline ??= Date.now() + this.#busyTimeoutMs;
+        const leftMs = deadline - Date.now();
+        if (!isBusy(error) || leftMs <= 0) throw this.#wrap(error, what);
+        await new Promise((resolve) => setTimeout(resolve, Math.min(retryMs, leftMs)));
+      }
     }
   }
 
-  #tx<T>(what: string, body: (db: { prepare(sql: string): StatementSync }) => T): T {
-    const db = this.#open();
-    try {
+  /** One statement on its own (autocommit): a BUSY one applied nothing, so it is simply run again. */
+  #all(what: string, sql: string, ...values: SQLInputValue[]): Promise<Row[]> {
+    return this.#whenUnlocked(what, () => this.#prepare(sql).all(...values) as Row[]);
+  }
+
+  /**
+   * `body` in one `BEGIN IMMEDIATE` transaction, committed or rolled back whole. `body` is
+   * synchronous, so nothing else of this process runs inside the transaction; when the lock is
+   * busy the whole transaction is run again later, so `body` must compute everything (times too)
+   * inside.
+   */
+  #tx<T>(what: string, body: (db: { prepare(sql: string): StatementSync }) => T): Promise<T> {
+    return this.#whenUnlocked(what, () => {
+      const db = this.#open();
       db.exec("BEGIN IMMEDIATE");
-    } catch (error) {
-      throw this.#wrap(error, what);
-    }
-    try {
-      const result = body({ prepare: (sql) => this.#prepare(sql) });
-      db.exec("COMMIT");
-      return result;
-    } catch (error) {
       try {
-        db.exec("ROLLBACK");
-      } catch {}
-      throw this.#wrap(error, what);
-    }
+        const result = body({ prepare: (sql) => this.#prepare(sql) });
+        db.exec("COMMIT");
+        return result;
+      } catch (error) {
+        if (db.isTransaction) db.exec("ROLLBACK");
+        throw error;
+      }
+    });
   }
 
   // ---- producer side: the feed ----
@@ -191,7 +225,7 @@ export class SqliteStore implements FeedStore {
   async append(topic: string, events: AppendInput[], options: { compact: boolean }): Promise<void> {
     if (events.length === 0) return;
     const { feed, compacted } = this.#t;
-    this.#tx("append to the feed", (db) => {
+    await this.#tx("append to the feed", (db) => {
       const insert = db.prepare(
         `INSERT INTO ${feed} (topic, id, subject, method, event) VALUES (?, ?, ?, ?, ?)
          ON CONFLICT (topic, id) DO NOTHING RETURNING seq`,
@@ -223,7 +257,7 @@ export class SqliteStore implements FeedStore {
     const { feed, compacted } = this.#t;
     let after = 0;
     if (lastEventId !== undefined) {
-      const found = this.#all(
+      const found = await this.#all(
         "resolve lastEventId",
         `SELECT seq FROM ${feed} WHERE topic = ?1 AND id = ?2
          UNION ALL SELECT seq FROM ${compacted} WHERE topic = ?1 AND id = ?2 LIMIT 1`,
@@ -233,7 +267,7 @@ export class SqliteStore implements FeedStore {
       if (found.length === 0) return { status: "unknown" };
       after = Number(found[0]!.seq);
     }
-    const rows = this.#all(
+    const rows = await this.#all(
       "read the feed",
       `SELECT seq, id, event FROM ${feed} WHERE topic = ? AND seq > ? ORDER BY seq LIMIT ?`,
       topic,
@@ -276,7 +310,7 @@ export class SqliteStore implements FeedStore {
   // ---- consumer side: cursors and pending rows ----
 
   async ensureCursor(key: SubKey): Promise<void> {
-    this.#tx("create the subscription", (db) => {
+    await this.#tx("create the subscription", (db) => {
       db.prepare(
         `INSERT INTO ${this.#t.cursor} (kind, name, sub, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING`,
       ).run(key.kind, key.name, key.sub, Date.now());
@@ -284,7 +318,7 @@ export class SqliteStore implements FeedStore {
   }
 
   async cursor(key: SubKey): Promise<string | undefined> {
-    const rows = this.#all(
+    const rows = await this.#all(
       "read the subscription position",
       `SELECT last_event_id FROM ${this.#t.cursor} WHERE kind = ? AND name = ? AND sub = ?`,
       key.kind,
@@ -301,7 +335,7 @@ export class SqliteStore implements FeedStore {
     next: string,
     messages: WireMessage[],
   ): Promise<boolean> {
-    const moved = this.#tx("store fetched events", (db) => {
+    const moved = await this.#tx("store fetched events", (db) => {
       const updated = db
         .prepare(
           `UPDATE ${this.#t.cursor} SET last_event_id = ?, updated_at = ?
@@ -318,7 +352,7 @@ export class SqliteStore implements FeedStore {
 
   async enqueue(key: SubKey, messages: WireMessage[]): Promise<void> {
     if (messages.length === 0) return;
-    this.#tx("enqueue", (db) => this.#insertPending(db, key, messages));
+    await this.#tx("enqueue", (db) => this.#insertPending(db, key, messages));
     this.#emitPending(key);
   }
 
@@ -336,9 +370,9 @@ export class SqliteStore implements FeedStore {
 
   async claim(key: SubKey, limit: number, leaseMs: number): Promise<PendingRecord[]> {
     const { pending } = this.#t;
-    const now = Date.now();
-    const rows = this.#tx("claim messages", (db) =>
-      db
+    const rows = await this.#tx("claim messages", (db) => {
+      const now = Date.now();
+      return db
         .prepare(
           `UPDATE ${pending} SET attempt = attempt + 1, lease_until = ?5
            WHERE seq IN (
@@ -348,8 +382,8 @@ export class SqliteStore implements FeedStore {
              ORDER BY c.seq LIMIT ?4)
            RETURNING seq, id, key, headers, body, attempt`,
         )
-        .all(key.kind, key.name, key.sub, limit, now + leaseMs, now),
-    );
+        .all(key.kind, key.name, key.sub, limit, now + leaseMs, now);
+    });
     return rows
       .sort((a, b) => Number(a.seq) - Number(b.seq))
       .map((row) => {
@@ -374,7 +408,7 @@ export class SqliteStore implements FeedStore {
       const seqs: number[] = [];
       const done = new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
         if (this.#acks === batch) this.#acks = undefined;
-        this.#ackMany(seqs);
+        return this.#ackMany(seqs);
       });
       batch = { seqs, done };
       this.#acks = batch;
@@ -383,9 +417,10 @@ export class SqliteStore implements FeedStore {
     return batch.done;
   }
 
-  #ackMany(seqs: number[]): void {
+  async #ackMany(seqs: number[]): Promise<void> {
     const woken = new Map<string, SubKey>();
-    this.#tx("acknowledge", (db) => {
+    await this.#tx("acknowledge", (db) => {
+      woken.clear();
       const { pending } = this.#t;
       const remove = db.prepare(`DELETE FROM ${pending} WHERE seq = ? RETURNING kind, name, sub, key, head`);
       const promote = db.prepare(
@@ -406,11 +441,11 @@ export class SqliteStore implements FeedStore {
   }
 
   async nack(seq: string, delayMs: number): Promise<void> {
-    const rows = this.#all(
+    const sql = `UPDATE ${this.#t.pending} SET lease_until = NULL, visible_at = ? WHERE seq = ? RETURNING kind, name, sub`;
+    // The time is read when the statement runs, not before a wait for the lock.
+    const rows = await this.#whenUnlocked(
       "release",
-      `UPDATE ${this.#t.pending} SET lease_until = NULL, visible_at = ? WHERE seq = ? RETURNING kind, name, sub`,
-      Date.now() + Math.max(0, delayMs),
-      Number(seq),
+      () => this.#prepare(sql).all(Date.now() + Math.max(0, delayMs), Number(seq)) as Row[],
     );
     const row = rows[0];
     if (row)
@@ -419,7 +454,7 @@ export class SqliteStore implements FeedStore {
 
   async renew(seqs: string[], leaseMs: number): Promise<void> {
     if (seqs.length === 0) return;
-    this.#tx("renew leases", (db) => {
+    await this.#tx("renew leases", (db) => {
       const update = db.prepare(`UPDATE ${this.#t.pending} SET lease_until = ? WHERE seq = ?`);
       const until = Date.now() + leaseMs;
       for (const seq of seqs) update.run(until, Number(seq));
@@ -428,23 +463,19 @@ export class SqliteStore implements FeedStore {
 
   async leasePoller(key: SubKey, holder: string, leaseMs: number): Promise<boolean> {
     // One statement: SQLite runs it alone (one writer), so two stores cannot both win the lease.
-    const now = Date.now();
-    const rows = this.#all(
-      "lease the poller",
-      `INSERT INTO ${this.#t.pollers} (sub_key, holder, expires_at) VALUES (?1, ?2, ?3)
+    const sql = `INSERT INTO ${this.#t.pollers} (sub_key, holder, expires_at) VALUES (?1, ?2, ?3)
        ON CONFLICT (sub_key) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
        WHERE ${this.#t.pollers}.holder = excluded.holder OR ${this.#t.pollers}.expires_at <= ?4
-       RETURNING holder`,
-      subKeyString(key),
-      holder,
-      now + leaseMs,
-      now,
-    );
+       RETURNING holder`;
+    const rows = await this.#whenUnlocked("lease the poller", () => {
+      const now = Date.now();
+      return this.#prepare(sql).all(subKeyString(key), holder, now + leaseMs, now);
+    });
     return rows.length === 1;
   }
 
   async releasePoller(key: SubKey, holder: string): Promise<void> {
-    this.#all(
+    await this.#all(
       "release the poller",
       `DELETE FROM ${this.#t.pollers} WHERE sub_key = ? AND holder = ? RETURNING holder`,
       subKeyString(key),

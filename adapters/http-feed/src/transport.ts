@@ -645,7 +645,11 @@ class PendingReader {
         try {
           await this.#retried(() => this.store.nack(row.seq, delayMs));
         } finally {
-          done();
+          // Refill on the next turn, not now: the released row is claimable at once, and a consumer
+          // that nacks every delivery (one closing) would otherwise claim and nack it again and
+          // again in microtasks, starving timers and I/O (the store's wake-up comes next turn too).
+          this.#unsettled.delete(row.seq);
+          setImmediate(() => this.pump());
         }
         if (delayMs > 0 && !this.#closed) {
           const timer = setTimeout(() => {

@@ -8,7 +8,7 @@ import { createBus, isSwitchyardError, type Message } from "@switchyard/core";
 import { type Admin, ConfigResourceTypes, Kafka, logLevel } from "kafkajs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseKafkaConfig, topicConfigs } from "../src/options.js";
-import { brokers, kafkaTransport } from "./helpers.js";
+import { brokers, deleteTopicsNamed, kafkaTransport, topicNames } from "./helpers.js";
 
 const Profile = messages.Ping; // { n, text }: `text` is the profile's value, the key its user
 
@@ -86,13 +86,16 @@ describeWithBroker("kafka", "kafka adapter: compacted topics", () => {
     admin = raw.admin();
     await admin.connect();
   });
+  // The topics the cases made (with their .retry/.dlq topics), deleted when done, passed or failed.
+  const made = topicNames();
   afterAll(async () => {
     await admin.disconnect();
-  });
+    await deleteTopicsNamed(made);
+  }, 60_000);
 
   describe.concurrent.each(["platformatic", "kafkajs"] as const)("%s driver", (driver) => {
     it("refuses a message without a key on a compacted topic with CONFIG_INVALID", async () => {
-      const topic = `sy-compact-nokey-${driver}-${randomUUID().slice(0, 8)}`;
+      const topic = made.unique(`sy-compact-nokey-${driver}`);
       const bus = createBus({
         transport: kafkaTransport(driver, { topics: { [topic]: { compacted: true } } }),
       });
@@ -105,7 +108,7 @@ describeWithBroker("kafka", "kafka adapter: compacted topics", () => {
     });
 
     it("after compaction a late subscriber reads only the latest value of each key", async () => {
-      const topic = `sy-compact-${driver}-${randomUUID().slice(0, 8)}`;
+      const topic = made.unique(`sy-compact-${driver}`);
       // A cleaner that runs as soon as it can: tiny segments that roll every 100 ms, any dirty
       // share is worth cleaning, and tombstones are kept only briefly once cleaned.
       const topics = {

@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import { brokerEndpoint } from "@switchyard/broker-stack/available";
 import type { DriverName } from "../src/driver.js";
 import type { KafkaOptions } from "../src/options.js";
@@ -37,4 +38,20 @@ export async function deleteTopicsNamed({ names }: { names: string[] }): Promise
   } finally {
     await admin.disconnect();
   }
+}
+
+/**
+ * Unique topic names that remember themselves, so a test file can delete what it made when done
+ * (`afterAll(() => deleteTopicsNamed(made))`), passed or failed.
+ */
+export function topicNames(): { names: string[]; unique(prefix: string): string } {
+  const names: string[] = [];
+  return {
+    names,
+    unique(prefix) {
+      const name = `${prefix}-${randomUUID().slice(0, 8)}`;
+      names.push(name);
+      return name;
+    },
+  };
 }

@@ -7,7 +7,7 @@ import { createBus, FAULT, FOREIGN_TYPE, PermanentError } from "@switchyard/core
 import { type Admin, Kafka, type KafkaMessage, logLevel } from "kafkajs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ATTEMPT_HEADER, DUE_HEADER, ORIGIN_HEADERS } from "../src/mapping.js";
-import { brokers, kafkaTransport } from "./helpers.js";
+import { brokers, deleteTopicsNamed, kafkaTransport, topicNames } from "./helpers.js";
 
 const Order = messages.Ping;
 
@@ -50,13 +50,16 @@ describeWithBroker("kafka", "kafka adapter: what lands on the broker", () => {
     admin = raw.admin();
     await admin.connect();
   });
+  // The topics the cases made (with their .retry/.dlq topics), deleted when done, passed or failed.
+  const made = topicNames();
   afterAll(async () => {
     await admin.disconnect();
-  });
+    await deleteTopicsNamed(made);
+  }, 60_000);
 
   describe.concurrent.each(["platformatic", "kafkajs"] as const)("%s driver", (driver) => {
     it("a publish is one record: key, one content-type header, the CloudEvent as JSON (structured, the default)", async () => {
-      const topic = `sy-st-${driver}-${randomUUID().slice(0, 8)}`;
+      const topic = made.unique(`sy-st-${driver}`);
       const bus = createBus({ transport: kafkaTransport(driver), source: "svc" });
       try {
         const sent = await bus.publish(topic, Order, { n: 7 }, { key: "order-7", headers: { tenant: "t1" } });
@@ -81,7 +84,7 @@ describeWithBroker("kafka", "kafka adapter: what lands on the broker", () => {
     });
 
     it("with contentMode=binary a publish is one record: key, ce_ headers, JSON value; topics have the configured partitions", async () => {
-      const topic = `sy-map-${driver}-${randomUUID().slice(0, 8)}`;
+      const topic = made.unique(`sy-map-${driver}`);
       const bus = createBus({
         transport: kafkaTransport(driver, { partitions: 2, contentMode: "binary" }),
         source: "svc",
@@ -105,7 +108,7 @@ describeWithBroker("kafka", "kafka adapter: what lands on the broker", () => {
     });
 
     it("nacks become retry records with attempt and due time; the dead letter names the original offset", async () => {
-      const topic = `sy-dl-${driver}-${randomUUID().slice(0, 8)}`;
+      const topic = made.unique(`sy-dl-${driver}`);
       const bus = createBus({ transport: kafkaTransport(driver), source: "svc" });
       const attempts = new Recorder<number>();
       const dead = new Recorder<string>();
@@ -147,7 +150,7 @@ describeWithBroker("kafka", "kafka adapter: what lands on the broker", () => {
     });
 
     it("a record from a plain Kafka producer is dead-lettered as decode and the consumer goes on", async () => {
-      const queue = `sy-foreign-${driver}-${randomUUID().slice(0, 8)}`;
+      const queue = made.unique(`sy-foreign-${driver}`);
       const bus = createBus({ transport: kafkaTransport(driver) });
       const got = new Recorder<number>();
       try {
@@ -172,7 +175,7 @@ describeWithBroker("kafka", "kafka adapter: what lands on the broker", () => {
     });
 
     it("onAny({ foreign: true }) takes a plain Kafka record as raw bytes, with its key and headers", async () => {
-      const queue = `sy-raw-${driver}-${randomUUID().slice(0, 8)}`;
+      const queue = made.unique(`sy-raw-${driver}`);
       const bus = createBus({ transport: kafkaTransport(driver) });
       const got = new Recorder<{ id: string; type: string; key?: string; data: unknown; headers: object }>();
       try {
@@ -197,7 +200,7 @@ describeWithBroker("kafka", "kafka adapter: what lands on the broker", () => {
     });
 
     it("members joining and leaving mid-stream: every message handled, duplicates bounded by what was in flight", async () => {
-      const queue = `sy-rebalance-${driver}-${randomUUID().slice(0, 8)}`;
+      const queue = made.unique(`sy-rebalance-${driver}`);
       const producer = createBus({ transport: kafkaTransport(driver) });
       const seen = new Recorder<number>();
       const member = (label: string) => {

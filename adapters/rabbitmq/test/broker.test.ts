@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { brokerEndpoint, describeWithBroker } from "@switchyard/broker-stack/available";
+import { deleteRabbitMqEntitiesNamed } from "@switchyard/broker-stack/cleanup";
 import { messages, Recorder, sleep } from "@switchyard/conformance";
 import { type Bus, createBus, isSwitchyardError, type WireMessage } from "@switchyard/core";
 import amqp from "amqplib";
@@ -23,7 +24,13 @@ async function api(path: string, method = "GET"): Promise<any> {
   return response.status === 204 || method !== "GET" ? undefined : response.json();
 }
 
-const unique = (label: string) => `sy-rmq-${label}-${randomUUID().slice(0, 8)}`;
+/** This run's names: what they name (queues, exchanges, delay queues) is deleted when the file is done. */
+const made: string[] = [];
+const unique = (label: string) => {
+  const name = `sy-rmq-${label}-${randomUUID().slice(0, 8)}`;
+  made.push(name);
+  return name;
+};
 
 describeWithBroker(["rabbitmq", "rabbitmq-management"], "rabbitmq adapter: on the broker", () => {
   const buses: Bus[] = [];
@@ -42,7 +49,8 @@ describeWithBroker(["rabbitmq", "rabbitmq-management"], "rabbitmq adapter: on th
   afterAll(async () => {
     await Promise.allSettled(buses.map((b) => b.close()));
     await raw.close();
-  });
+    await deleteRabbitMqEntitiesNamed(made);
+  }, 60_000);
 
   it("maps queues to durable quorum queues, topics to topic exchanges, and the envelope to AMQP", async () => {
     const b = bus();
