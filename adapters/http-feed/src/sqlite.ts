@@ -54,8 +54,9 @@ const openStores = new Map<string, Set<SqliteStore>>();
 /**
  * The SQLite store, on Node's built-in `node:sqlite` (synchronous, no dependency). One connection;
  * WAL mode, so readers in other processes never block and writers wait their turn: asynchronously
- * (see #whenUnlocked), never in SQLite's own busy handler, which would freeze the process. Writes run in `BEGIN IMMEDIATE` transactions: SQLite has one writer at a time, so positions
- * commit in order and claims need no row locks. Wake-ups are in-process events (every store of
+ * (see #whenUnlocked), never in SQLite's own busy handler, which would freeze the process. Writes
+ * run in `BEGIN IMMEDIATE` transactions: SQLite has one writer at a time, so positions commit in
+ * order and claims need no row locks. Wake-ups are in-process events (every store of
  * this process on the same file); other processes sharing the file see new rows only when they
  * poll (the transport's idle polling, a long poll's timeout).
  */
