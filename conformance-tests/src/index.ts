@@ -20,6 +20,7 @@ export {
   targetCapabilities,
 } from "./harness.js";
 export * as messages from "./messages.js";
+export { checkRecoveredErrors } from "./recovered-errors.js";
 export { checkReplyQueueLifecycle } from "./reply-queue.js";
 export { checkSubscriptionRemoval } from "./subscription-removal.js";
 

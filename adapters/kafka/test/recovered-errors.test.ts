@@ -5,15 +5,12 @@
 import { randomUUID } from "node:crypto";
 import { describeWithBroker } from "@switchyard/broker-stack/available";
 import { TcpProxy } from "@switchyard/broker-stack/fault";
-import { messages } from "@switchyard/conformance";
-import { type BusHooks, createBus, isSwitchyardError } from "@switchyard/core";
-import { afterAll, describe, expect, it } from "vitest";
+import { checkRecoveredErrors } from "@switchyard/conformance";
+import { afterAll, describe, it } from "vitest";
 import type { DriverName } from "../src/driver.js";
 import { createTransport } from "../src/transport.js";
 import { deleteTopicsNamed, fastGroups, kafkaTransport } from "./helpers.js";
 
-const { Ping } = messages;
-type ErrorEvent = Parameters<NonNullable<BusHooks["onError"]>>[0];
 const queues: string[] = [];
 
 describeWithBroker("kafka", "kafka: recovered transport errors reach onError", () => {
@@ -24,38 +21,17 @@ describeWithBroker("kafka", "kafka: recovered transport errors reach onError", (
       const queue = `sy-recovered-${driver}-${randomUUID().slice(0, 8)}`;
       queues.push(queue);
       const proxy = await TcpProxy.start({ host: "127.0.0.1", port: 9094 }, { port: 19094 });
-      let reported: (event: ErrorEvent) => void = () => {};
-      const firstError = new Promise<ErrorEvent>((resolve) => {
-        reported = resolve;
-      });
-      const handled = new Map<number, () => void>();
-      const handledOnce = (n: number) => new Promise<void>((resolve) => handled.set(n, resolve));
-      const consumer = createBus({
-        transport: createTransport(new URL(`kafka://${proxy.hostPort}?driver=${driver}`), { ...fastGroups }),
-        source: "recovered-consumer",
-        hooks: { onError: (event) => reported(event) },
-      });
-      const producer = createBus({ transport: kafkaTransport(driver), source: "recovered-producer" });
       try {
-        await consumer
-          .consume(queue)
-          .on(Ping, async (msg) => handled.get(msg.data.n)?.())
-          .start();
-        const first = handledOnce(1);
-        await producer.send(queue, Ping, { n: 1 });
-        await first;
-
-        proxy.cut();
-        const event = await firstError;
-        proxy.restore();
-        expect(event).toMatchObject({ attempt: 0, willRetry: true, source: { name: queue } });
-        expect(isSwitchyardError(event.error, "TRANSPORT_ERROR")).toBe(true);
-
-        const second = handledOnce(2);
-        await producer.send(queue, Ping, { n: 2 });
-        await second;
+        await checkRecoveredErrors({
+          consumerTransport: createTransport(new URL(`kafka://${proxy.hostPort}?driver=${driver}`), {
+            ...fastGroups,
+          }),
+          producerTransport: kafkaTransport(driver),
+          queue,
+          cut: () => proxy.cut(),
+          restore: () => proxy.restore(),
+        });
       } finally {
-        await Promise.allSettled([consumer.close(), producer.close()]);
         await proxy.close();
       }
     });
