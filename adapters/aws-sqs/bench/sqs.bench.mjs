@@ -4,7 +4,8 @@
 //              `bus.sendBatch` of 10 (schema check, envelope; the adapter sends one SendMessageBatch
 //              with two attributes per message: `sy-headers`, the ~6 CloudEvents headers packed as
 //              JSON, and `sy-id`), 8 in flight. Also reported: single `bus.publishRaw` sends, 80 in
-//              flight (sendSinglesPerSec).
+//              flight (sendSinglesPerSec). Raw is also measured sending the same two attributes
+//              (throughputRatioSameAttributes), which separates the mapping's cost from the code's.
 //   consume/s  raw receive(10) + JSON.parse + DeleteMessageBatch, 4 loops, vs a Switchyard consumer
 //              (concurrency 32, prefetch 40: decode, schema check, handler, delete). Not the same
 //              shape: each raw loop waits for its delete before the next receive, while the adapter's
@@ -22,7 +23,14 @@ import {
   SendMessageCommand,
   SQSClient,
 } from "@aws-sdk/client-sqs";
-import { BYTES_CONTENT_TYPE, createBus, defineMessage } from "@switchyard/core";
+import {
+  BYTES_CONTENT_TYPE,
+  createBus,
+  createEnvelope,
+  defineMessage,
+  packHeaders,
+  toWire,
+} from "@switchyard/core";
 import { interleaved, medians, shapeSchema } from "../../../scripts/bench-kit.mjs";
 import { SqsTransport } from "../dist/index.js";
 
@@ -61,14 +69,31 @@ const rawUrl = await transport.base.queues.url(rawQueue);
 
 let sink = 0;
 
-/** Raw: N messages sent (SendMessageBatch of 10, 8 in flight), then read back (4 receive loops). */
-async function rawRound() {
+/**
+ * The two message attributes Switchyard's SQS mapping sends with a message (the CloudEvents headers
+ * packed as JSON, and the id), built as it builds them: for the raw side that sends the same.
+ */
+function sameAttributes(data) {
+  const wire = toWire(createEnvelope({ type: "bench.sqs", schemaVersion: 1, data }, { source: "bench" }));
+  return {
+    "sy-headers": { DataType: "String", StringValue: packHeaders(wire.headers) },
+    "sy-id": { DataType: "String", StringValue: wire.id },
+  };
+}
+
+/**
+ * Raw: N messages sent (SendMessageBatch of 10, 8 in flight), then read back (4 receive loops).
+ * `withAttributes`: each message also carries the attributes Switchyard's would.
+ */
+async function rawRound(withAttributes = false) {
   let t = performance.now();
   await pool(N / 10, 8, async (b) => {
-    const Entries = Array.from({ length: 10 }, (_, i) => ({
-      Id: String(i),
-      MessageBody: JSON.stringify(payload(b * 10 + i)),
-    }));
+    const Entries = Array.from({ length: 10 }, (_, i) => {
+      const data = payload(b * 10 + i);
+      const entry = { Id: String(i), MessageBody: JSON.stringify(data) };
+      if (withAttributes) entry.MessageAttributes = sameAttributes(data);
+      return entry;
+    });
     await raw.send(new SendMessageBatchCommand({ QueueUrl: rawUrl, Entries }));
   });
   const send = N / ((performance.now() - t) / 1000);
@@ -127,8 +152,13 @@ async function switchyardRound() {
 }
 
 const ROUNDS = quick ? 1 : 3;
-const rounds = await interleaved(ROUNDS, { raw: rawRound, switchyard: switchyardRound });
+const rounds = await interleaved(ROUNDS, {
+  raw: () => rawRound(),
+  rawSame: () => rawRound(true),
+  switchyard: switchyardRound,
+});
 const { send: rawSend, consume: rawConsume } = medians(rounds.raw);
+const { send: rawSameSend, consume: rawSameConsume } = medians(rounds.rawSame);
 const { send: sySend, consume: syConsume } = medians(rounds.switchyard);
 
 // single sends to a second queue (not consumed)
@@ -175,10 +205,13 @@ console.log(
     sendPerSec: Math.round(sySend),
     sendSinglesPerSec: Math.round(sySingles),
     throughputRatio: r(sySend / rawSend),
+    rawSameAttributesSendPerSec: Math.round(rawSameSend),
+    throughputRatioSameAttributes: r(sySend / rawSameSend),
     throughputRatioByRound: rounds.raw.map((x, i) => r(rounds.switchyard[i].send / x.send)),
     rawConsumePerSec: Math.round(rawConsume),
     consumePerSec: Math.round(syConsume),
     consumeRatio: r(syConsume / rawConsume),
+    consumeRatioSameAttributes: r(syConsume / rawSameConsume),
     consumeRatioByRound: rounds.raw.map((x, i) => r(rounds.switchyard[i].consume / x.consume)),
     rawSendP50Ms: r(pct(rawLat, 0.5)),
     rawSendP99Ms: r(pct(rawLat, 0.99)),
