@@ -31,7 +31,7 @@ import {
   packHeaders,
   toWire,
 } from "@switchyard/core";
-import { interleaved, medians, shapeSchema } from "../../../scripts/bench-kit.mjs";
+import { interleaved, medians, percentile, pool, shapeSchema } from "../../../scripts/bench-kit.mjs";
 import { SqsTransport } from "../dist/index.js";
 
 const quick = process.argv.includes("--quick");
@@ -46,16 +46,6 @@ const payload = (id) => ({ id, note: NOTE }); // ~1 KiB as JSON
 const schema = shapeSchema({ id: "number", note: "string" });
 const Bench = defineMessage({ type: "bench.sqs", versions: { 1: schema } });
 const run = randomUUID().slice(0, 8);
-const pct = (xs, p) => xs.sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))];
-
-async function pool(total, width, task) {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: width }, async () => {
-      while (next < total) await task(next++);
-    }),
-  );
-}
 
 const transport = new SqsTransport({ endpoint, ...aws, waitTimeSeconds: 1 });
 const bus = createBus({ transport, source: "bench" });
@@ -194,7 +184,7 @@ if (sink < 0) console.log(sink);
 raw.destroy();
 const r = (x) => Math.round(x * 100) / 100;
 console.log(
-  `send: raw batched ${Math.round(rawSend)} msg/s, switchyard sendBatch ${Math.round(sySend)} msg/s (single sends ${Math.round(sySingles)} msg/s); consume: raw ${Math.round(rawConsume)} msg/s, switchyard ${Math.round(syConsume)} msg/s; send p50/p99 raw ${r(pct(rawLat, 0.5))}/${r(pct(rawLat, 0.99))} ms, switchyard ${r(pct(syLat, 0.5))}/${r(pct(syLat, 0.99))} ms`,
+  `send: raw batched ${Math.round(rawSend)} msg/s, switchyard sendBatch ${Math.round(sySend)} msg/s (single sends ${Math.round(sySingles)} msg/s); consume: raw ${Math.round(rawConsume)} msg/s, switchyard ${Math.round(syConsume)} msg/s; send p50/p99 raw ${r(percentile(rawLat, 50))}/${r(percentile(rawLat, 99))} ms, switchyard ${r(percentile(syLat, 50))}/${r(percentile(syLat, 99))} ms`,
 );
 console.log(
   JSON.stringify({
@@ -213,10 +203,10 @@ console.log(
     consumeRatio: r(syConsume / rawConsume),
     consumeRatioSameAttributes: r(syConsume / rawSameConsume),
     consumeRatioByRound: rounds.raw.map((x, i) => r(rounds.switchyard[i].consume / x.consume)),
-    rawSendP50Ms: r(pct(rawLat, 0.5)),
-    rawSendP99Ms: r(pct(rawLat, 0.99)),
-    sendP50Ms: r(pct(syLat, 0.5)),
-    sendP99Ms: r(pct(syLat, 0.99)),
-    p99DeltaMs: r(pct(syLat, 0.99) - pct(rawLat, 0.99)),
+    rawSendP50Ms: r(percentile(rawLat, 50)),
+    rawSendP99Ms: r(percentile(rawLat, 99)),
+    sendP50Ms: r(percentile(syLat, 50)),
+    sendP99Ms: r(percentile(syLat, 99)),
+    p99DeltaMs: r(percentile(syLat, 99) - percentile(rawLat, 99)),
   }),
 );

@@ -17,7 +17,7 @@
 import { randomUUID } from "node:crypto";
 import { ServiceBusClient } from "@azure/service-bus";
 import { createBus, defineMessage } from "@switchyard/core";
-import { completion, paced, percentile, pool, shapeSchema } from "../../../scripts/bench-kit.mjs";
+import { completion, median, paced, percentile, pool, shapeSchema } from "../../../scripts/bench-kit.mjs";
 import { createTransport } from "../dist/index.js";
 
 const quick = process.argv.includes("--quick");
@@ -187,7 +187,6 @@ for (let round = 0; round < ROUNDS; round++) {
   rounds.rh.push(await raw({ headers: true, latency: false }));
   rounds.s.push(await switchyard({ latency: round === 0 }));
 }
-const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
 const summary = (list) => ({
   ...list[0],
   sendRate: median(list.map((x) => x.sendRate)),

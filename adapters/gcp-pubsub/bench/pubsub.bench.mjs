@@ -16,7 +16,7 @@
 import { randomUUID } from "node:crypto";
 import { PubSub } from "@google-cloud/pubsub";
 import { BYTES_CONTENT_TYPE, createBus } from "@switchyard/core";
-import { completion, paced, percentile, pool, sleep } from "../../../scripts/bench-kit.mjs";
+import { completion, median, paced, percentile, pool, sleep } from "../../../scripts/bench-kit.mjs";
 import { createTransport } from "../dist/index.js";
 
 const quick = process.argv.includes("--quick");
@@ -51,7 +51,6 @@ async function timed(send) {
   const used = process.cpuUsage(cpu);
   return { rate, cpuUs: (used.user + used.system) / N };
 }
-const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
 
 /** Publish: the three sides take turns, ROUNDS times, each to a topic without subscriptions. */
 async function publishRounds() {

@@ -10,7 +10,7 @@
 import { randomUUID } from "node:crypto";
 import { createBus } from "@switchyard/core";
 import amqp from "amqplib";
-import { interleaved, medians, profiled } from "../../../scripts/bench-kit.mjs";
+import { interleaved, medians, percentile, pool, profiled } from "../../../scripts/bench-kit.mjs";
 import { createTransport } from "../dist/index.js";
 
 const quick = process.argv.includes("--quick");
@@ -26,20 +26,6 @@ const raw1k = (headers = {}) => ({
   data: body,
   headers,
 });
-
-async function pool(total, inFlight, send) {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: inFlight }, async () => {
-      while (next < total) await send(next++);
-    }),
-  );
-}
-
-function percentile(values, p) {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
-}
 
 // The broker blocks publishing connections under a memory or disk alarm (connection.blocked), which
 // makes a run's figures meaningless rather than slow. RabbitMQ tells only connections that publish,
