@@ -372,8 +372,6 @@ export class RabbitTransport implements Transport {
     this.#pending += messages.length;
     try {
       for (;;) {
-        // Set while this batch waits for 'drain' mid-way (see below).
-        let written: (() => void) | undefined;
         try {
           // Batches are written one after another: one that waits for the channel to drain holds
           // later ones back, so messages reach the queue in publish order (per-key order holds with
@@ -388,44 +386,47 @@ export class RabbitTransport implements Transport {
             if (this.#writing) continue;
           }
           const confirms: Promise<void>[] = [];
-          for (const { message, properties, body } of prepared) {
-            const key = routingKey ?? routingKeyOf(message);
-            let ok = true;
-            confirms.push(
-              new Promise<void>((resolve, reject) => {
-                ok = channel.publish(exchange, key, body, properties, (error) => {
-                  if (error) return reject(new Retryable(error));
-                  const returned = this.#returned.get(message.id);
-                  if (returned) {
-                    if (returned === 1) this.#returned.delete(message.id);
-                    else this.#returned.set(message.id, returned - 1);
-                    return reject(
-                      new SwitchyardError(
-                        "TRANSPORT_ERROR",
-                        `message ${message.id} was unroutable: ${destination.kind} "${destination.name}" does not exist`,
-                      ),
-                    );
-                  }
-                  resolve();
-                });
-              }),
-            );
-            // Flow control: when the channel's buffer is full, wait for 'drain' before writing more.
-            if (!ok) {
-              if (!written) {
-                this.#writing = new Promise<void>((resolve) => {
-                  written = resolve;
-                });
+          // Set while this batch waits for 'drain' mid-way (see below); released once it is written.
+          let written: (() => void) | undefined;
+          try {
+            for (const { message, properties, body } of prepared) {
+              const key = routingKey ?? routingKeyOf(message);
+              let ok = true;
+              confirms.push(
+                new Promise<void>((resolve, reject) => {
+                  ok = channel.publish(exchange, key, body, properties, (error) => {
+                    if (error) return reject(new Retryable(error));
+                    const returned = this.#returned.get(message.id);
+                    if (returned) {
+                      if (returned === 1) this.#returned.delete(message.id);
+                      else this.#returned.set(message.id, returned - 1);
+                      return reject(
+                        new SwitchyardError(
+                          "TRANSPORT_ERROR",
+                          `message ${message.id} was unroutable: ${destination.kind} "${destination.name}" does not exist`,
+                        ),
+                      );
+                    }
+                    resolve();
+                  });
+                }),
+              );
+              // Flow control: when the channel's buffer is full, wait for 'drain' before writing more.
+              if (!ok) {
+                if (!written) {
+                  this.#writing = new Promise<void>((resolve) => {
+                    written = resolve;
+                  });
+                }
+                await Promise.race([once(channel, "drain"), once(channel, "close")]);
               }
-              await Promise.race([once(channel, "drain"), once(channel, "close")]);
             }
+          } finally {
+            this.#release(written);
           }
-          this.#release(written);
-          written = undefined;
           await Promise.all(confirms);
           return;
         } catch (error) {
-          this.#release(written);
           if (this.#closed) throw new SwitchyardError("CLOSED", "the rabbitmq transport was closed");
           const retry = error instanceof Retryable || !this.#model;
           if (!retry || Date.now() >= deadline) {
